@@ -1,0 +1,53 @@
+/* Threads and instruction sets, in one place.
+ *
+ * FC_OMP_PARALLEL(n)  opens `#pragma omp parallel num_threads(n)` when the build
+ *                     has OpenMP, and nothing otherwise (the block runs once).
+ * fc_thread_id(), fc_thread_count()  0 / 1 without OpenMP.
+ * fc_split(n, parts, k, &lo, &hi)    static partition of [0, n) into `parts` chunks.
+ * FC_MULTIVERSION     put before a hot function (its helpers must be FC_INLINE, fc_math.h): GCC on x86-64 Linux compiles it
+ *                     three times (x86-64-v4 = AVX-512, x86-64-v3 = AVX2+FMA, and
+ *                     the baseline) and picks one at load time, so wheels stay
+ *                     portable (no -march=native) yet use the machine's vector
+ *                     width.  Empty elsewhere, with FASTCORE_NATIVE builds and
+ *                     under sanitizers.
+ */
+#ifndef FC_PARALLEL_H
+#define FC_PARALLEL_H
+
+#include <stddef.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define FC_PRAGMA(x) _Pragma(#x)
+#define FC_OMP_PARALLEL(n) FC_PRAGMA(omp parallel num_threads(n))
+static inline int fc_thread_id(void) { return omp_get_thread_num(); }
+static inline int fc_thread_count(void) { return omp_get_num_threads(); }
+#else
+#define FC_OMP_PARALLEL(n)
+static inline int fc_thread_id(void) { return 0; }
+static inline int fc_thread_count(void) { return 1; }
+#endif
+
+/* Chunk k of `parts` equal chunks of [0, n). */
+static inline void fc_split(ptrdiff_t n, int parts, int k, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t q = n / parts, r = n % parts;
+    *lo = k * q + (k < r ? k : r);
+    *hi = *lo + q + (k < r ? 1 : 0);
+}
+
+/* Never more threads than work items, never fewer than one. */
+static inline int fc_clamp_threads(int n_threads, ptrdiff_t work)
+{
+    if (work < 1) return 1;
+    return (ptrdiff_t)n_threads > work ? (int)work : (n_threads < 1 ? 1 : n_threads);
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) \
+    && defined(__linux__) && !defined(FC_NO_MULTIVERSION) && !defined(__SANITIZE_ADDRESS__)
+#define FC_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FC_MULTIVERSION
+#endif
+
+#endif /* FC_PARALLEL_H */

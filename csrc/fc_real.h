@@ -1,0 +1,76 @@
+/* One C source, two precisions.
+ *
+ * A kernel family writes its implementation once in a header without include
+ * guards (e.g. softmax_impl.h) using the names below, and its .c file includes
+ * that header twice:
+ *
+ *     #define FC_REAL_DOUBLE 0
+ *     #include "fc_real.h"
+ *     #include "softmax_impl.h"      // defines fc_softmax_f32, ...
+ *     #undef FC_REAL_DOUBLE
+ *     #define FC_REAL_DOUBLE 1
+ *     #include "fc_real.h"
+ *     #include "softmax_impl.h"      // defines fc_softmax_f64, ...
+ *
+ * Names provided:
+ *   fc_real            float or double
+ *   FC_NAME(base)      base_f32 or base_f64 (public symbols)
+ *   FC_EXP(x)          fast vectorisable exp of fc_math.h (<= 2 ulp, IEEE edge cases kept)
+ *   FC_LOG, FC_LOG1P, FC_SQRT, FC_FABS, FC_LIBM_EXP   the libm function of that precision
+ *   FC_INF             +infinity of that precision
+ *   FC_EPS             machine epsilon of that precision
+ *   FC_MAXVAL          largest finite value
+ *
+ * Accumulations (sums, norms, log-sum-exp) should use double whatever fc_real is.
+ */
+#include <float.h>
+#include <math.h>
+#include "fc_math.h"
+
+#undef fc_real
+#undef FC_SUFFIX
+#undef FC_NAME
+#undef FC_EXP
+#undef FC_LIBM_EXP
+#undef FC_LOG
+#undef FC_LOG1P
+#undef FC_SQRT
+#undef FC_FABS
+#undef FC_INF
+#undef FC_EPS
+#undef FC_MAXVAL
+
+#ifndef FC_CAT
+#define FC_CAT_(a, b) a##b
+#define FC_CAT(a, b) FC_CAT_(a, b)
+#endif
+
+#if !defined(FC_REAL_DOUBLE)
+#error "define FC_REAL_DOUBLE to 0 or 1 before including fc_real.h"
+#elif FC_REAL_DOUBLE
+#define fc_real double
+#define FC_SUFFIX _f64
+#define FC_EXP(x) fc_exp_f64(x)
+#define FC_LIBM_EXP(x) exp(x)
+#define FC_LOG(x) log(x)
+#define FC_LOG1P(x) log1p(x)
+#define FC_SQRT(x) sqrt(x)
+#define FC_FABS(x) fabs(x)
+#define FC_INF ((double)INFINITY)
+#define FC_EPS DBL_EPSILON
+#define FC_MAXVAL DBL_MAX
+#else
+#define fc_real float
+#define FC_SUFFIX _f32
+#define FC_EXP(x) fc_exp_f32(x)
+#define FC_LIBM_EXP(x) expf(x)
+#define FC_LOG(x) logf(x)
+#define FC_LOG1P(x) log1pf(x)
+#define FC_SQRT(x) sqrtf(x)
+#define FC_FABS(x) fabsf(x)
+#define FC_INF ((float)INFINITY)
+#define FC_EPS FLT_EPSILON
+#define FC_MAXVAL FLT_MAX
+#endif
+
+#define FC_NAME(base) FC_CAT(base, FC_SUFFIX)

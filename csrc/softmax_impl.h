@@ -1,0 +1,296 @@
+/* Softmax / log-sum-exp implementation, instantiated once per precision by
+ * softmax.c (see fc_real.h).  No include guard on purpose.
+ *
+ * Reductions are written over FC_LANES independent partial results so that the
+ * compiler vectorises them without reassociating floating-point sums.
+ */
+#ifndef FC_LANES
+#define FC_LANES 16
+#endif
+#ifndef FC_COL_BLOCK
+#define FC_COL_BLOCK 256 /* columns of the (n, inner) slab handled together */
+#endif
+
+/* The mask value at slice element i of a row, 1 when there is no mask. */
+#define FC_KEEP(mk, ms, i) ((mk) == NULL || (mk)[(ptrdiff_t)(i) * (ms)] != 0)
+
+/* Largest unmasked value of a contiguous row (-inf when none; NaN is ignored). */
+FC_INLINE fc_real FC_NAME(fc_row_max)(const fc_real *x, ptrdiff_t n, const uint8_t *mk,
+                                          ptrdiff_t ms)
+{
+    fc_real lane[FC_LANES];
+    for (int j = 0; j < FC_LANES; ++j) lane[j] = -FC_INF;
+    ptrdiff_t nb = n - n % FC_LANES, i = 0;
+    if (mk == NULL) {
+        for (; i < nb; i += FC_LANES)
+            for (int j = 0; j < FC_LANES; ++j) {
+                fc_real v = x[i + j];
+                lane[j] = v > lane[j] ? v : lane[j];
+            }
+    } else if (ms == 1) {
+        for (; i < nb; i += FC_LANES)
+            for (int j = 0; j < FC_LANES; ++j) {
+                fc_real v = mk[i + j] ? x[i + j] : -FC_INF;
+                lane[j] = v > lane[j] ? v : lane[j];
+            }
+    }
+    fc_real m = -FC_INF;
+    for (; i < n; ++i)
+        if (FC_KEEP(mk, ms, i) && x[i] > m) m = x[i];
+    for (int j = 0; j < FC_LANES; ++j) m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+/* e_i = exp(x_i - m) at unmasked i, 0 at masked i (a plain map: vectorises). */
+FC_INLINE void FC_NAME(fc_exp_shift)(const fc_real *x, fc_real *e, ptrdiff_t n,
+                                     const uint8_t *mk, ptrdiff_t ms, fc_real m)
+{
+    if (mk == NULL) {
+        for (ptrdiff_t i = 0; i < n; ++i) e[i] = FC_EXP(x[i] - m);
+    } else if (ms == 1) {
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            fc_real t = FC_EXP(x[i] - m);
+            e[i] = mk[i] ? t : (fc_real)0;
+        }
+    } else {
+        for (ptrdiff_t i = 0; i < n; ++i) e[i] = mk[i * ms] ? FC_EXP(x[i] - m) : (fc_real)0;
+    }
+}
+
+/* Σ e_i in double, over FC_LANES partial sums. */
+FC_INLINE double FC_NAME(fc_sum_lanes)(const fc_real *e, ptrdiff_t n)
+{
+    double lane[FC_LANES];
+    for (int j = 0; j < FC_LANES; ++j) lane[j] = 0.0;
+    ptrdiff_t nb = n - n % FC_LANES;
+    for (ptrdiff_t i = 0; i < nb; i += FC_LANES)
+        for (int j = 0; j < FC_LANES; ++j) lane[j] += (double)e[i + j];
+    double s = 0.0;
+    for (ptrdiff_t i = nb; i < n; ++i) s += (double)e[i];
+    for (int j = 0; j < FC_LANES; ++j) s += lane[j];
+    return s;
+}
+
+/* Σ exp(x_i - m) over unmasked i, in double; the terms go to out when out != NULL,
+ * else through a small stack buffer.  m must be finite. */
+FC_INLINE double FC_NAME(fc_row_expsum)(const fc_real *x, fc_real *out, ptrdiff_t n,
+                                        const uint8_t *mk, ptrdiff_t ms, fc_real m)
+{
+    if (out != NULL) {
+        FC_NAME(fc_exp_shift)(x, out, n, mk, ms, m);
+        return FC_NAME(fc_sum_lanes)(out, n);
+    }
+    fc_real buf[512];
+    double s = 0.0;
+    for (ptrdiff_t c = 0; c < n; c += 512) {
+        ptrdiff_t len = n - c < 512 ? n - c : 512;
+        FC_NAME(fc_exp_shift)(x + c, buf, len, mk ? mk + c * ms : NULL, ms, m);
+        s += FC_NAME(fc_sum_lanes)(buf, len);
+    }
+    return s;
+}
+
+/* Slow path for a row whose maximum is not finite, or whose sum is NaN.
+ * Writes the softmax to out (if not NULL) and returns the log-sum-exp. */
+static fc_real FC_NAME(fc_row_special)(const fc_real *x, fc_real *out, ptrdiff_t n,
+                                       const uint8_t *mk, ptrdiff_t ms, fc_real m)
+{
+    int has_nan = 0;
+    ptrdiff_t n_posinf = 0;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        if (!FC_KEEP(mk, ms, i)) continue;
+        has_nan |= x[i] != x[i];
+        n_posinf += x[i] == FC_INF;
+    }
+    if (has_nan) {
+        if (out != NULL)
+            for (ptrdiff_t i = 0; i < n; ++i) out[i] = FC_KEEP(mk, ms, i) ? (fc_real)NAN : (fc_real)0;
+        return (fc_real)NAN;
+    }
+    if (n_posinf > 0) {
+        if (out != NULL) {
+            fc_real share = (fc_real)(1.0 / (double)n_posinf);
+            for (ptrdiff_t i = 0; i < n; ++i)
+                out[i] = (FC_KEEP(mk, ms, i) && x[i] == FC_INF) ? share : (fc_real)0;
+        }
+        return FC_INF;
+    }
+    (void)m; /* no mass at all */
+    if (out != NULL)
+        for (ptrdiff_t i = 0; i < n; ++i) out[i] = (fc_real)0;
+    return -FC_INF;
+}
+
+/* Rows [r0, r1) of the inner == 1 layout.  out_sm: softmax rows or NULL;
+ * out_lse: one value per row or NULL. */
+static FC_MULTIVERSION void FC_NAME(fc_rows)(const fc_real *x, fc_real *out_sm, fc_real *out_lse,
+                                             ptrdiff_t r0, ptrdiff_t r1, ptrdiff_t n,
+                                             const uint8_t *mask, const ptrdiff_t *moff,
+                                             ptrdiff_t ms)
+{
+    for (ptrdiff_t r = r0; r < r1; ++r) {
+        const fc_real *xr = x + r * n;
+        fc_real *orow = out_sm ? out_sm + r * n : NULL;
+        const uint8_t *mk = mask ? mask + moff[r] : NULL;
+        if (mk != NULL && ms == 0 && n > 0 && mk[0] != 0) mk = NULL; /* whole row kept */
+        fc_real m = FC_NAME(fc_row_max)(xr, n, mk, ms);
+        fc_real lse;
+        if (m == -FC_INF || m == FC_INF) {
+            lse = FC_NAME(fc_row_special)(xr, orow, n, mk, ms, m);
+        } else {
+            double s = FC_NAME(fc_row_expsum)(xr, orow, n, mk, ms, m);
+            if (s != s) {
+                lse = FC_NAME(fc_row_special)(xr, orow, n, mk, ms, m);
+            } else {
+                lse = (fc_real)((double)m + log(s));
+                if (orow != NULL) {
+                    fc_real inv = (fc_real)(1.0 / s);
+                    for (ptrdiff_t i = 0; i < n; ++i) orow[i] *= inv;
+                }
+            }
+        }
+        if (out_lse != NULL) out_lse[r] = lse;
+    }
+}
+
+/* One (outer o, column block [c0, c1)) tile of the inner > 1 layout: the reduction
+ * runs down the columns, the vector lanes across them. */
+static FC_MULTIVERSION void FC_NAME(fc_cols)(const fc_real *x, fc_real *out_sm, fc_real *out_lse,
+                                             ptrdiff_t o, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t n,
+                                             ptrdiff_t inner, const uint8_t *mask,
+                                             const ptrdiff_t *moff, ptrdiff_t msn, ptrdiff_t msi)
+{
+    fc_real m[FC_COL_BLOCK], shift[FC_COL_BLOCK];
+    double s[FC_COL_BLOCK];
+    ptrdiff_t w = c1 - c0;
+    const fc_real *xs = x + o * n * inner + c0;
+    fc_real *os = out_sm ? out_sm + o * n * inner + c0 : NULL;
+    const uint8_t *ms = mask ? mask + moff[o] + c0 * msi : NULL;
+
+    for (ptrdiff_t j = 0; j < w; ++j) m[j] = -FC_INF;
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const fc_real *xi = xs + i * inner;
+        if (ms == NULL) {
+            for (ptrdiff_t j = 0; j < w; ++j) m[j] = xi[j] > m[j] ? xi[j] : m[j];
+        } else {
+            const uint8_t *mi = ms + i * msn;
+            for (ptrdiff_t j = 0; j < w; ++j) {
+                fc_real v = mi[j * msi] ? xi[j] : -FC_INF;
+                m[j] = v > m[j] ? v : m[j];
+            }
+        }
+    }
+    /* non-finite maxima get shift 0 here and are redone column by column below */
+    for (ptrdiff_t j = 0; j < w; ++j) {
+        shift[j] = (m[j] == FC_INF || m[j] == -FC_INF) ? (fc_real)0 : m[j];
+        s[j] = 0.0;
+    }
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        const fc_real *xi = xs + i * inner;
+        fc_real *oi = os ? os + i * inner : NULL;
+        const uint8_t *mi = ms ? ms + i * msn : NULL;
+        for (ptrdiff_t j = 0; j < w; ++j) {
+            fc_real e = FC_EXP(xi[j] - shift[j]);
+            if (mi != NULL) e = mi[j * msi] ? e : (fc_real)0;
+            if (oi != NULL) oi[j] = e;
+            s[j] += (double)e;
+        }
+    }
+    if (os != NULL) {
+        for (ptrdiff_t j = 0; j < w; ++j) shift[j] = (fc_real)(1.0 / s[j]);
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            fc_real *oi = os + i * inner;
+            for (ptrdiff_t j = 0; j < w; ++j) oi[j] *= shift[j];
+        }
+    }
+    /* columns that need the slow path: gather, fix, scatter */
+    for (ptrdiff_t j = 0; j < w; ++j) {
+        int special = m[j] == FC_INF || m[j] == -FC_INF || s[j] != s[j];
+        fc_real lse = special ? (fc_real)0 : (fc_real)((double)m[j] + log(s[j]));
+        if (special) {
+            int has_nan = 0;
+            ptrdiff_t n_posinf = 0;
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                int keep = ms == NULL || ms[i * msn + j * msi] != 0;
+                fc_real v = xs[i * inner + j];
+                if (!keep) continue;
+                has_nan |= v != v;
+                n_posinf += v == FC_INF;
+            }
+            lse = has_nan ? (fc_real)NAN : (n_posinf > 0 ? FC_INF : -FC_INF);
+            if (os != NULL) {
+                fc_real share = n_posinf > 0 ? (fc_real)(1.0 / (double)n_posinf) : (fc_real)0;
+                for (ptrdiff_t i = 0; i < n; ++i) {
+                    int keep = ms == NULL || ms[i * msn + j * msi] != 0;
+                    fc_real v = xs[i * inner + j];
+                    fc_real r = (fc_real)0;
+                    if (keep && has_nan) r = (fc_real)NAN;
+                    else if (keep && v == FC_INF) r = share;
+                    os[i * inner + j] = r;
+                }
+            }
+        }
+        if (out_lse != NULL) out_lse[o * inner + c0 + j] = lse;
+    }
+}
+
+static int FC_NAME(fc_softmax_driver)(const fc_real *x, fc_real *out_sm, fc_real *out_lse,
+                                      ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
+                                      const uint8_t *mask, const ptrdiff_t *moff,
+                                      ptrdiff_t msn, ptrdiff_t msi, int n_threads)
+{
+    if (outer < 0 || n < 0 || inner < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (outer == 0 || inner == 0) return FC_OK;
+    if (x == NULL && n > 0) return FC_BAD_ARGUMENT;
+    if (out_sm == NULL && out_lse == NULL) return FC_BAD_ARGUMENT;
+    if (mask != NULL && moff == NULL) return FC_BAD_ARGUMENT;
+    if (out_sm != NULL && n == 0) return FC_OK; /* nothing to write */
+
+    if (inner == 1) {
+        int nt = fc_clamp_threads(n_threads, outer * n / 4096 + 1);
+        nt = nt > outer ? (int)outer : nt;
+        FC_OMP_PARALLEL(nt)
+        {
+            ptrdiff_t lo, hi;
+            fc_split(outer, fc_thread_count(), fc_thread_id(), &lo, &hi);
+            FC_NAME(fc_rows)(x, out_sm, out_lse, lo, hi, n, mask, moff, msn);
+        }
+    } else {
+        ptrdiff_t nblk = (inner + FC_COL_BLOCK - 1) / FC_COL_BLOCK;
+        ptrdiff_t work = outer * nblk;
+        int nt = fc_clamp_threads(n_threads, outer * n * inner / 4096 + 1);
+        nt = nt > work ? (int)work : nt;
+        FC_OMP_PARALLEL(nt)
+        {
+            ptrdiff_t lo, hi;
+            fc_split(work, fc_thread_count(), fc_thread_id(), &lo, &hi);
+            for (ptrdiff_t t = lo; t < hi; ++t) {
+                ptrdiff_t o = t / nblk, b = t % nblk;
+                ptrdiff_t c0 = b * FC_COL_BLOCK;
+                ptrdiff_t c1 = c0 + FC_COL_BLOCK < inner ? c0 + FC_COL_BLOCK : inner;
+                FC_NAME(fc_cols)(x, out_sm, out_lse, o, c0, c1, n, inner, mask, moff, msn, msi);
+            }
+        }
+    }
+    return FC_OK;
+}
+
+int FC_NAME(fc_softmax)(const fc_real *x, fc_real *out, ptrdiff_t outer, ptrdiff_t n,
+                        ptrdiff_t inner, const uint8_t *mask, const ptrdiff_t *mask_offsets,
+                        ptrdiff_t mask_stride_n, ptrdiff_t mask_stride_inner, int n_threads)
+{
+    if (out == NULL && outer > 0 && n > 0 && inner > 0) return FC_BAD_ARGUMENT;
+    if (out == NULL) return FC_OK;
+    return FC_NAME(fc_softmax_driver)(x, out, NULL, outer, n, inner, mask, mask_offsets,
+                                      mask_stride_n, mask_stride_inner, n_threads);
+}
+
+int FC_NAME(fc_logsumexp)(const fc_real *x, fc_real *out, ptrdiff_t outer, ptrdiff_t n,
+                          ptrdiff_t inner, const uint8_t *mask, const ptrdiff_t *mask_offsets,
+                          ptrdiff_t mask_stride_n, ptrdiff_t mask_stride_inner, int n_threads)
+{
+    if (out == NULL && outer > 0 && inner > 0) return FC_BAD_ARGUMENT;
+    if (out == NULL) return FC_OK;
+    return FC_NAME(fc_softmax_driver)(x, NULL, out, outer, n, inner, mask, mask_offsets,
+                                      mask_stride_n, mask_stride_inner, n_threads);
+}
