@@ -16,7 +16,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_report_header(config):
     import fastcore
 
-    return f"fastcore {fastcore.__version__} imported from {os.path.dirname(fastcore.__file__)}"
+    where = os.path.dirname(os.path.abspath(fastcore.__file__))
+    if os.environ.get("FASTCORE_TEST_INSTALLED"):
+        source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastcore")
+        if os.path.samefile(where, source):
+            raise RuntimeError(f"fastcore was imported from the source tree {where}, not the installed package")
+    return f"fastcore {fastcore.__version__} imported from {where}"
 
 
 @pytest.fixture
