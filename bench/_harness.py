@@ -89,11 +89,16 @@ def benchmark_tests(cases_fn):
     for case in cases_fn():
         for impl in case.impls:
             params.append(pytest.param(case, impl, id=f"{case.family}-{case.name}-{impl}"))
+        if case.check is not None:  # one more test: every implementation on the same inputs must agree
+            params.append(pytest.param(case, None, id=f"{case.family}-{case.name}-agreement"))
 
     @pytest.mark.parametrize("case,impl", params)
     def test_benchmark(benchmark, case, impl):
         benchmark.group = f"{case.family}: {case.name}"
         inputs = case.setup()
+        if impl is None:
+            case.check({name: fn(inputs) for name, fn in case.impls.items()})
+            return
         benchmark(case.impls[impl], inputs)
 
     return test_benchmark
