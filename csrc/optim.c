@@ -4,7 +4,7 @@
 
 /* The flat work list shared by both precisions: item t covers elements
  * [(t - first[k]) * FC_OPT_CHUNK, ...) of the array k with first[k] <= t < first[k+1]. */
-#define FC_OPT_CHUNK 16384
+#define FC_OPT_CHUNK 65536
 #define FC_OPT_MIN_PER_THREAD 65536 /* elements; smaller steps use fewer threads */
 
 typedef struct {
