@@ -2,7 +2,8 @@
 """Bindings for csrc/optim.c (global norms, fused clip + SGD / Adam steps) and
 csrc/norm.c (batch normalisation).  Lists of arrays travel to C as tables of
 addresses (``pointers``); validation happens in fastcore/optim.py and fastcore/norm.py."""
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release,
+                             PyObject_GetBuffer)
 from cython cimport floating
 
 import numpy as np
@@ -55,6 +56,43 @@ def pointers(list arrays, bint writable=False):
         s[k] = view.len // view.itemsize if view.itemsize > 0 else 0
         PyBuffer_Release(&view)
     return addr, sizes
+
+
+def grad_pointers(list grads, const Py_ssize_t[::1] shape_flat, const Py_ssize_t[::1] ndims, str fmt):
+    """Addresses of ``grads`` when each is a C-contiguous ndarray of item format ``fmt``
+    ("f" or "d") with the expected shape (``ndims[k]`` sizes taken in turn from
+    ``shape_flat``); None at the first doubt, so that the caller re-checks in Python
+    and raises a precise error.  The per-step fast path of the optimisers."""
+    cdef Py_ssize_t n = len(grads), k, d, pos = 0
+    if n != ndims.shape[0]:
+        return None
+    addr = np.empty(n, dtype=np.intp)
+    cdef Py_ssize_t[::1] a = addr
+    cdef Py_buffer view
+    cdef bint ok
+    cdef bytes want = fmt.encode("ascii")
+    cdef char c = want[0]
+    for k in range(n):
+        g = grads[k]
+        if not isinstance(g, np.ndarray):
+            return None
+        try:
+            PyObject_GetBuffer(g, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+        except Exception:
+            return None
+        ok = (view.ndim == ndims[k] and view.format != NULL and view.format[0] == c
+              and view.format[1] == 0)
+        if ok:
+            for d in range(view.ndim):
+                if view.shape[d] != shape_flat[pos + d]:
+                    ok = False
+                    break
+        a[k] = <Py_ssize_t>view.buf
+        PyBuffer_Release(&view)
+        if not ok:
+            return None
+        pos += ndims[k]
+    return addr
 
 
 cdef inline const double *_dptr(const double[::1] x):

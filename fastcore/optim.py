@@ -271,6 +271,9 @@ class _Optimizer:
         self._addr, self._sizes = _optim.pointers(self._params, True)
         _check_no_overlap(self._addr, self._sizes, self._dtype.itemsize, "params")
         self._shapes = [p.shape for p in self._params]
+        self._shape_flat = np.array([s for shp in self._shapes for s in shp], dtype=np.intp)
+        self._ndims = np.array([len(shp) for shp in self._shapes], dtype=np.intp)
+        self._fmt = "d" if self._double else "f"
         self.lr = lr
         self.clip = _positive(clip, "clip", allow_none=True)
         self.clip_mode = _check_mode(clip_mode)
@@ -337,6 +340,15 @@ class _Optimizer:
         if isinstance(grads, np.ndarray):
             grads = [grads]
         grads = list(grads)
+        addr = _optim.grad_pointers(grads, self._shape_flat, self._ndims, self._fmt)
+        if addr is None:  # something is off: find it and say what
+            addr = self._check_grads(grads)
+        same = np.flatnonzero(addr == self._addr)
+        if same.size:
+            raise ValueError(f"grads[{same[0]}] is params[{same[0]}] itself")
+        return addr
+
+    def _check_grads(self, grads):
         if len(grads) != len(self._params):
             raise ValueError(f"grads has {len(grads)} arrays but there are {len(self._params)} params")
         for k, (g, shape) in enumerate(zip(grads, self._shapes)):
@@ -349,9 +361,6 @@ class _Optimizer:
             if not g.flags.c_contiguous:
                 raise ValueError(f"grads[{k}] must be C-contiguous")
         addr, _ = _optim.pointers(grads)
-        same = np.flatnonzero(addr == self._addr)
-        if same.size:
-            raise ValueError(f"grads[{same[0]}] is params[{same[0]}] itself")
         return addr
 
     def step(self, grads):
