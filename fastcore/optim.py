@@ -6,7 +6,9 @@ whatever the options: one read pass for the global norm (which also detects a
 non-finite gradient before anything is written), then one read-write pass that
 clips, regularises and updates.  Both passes run in C over a flat list of
 (array, chunk) work items shared by OpenMP threads, so 50 small arrays and one
-big one keep all threads busy alike (``csrc/optim_impl.h``).
+big one keep all threads busy alike (``csrc/optim_impl.h``).  The WEISSI
+regulariser, when asked for, adds two read passes over the regularised
+parameters (their L2 and L1 norms) before the update.
 """
 import math
 import operator
