@@ -1,0 +1,284 @@
+/* Batch normalisation, instantiated once per precision by norm.c (see norm.h).
+ * No include guard on purpose.
+ *
+ * Work items: in the (N, C) layout (L == 1) a block of FC_BN_BLOCK channels, the
+ * vector lanes running across the channels of a row; otherwise one channel, the
+ * lanes running along its contiguous L values.  Threads take contiguous runs of
+ * items; every per-channel sum is computed by one thread in a fixed order, so the
+ * results do not depend on n_threads.
+ */
+#ifndef FC_BN_LANES
+#define FC_BN_LANES 8
+#endif
+
+/* sum over a contiguous run, in double, over FC_BN_LANES partial sums: of (x - mu)^k
+ * (k = 1 or 2) or, when dy != NULL, of dy (into *s1) and dy * (x - mu) (into *s2). */
+FC_INLINE void FC_NAME(fc_bn_run)(const fc_real *x, const fc_real *dy, ptrdiff_t n, double mu,
+                                  int square, double *s1, double *s2)
+{
+    double a[FC_BN_LANES], b[FC_BN_LANES];
+    for (int j = 0; j < FC_BN_LANES; ++j) a[j] = b[j] = 0.0;
+    ptrdiff_t nb = n - n % FC_BN_LANES, i = 0;
+    if (dy != NULL) {
+        for (; i < nb; i += FC_BN_LANES)
+            for (int j = 0; j < FC_BN_LANES; ++j) {
+                double d = (double)dy[i + j];
+                a[j] += d;
+                b[j] += d * ((double)x[i + j] - mu);
+            }
+        for (; i < n; ++i) {
+            double d = (double)dy[i];
+            a[0] += d;
+            b[0] += d * ((double)x[i] - mu);
+        }
+    } else if (square) {
+        for (; i < nb; i += FC_BN_LANES)
+            for (int j = 0; j < FC_BN_LANES; ++j) {
+                double d = (double)x[i + j] - mu;
+                a[j] += d * d;
+            }
+        for (; i < n; ++i) {
+            double d = (double)x[i] - mu;
+            a[0] += d * d;
+        }
+    } else {
+        for (; i < nb; i += FC_BN_LANES)
+            for (int j = 0; j < FC_BN_LANES; ++j) a[j] += (double)x[i + j];
+        for (; i < n; ++i) a[0] += (double)x[i];
+    }
+    double sa = 0.0, sb = 0.0;
+    for (int j = 0; j < FC_BN_LANES; ++j) {
+        sa += a[j];
+        sb += b[j];
+    }
+    *s1 += sa;
+    if (s2 != NULL) *s2 += sb;
+}
+
+/* Channel sums for channels [c0, c1): pass 0: s1 = sum x; pass 1: s1 = sum (x - mu)^2;
+ * pass 2: s1 = sum dy, s2 = sum dy (x - mu).  mu, s1, s2 indexed by channel. */
+static FC_MULTIVERSION void FC_NAME(fc_bn_sums)(const fc_real *x, const fc_real *dy, ptrdiff_t N,
+                                                ptrdiff_t C, ptrdiff_t L, ptrdiff_t c0,
+                                                ptrdiff_t c1, int pass, const double *mu,
+                                                double *s1, double *s2)
+{
+    if (L == 1) {
+        double a[FC_BN_BLOCK], b[FC_BN_BLOCK], m[FC_BN_BLOCK];
+        ptrdiff_t w = c1 - c0;
+        for (ptrdiff_t j = 0; j < w; ++j) {
+            a[j] = b[j] = 0.0;
+            m[j] = mu ? mu[c0 + j] : 0.0;
+        }
+        for (ptrdiff_t n = 0; n < N; ++n) {
+            const fc_real *xr = x + n * C + c0;
+            if (pass == 0) {
+                for (ptrdiff_t j = 0; j < w; ++j) a[j] += (double)xr[j];
+            } else if (pass == 1) {
+                for (ptrdiff_t j = 0; j < w; ++j) {
+                    double d = (double)xr[j] - m[j];
+                    a[j] += d * d;
+                }
+            } else {
+                const fc_real *dr = dy + n * C + c0;
+                for (ptrdiff_t j = 0; j < w; ++j) {
+                    double d = (double)dr[j];
+                    a[j] += d;
+                    b[j] += d * ((double)xr[j] - m[j]);
+                }
+            }
+        }
+        for (ptrdiff_t j = 0; j < w; ++j) {
+            s1[c0 + j] = a[j];
+            if (s2 != NULL) s2[c0 + j] = b[j];
+        }
+        return;
+    }
+    for (ptrdiff_t c = c0; c < c1; ++c) {
+        double a = 0.0, b = 0.0, m = mu ? mu[c] : 0.0;
+        for (ptrdiff_t n = 0; n < N; ++n) {
+            const fc_real *xr = x + (n * C + c) * L;
+            FC_NAME(fc_bn_run)(xr, pass == 2 ? dy + (n * C + c) * L : NULL, L, m, pass == 1, &a,
+                               pass == 2 ? &b : NULL);
+        }
+        s1[c] = a;
+        if (s2 != NULL) s2[c] = b;
+    }
+}
+
+/* out = (x - mu) * a + b  (forward: a = gamma*invstd, b = beta;
+ * backward dx with in = dy:  out = in * a0 + (x - mu) * a + b, see below) */
+static FC_MULTIVERSION void FC_NAME(fc_bn_apply)(const fc_real *x, const fc_real *in, fc_real *out,
+                                                 ptrdiff_t N, ptrdiff_t C, ptrdiff_t L,
+                                                 ptrdiff_t c0, ptrdiff_t c1, const fc_real *mu,
+                                                 const fc_real *a0, const fc_real *a,
+                                                 const fc_real *b)
+{
+    /* out = (in ? in*a0 : 0) + (x - mu)*a + b, per channel coefficients */
+    for (ptrdiff_t n = 0; n < N; ++n) {
+        if (L == 1) {
+            const fc_real *xr = x + n * C;
+            fc_real *orow = out + n * C;
+            if (in != NULL) {
+                const fc_real *ir = in + n * C;
+                for (ptrdiff_t c = c0; c < c1; ++c) orow[c] = ir[c] * a0[c] + (xr[c] - mu[c]) * a[c] + b[c];
+            } else {
+                for (ptrdiff_t c = c0; c < c1; ++c) orow[c] = (xr[c] - mu[c]) * a[c] + b[c];
+            }
+        } else {
+            for (ptrdiff_t c = c0; c < c1; ++c) {
+                const fc_real *xr = x + (n * C + c) * L;
+                fc_real *orow = out + (n * C + c) * L;
+                const fc_real m = mu[c], ac = a[c], bc = b[c];
+                if (in != NULL) {
+                    const fc_real *ir = in + (n * C + c) * L;
+                    const fc_real a0c = a0[c];
+                    for (ptrdiff_t l = 0; l < L; ++l) orow[l] = ir[l] * a0c + (xr[l] - m) * ac + bc;
+                } else {
+                    for (ptrdiff_t l = 0; l < L; ++l) orow[l] = (xr[l] - m) * ac + bc;
+                }
+            }
+        }
+    }
+}
+
+/* Split channels into items (blocks of FC_BN_BLOCK when L == 1) and run body on [c0, c1). */
+#define FC_BN_ITEMS(N_, C_, L_, n_threads, BODY)                                          \
+    do {                                                                                  \
+        ptrdiff_t per_ = (L_) == 1 ? FC_BN_BLOCK : 1;                                     \
+        ptrdiff_t items_ = ((C_) + per_ - 1) / per_;                                      \
+        int nt_ = fc_clamp_threads((n_threads), (N_) * (C_) * (L_) / 32768 + 1);          \
+        nt_ = (ptrdiff_t)nt_ > items_ ? (int)items_ : nt_;                                \
+        FC_OMP_PARALLEL(nt_)                                                              \
+        {                                                                                 \
+            ptrdiff_t lo_, hi_;                                                           \
+            fc_split(items_, fc_thread_count(), fc_thread_id(), &lo_, &hi_);              \
+            if (lo_ < hi_) {                                                              \
+                ptrdiff_t c0 = lo_ * per_, c1 = hi_ * per_ < (C_) ? hi_ * per_ : (C_);    \
+                if ((L_) == 1) {                                                          \
+                    for (ptrdiff_t cb_ = c0; cb_ < c1; cb_ += FC_BN_BLOCK) {              \
+                        ptrdiff_t b0 = cb_, b1 = cb_ + FC_BN_BLOCK < c1 ? cb_ + FC_BN_BLOCK : c1; \
+                        BODY(b0, b1);                                                     \
+                    }                                                                     \
+                } else {                                                                  \
+                    BODY(c0, c1);                                                         \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+int FC_NAME(fc_bn_forward)(const fc_real *x, fc_real *y, ptrdiff_t N, ptrdiff_t C, ptrdiff_t L,
+                           const fc_real *gamma, const fc_real *beta, fc_real *running_mean,
+                           fc_real *running_var, int training, double momentum, double eps,
+                           fc_real *save_mean, fc_real *save_invstd, int n_threads)
+{
+    if (N < 0 || C < 0 || L < 0 || n_threads < 1 || !(eps >= 0.0)) return FC_BAD_ARGUMENT;
+    if (C == 0) return FC_OK;
+    if (save_mean == NULL || save_invstd == NULL) return FC_BAD_ARGUMENT;
+    ptrdiff_t M = N * L;
+    if (training && M < 2) return FC_BAD_ARGUMENT;
+    if (!training && (running_mean == NULL || running_var == NULL)) return FC_BAD_ARGUMENT;
+    if (M > 0 && (x == NULL || y == NULL)) return FC_BAD_ARGUMENT;
+    /* workspace: mean, sums (double), then mu, a, b (fc_real) */
+    double *dw = (double *)malloc((size_t)C * 2 * sizeof(double));
+    fc_real *rw = (fc_real *)malloc((size_t)C * 3 * sizeof(fc_real));
+    if (dw == NULL || rw == NULL) {
+        free(dw);
+        free(rw);
+        return FC_OUT_OF_MEMORY;
+    }
+    double *mean = dw, *ss = dw + C;
+    fc_real *mu = rw, *a = rw + C, *b = rw + 2 * C;
+    if (training) {
+#define FC_BN_PASS0(c0, c1) FC_NAME(fc_bn_sums)(x, NULL, N, C, L, c0, c1, 0, NULL, mean, NULL)
+#define FC_BN_PASS1(c0, c1) FC_NAME(fc_bn_sums)(x, NULL, N, C, L, c0, c1, 1, mean, ss, NULL)
+        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_PASS0);
+        for (ptrdiff_t c = 0; c < C; ++c) mean[c] /= (double)M;
+        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_PASS1);
+#undef FC_BN_PASS0
+#undef FC_BN_PASS1
+        for (ptrdiff_t c = 0; c < C; ++c) {
+            double var = ss[c] / (double)M;
+            double inv = 1.0 / sqrt(var + eps);
+            save_mean[c] = (fc_real)mean[c];
+            save_invstd[c] = (fc_real)inv;
+            if (running_mean != NULL)
+                running_mean[c] = (fc_real)((1.0 - momentum) * (double)running_mean[c] + momentum * mean[c]);
+            if (running_var != NULL)
+                running_var[c] = (fc_real)((1.0 - momentum) * (double)running_var[c] +
+                                           momentum * (ss[c] / (double)(M - 1)));
+        }
+    } else {
+        for (ptrdiff_t c = 0; c < C; ++c) {
+            save_mean[c] = running_mean[c];
+            save_invstd[c] = (fc_real)(1.0 / sqrt((double)running_var[c] + eps));
+        }
+    }
+    for (ptrdiff_t c = 0; c < C; ++c) {
+        mu[c] = save_mean[c];
+        a[c] = save_invstd[c] * (gamma ? gamma[c] : (fc_real)1);
+        b[c] = beta ? beta[c] : (fc_real)0;
+    }
+    if (M > 0) {
+#define FC_BN_FWD(c0, c1) FC_NAME(fc_bn_apply)(x, NULL, y, N, C, L, c0, c1, mu, NULL, a, b)
+        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_FWD);
+#undef FC_BN_FWD
+    }
+    free(dw);
+    free(rw);
+    return FC_OK;
+}
+
+int FC_NAME(fc_bn_backward)(const fc_real *dy, const fc_real *x, ptrdiff_t N, ptrdiff_t C,
+                            ptrdiff_t L, const fc_real *gamma, const fc_real *save_mean,
+                            const fc_real *save_invstd, int training, fc_real *dx,
+                            fc_real *dgamma, fc_real *dbeta, int n_threads)
+{
+    if (N < 0 || C < 0 || L < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (C == 0) return FC_OK;
+    if (save_mean == NULL || save_invstd == NULL) return FC_BAD_ARGUMENT;
+    ptrdiff_t M = N * L;
+    if (M > 0 && (x == NULL || dy == NULL || dx == NULL)) return FC_BAD_ARGUMENT;
+    double *dw = (double *)malloc((size_t)C * 3 * sizeof(double));
+    fc_real *rw = (fc_real *)malloc((size_t)C * 4 * sizeof(fc_real));
+    if (dw == NULL || rw == NULL) {
+        free(dw);
+        free(rw);
+        return FC_OUT_OF_MEMORY;
+    }
+    double *mud = dw, *sdy = dw + C, *sdyx = dw + 2 * C;
+    fc_real *mu = rw, *a0 = rw + C, *a = rw + 2 * C, *b = rw + 3 * C;
+    for (ptrdiff_t c = 0; c < C; ++c) {
+        mud[c] = (double)save_mean[c];
+        sdy[c] = sdyx[c] = 0.0;
+    }
+    if (M > 0) {
+#define FC_BN_BWD_SUMS(c0, c1) FC_NAME(fc_bn_sums)(x, dy, N, C, L, c0, c1, 2, mud, sdy, sdyx)
+        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_BWD_SUMS);
+#undef FC_BN_BWD_SUMS
+    }
+    for (ptrdiff_t c = 0; c < C; ++c) {
+        double inv = (double)save_invstd[c];
+        double g = gamma ? (double)gamma[c] : 1.0;
+        double dg = sdyx[c] * inv; /* sum dy * xhat */
+        if (dgamma != NULL) dgamma[c] = (fc_real)dg;
+        if (dbeta != NULL) dbeta[c] = (fc_real)sdy[c];
+        mu[c] = save_mean[c];
+        a0[c] = (fc_real)(g * inv);
+        if (training && M > 0) {
+            /* dx = g*inv*dy - g*inv*sdy/M - (x - mu) * g*inv^2*dg/M */
+            a[c] = (fc_real)(-g * inv * inv * dg / (double)M);
+            b[c] = (fc_real)(-g * inv * sdy[c] / (double)M);
+        } else {
+            a[c] = (fc_real)0;
+            b[c] = (fc_real)0;
+        }
+    }
+    if (M > 0) {
+#define FC_BN_BWD(c0, c1) FC_NAME(fc_bn_apply)(x, dy, dx, N, C, L, c0, c1, mu, a0, a, b)
+        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_BWD);
+#undef FC_BN_BWD
+    }
+    free(dw);
+    free(rw);
+    return FC_OK;
+}
