@@ -1,0 +1,876 @@
+/* CRF / MEMM implementation, instantiated once per precision by crf.c (see
+ * fc_real.h).  No include guard on purpose.
+ *
+ * Inner loops run over Kp = K rounded up to a multiple of 8 so that they are
+ * plain fixed-stride maps the compiler vectorises; the padding columns hold 0
+ * (exp space) or -inf (log space) and never contribute.
+ */
+
+/* Smallest per-step normaliser of the scaled recursion that is trusted.  Every
+ * value lost to underflow is below the smallest normal number, so with a
+ * normaliser above this bound the relative error stays far below rounding. */
+#if FC_REAL_DOUBLE
+#define FC_CRF_TINY 1e-200
+#define FC_CRF_SUMTOL 1e-6
+#else
+#define FC_CRF_TINY 1e-20
+#define FC_CRF_SUMTOL 1e-2
+#endif
+
+/* Shared, read-only tables built once per call. */
+typedef struct {
+    ptrdiff_t K, Kp, Tn;
+    const fc_real *trans, *start, *end; /* user arrays (start/end may be NULL) */
+    fc_real *E;    /* (K, Kp) exp(trans - tmax), 0 for -inf and padding */
+    fc_real *ET;   /* (K, Kp) its transpose */
+    fc_real *S, *N; /* (Kp) exp(start - smax), exp(end - nmax) */
+    double tmax, smax, nmax;
+} FC_NAME(fc_crf_tab);
+
+/* Per-thread workspace. */
+typedef struct {
+    ptrdiff_t *pos;  /* (T) kept positions */
+    fc_real *A;      /* (T, Kp) scaled alphas */
+    fc_real *P;      /* (T, Kp) exp(emission - max) */
+    double *c;       /* (T + 1) step normalisers */
+    fc_real *b0, *b1, *w; /* (Kp) */
+    double *la;      /* (T, K) log-space alphas (fallback) */
+    double *lb0, *lb1, *scr; /* (K) */
+    double *acc;     /* (K*Kp + 2*Kp) expected counts of the current sequence */
+} FC_NAME(fc_crf_ws);
+
+static void FC_NAME(fc_crf_ws_free)(FC_NAME(fc_crf_ws) *w)
+{
+    free(w->pos); free(w->A); free(w->P); free(w->c); free(w->b0); free(w->b1); free(w->w);
+    free(w->la); free(w->lb0); free(w->lb1); free(w->scr); free(w->acc);
+}
+
+static int FC_NAME(fc_crf_ws_alloc)(FC_NAME(fc_crf_ws) *w, ptrdiff_t Tn, ptrdiff_t K, ptrdiff_t Kp)
+{
+    ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    memset(w, 0, sizeof(*w));
+    w->pos = malloc(sizeof(ptrdiff_t) * T1);
+    w->A = malloc(sizeof(fc_real) * T1 * Kp);
+    w->P = malloc(sizeof(fc_real) * T1 * Kp);
+    w->c = malloc(sizeof(double) * (T1 + 1));
+    w->b0 = malloc(sizeof(fc_real) * Kp);
+    w->b1 = malloc(sizeof(fc_real) * Kp);
+    w->w = malloc(sizeof(fc_real) * Kp);
+    w->la = malloc(sizeof(double) * T1 * K);
+    w->lb0 = malloc(sizeof(double) * K);
+    w->lb1 = malloc(sizeof(double) * K);
+    w->scr = malloc(sizeof(double) * K);
+    w->acc = malloc(sizeof(double) * (K * Kp + 2 * Kp));
+    if (!w->pos || !w->A || !w->P || !w->c || !w->b0 || !w->b1 || !w->w || !w->la || !w->lb0
+        || !w->lb1 || !w->scr || !w->acc) {
+        FC_NAME(fc_crf_ws_free)(w);
+        return FC_OUT_OF_MEMORY;
+    }
+    return FC_OK;
+}
+
+/* exp(v - max) over the finite entries of v (K), into out (Kp, zero padded); returns max
+ * (0 when v is NULL: all ones; -inf when every entry is -inf). */
+static double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K, ptrdiff_t Kp)
+{
+    if (v == NULL) {
+        for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? (fc_real)1 : (fc_real)0;
+        return 0.0;
+    }
+    fc_real m = -FC_INF;
+    for (ptrdiff_t j = 0; j < K; ++j) m = v[j] > m ? v[j] : m;
+    fc_real sh = m == -FC_INF ? (fc_real)0 : m;
+    for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? FC_LIBM_EXP(v[j] - sh) : (fc_real)0;
+    return (double)m;
+}
+
+static void FC_NAME(fc_crf_tab_free)(FC_NAME(fc_crf_tab) *t)
+{
+    free(t->E); free(t->ET); free(t->S); free(t->N);
+}
+
+static int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans, const fc_real *start,
+                                    const fc_real *end, ptrdiff_t Tn, ptrdiff_t K)
+{
+    ptrdiff_t Kp = (K + 7) / 8 * 8;
+    memset(t, 0, sizeof(*t));
+    t->K = K; t->Kp = Kp; t->Tn = Tn; t->trans = trans; t->start = start; t->end = end;
+    t->E = malloc(sizeof(fc_real) * K * Kp);
+    t->ET = malloc(sizeof(fc_real) * K * Kp);
+    t->S = malloc(sizeof(fc_real) * Kp);
+    t->N = malloc(sizeof(fc_real) * Kp);
+    if (!t->E || !t->ET || !t->S || !t->N) {
+        FC_NAME(fc_crf_tab_free)(t);
+        return FC_OUT_OF_MEMORY;
+    }
+    fc_real m = -FC_INF;
+    for (ptrdiff_t i = 0; i < K * K; ++i) m = trans[i] > m ? trans[i] : m;
+    fc_real sh = m == -FC_INF ? (fc_real)0 : m;
+    t->tmax = (double)sh;
+    for (ptrdiff_t i = 0; i < K; ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j) {
+            fc_real e = j < K ? FC_LIBM_EXP(trans[i * K + j] - sh) : (fc_real)0;
+            t->E[i * Kp + j] = e;
+        }
+    for (ptrdiff_t j = 0; j < K; ++j)
+        for (ptrdiff_t i = 0; i < Kp; ++i) t->ET[j * Kp + i] = i < K ? t->E[i * Kp + j] : (fc_real)0;
+    t->smax = FC_NAME(fc_crf_expvec)(start, t->S, K, Kp);
+    t->nmax = FC_NAME(fc_crf_expvec)(end, t->N, K, Kp);
+    return FC_OK;
+}
+
+/* Kept positions of sequence b; returns their number. */
+FC_INLINE ptrdiff_t FC_NAME(fc_crf_positions)(const uint8_t *mask, ptrdiff_t b, ptrdiff_t Tn, ptrdiff_t *pos)
+{
+    ptrdiff_t n = 0;
+    if (mask == NULL) {
+        for (ptrdiff_t t = 0; t < Tn; ++t) pos[t] = t;
+        return Tn;
+    }
+    const uint8_t *m = mask + b * Tn;
+    for (ptrdiff_t t = 0; t < Tn; ++t)
+        if (m[t]) pos[n++] = t;
+    return n;
+}
+
+/* Score of a path (labels y at kept positions pos[0..n)), in double. */
+static double FC_NAME(fc_crf_path_score)(const fc_real *emb, const fc_real *trans, const fc_real *start,
+                                         const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
+                                         const int64_t *y, ptrdiff_t ystride, ptrdiff_t K)
+{
+    if (n == 0) return 0.0;
+    double s = 0.0;
+    int64_t prev = -1;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        int64_t yk = y[pos[k] * ystride];
+        s += (double)emb[pos[k] * K + yk];
+        if (k == 0) {
+            if (start) s += (double)start[yk];
+        } else {
+            s += (double)trans[prev * K + yk];
+        }
+        prev = yk;
+    }
+    if (end) s += (double)end[prev];
+    return s;
+}
+
+/* ---------------------------------------------------------------- scaled forward */
+/* Fills ws->A, ws->P, ws->c for positions pos[0..n); returns log Z, or NAN when
+ * the scaled recursion is not trusted (caller falls back to log space). */
+static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                                         const fc_real *emb, ptrdiff_t n)
+{
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    const fc_real *E = tb->E;
+    double logz = 0.0;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        const fc_real *e = emb + ws->pos[k] * K;
+        fc_real *a = ws->A + k * Kp, *p = ws->P + k * Kp;
+        fc_real m = e[0];
+        for (ptrdiff_t j = 1; j < K; ++j) m = e[j] > m ? e[j] : m;
+        for (ptrdiff_t j = 0; j < K; ++j) p[j] = FC_EXP(e[j] - m);
+        for (ptrdiff_t j = K; j < Kp; ++j) p[j] = (fc_real)0;
+        if (k == 0) {
+            for (ptrdiff_t j = 0; j < Kp; ++j) a[j] = tb->S[j] * p[j];
+            logz += tb->smax;
+        } else {
+            const fc_real *ap = a - Kp;
+            for (ptrdiff_t j = 0; j < Kp; ++j) a[j] = (fc_real)0;
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                const fc_real ai = ap[i];
+                const fc_real *row = E + i * Kp;
+                for (ptrdiff_t j = 0; j < Kp; ++j) a[j] += ai * row[j];
+            }
+            for (ptrdiff_t j = 0; j < Kp; ++j) a[j] *= p[j];
+            logz += tb->tmax;
+        }
+        double c = 0.0;
+        for (ptrdiff_t j = 0; j < K; ++j) c += (double)a[j];
+        if (!(c >= FC_CRF_TINY) || tb->smax == -INFINITY) return NAN;
+        fc_real inv = (fc_real)(1.0 / c);
+        for (ptrdiff_t j = 0; j < Kp; ++j) a[j] *= inv;
+        ws->c[k] = c;
+        logz += log(c) + (double)m;
+    }
+    if (n > 0) {
+        const fc_real *a = ws->A + (n - 1) * Kp;
+        double c = 0.0;
+        for (ptrdiff_t j = 0; j < K; ++j) c += (double)(a[j] * tb->N[j]);
+        if (!(c >= FC_CRF_TINY) || tb->nmax == -INFINITY) return NAN;
+        ws->c[n] = c;
+        logz += log(c) + tb->nmax;
+    }
+    return logz;
+}
+
+/* Scaled backward after a successful scaled forward.  Writes node marginals
+ * (node_b: (T, K) of this sequence, or NULL), pairwise marginals (pair_b, or
+ * NULL) and, when acc != NULL, adds the expected counts to acc (K*Kp trans,
+ * then Kp start, Kp end).  Returns 0, or -1 when not trusted (log-space redo). */
+static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                                      ptrdiff_t n, fc_real *node_b, fc_real *pair_b,
+                                                      double *acc)
+{
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    fc_real *b = ws->b0, *bn = ws->b1, *w = ws->w;
+    double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
+    fc_real inv = (fc_real)(1.0 / ws->c[n]);
+    for (ptrdiff_t j = 0; j < Kp; ++j) b[j] = tb->N[j] * inv;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        const fc_real *a = ws->A + k * Kp;
+        /* node marginals */
+        double s = 0.0;
+        for (ptrdiff_t j = 0; j < K; ++j) s += (double)(a[j] * b[j]);
+        if (!(fabs(s - 1.0) <= FC_CRF_SUMTOL)) return -1;
+        for (ptrdiff_t j = 0; j < Kp; ++j)
+            if (!(b[j] <= FC_MAXVAL)) return -1;
+        fc_real is = (fc_real)(1.0 / s);
+        if (node_b != NULL) {
+            fc_real *o = node_b + ws->pos[k] * K;
+            for (ptrdiff_t j = 0; j < K; ++j) o[j] = a[j] * b[j] * is;
+        }
+        if (acc != NULL && k == n - 1)
+            for (ptrdiff_t j = 0; j < K; ++j) accN[j] += (double)(a[j] * b[j] * is);
+        if (k == 0) {
+            if (acc != NULL)
+                for (ptrdiff_t j = 0; j < K; ++j) accS[j] += (double)(a[j] * b[j] * is);
+            break;
+        }
+        /* w = psi_k * beta_k / c_k; pairwise (k-1, k) = a_{k-1}(i) E(i,j) w(j) / s */
+        fc_real ic = (fc_real)(1.0 / ws->c[k]);
+        const fc_real *p = ws->P + k * Kp;
+        for (ptrdiff_t j = 0; j < Kp; ++j) w[j] = p[j] * b[j] * ic;
+        const fc_real *ap = a - Kp;
+        if (pair_b != NULL) {
+            fc_real *o = pair_b + ws->pos[k] * K * K;
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                fc_real ai = ap[i] * is;
+                const fc_real *row = tb->E + i * Kp;
+                for (ptrdiff_t j = 0; j < K; ++j) o[i * K + j] = ai * row[j] * w[j];
+            }
+        }
+        if (acc != NULL) {
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                double ai = (double)ap[i] / s;
+                double *r = accT + i * Kp;
+                for (ptrdiff_t j = 0; j < Kp; ++j) r[j] += ai * (double)w[j];
+            }
+        }
+        /* beta_{k-1}(i) = sum_j E(i,j) w(j), vectorised over i through ET */
+        for (ptrdiff_t i = 0; i < Kp; ++i) bn[i] = (fc_real)0;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            const fc_real wj = w[j];
+            const fc_real *col = tb->ET + j * Kp;
+            for (ptrdiff_t i = 0; i < Kp; ++i) bn[i] += wj * col[i];
+        }
+        fc_real *tmp = b; b = bn; bn = tmp;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- log-space fallback */
+static double FC_NAME(fc_crf_lse)(const double *v, ptrdiff_t n)
+{
+    double m = -INFINITY;
+    for (ptrdiff_t i = 0; i < n; ++i) m = v[i] > m ? v[i] : m;
+    if (m == -INFINITY) return m;
+    double s = 0.0;
+    for (ptrdiff_t i = 0; i < n; ++i) s += exp(v[i] - m);
+    return m + log(s);
+}
+
+/* Log-space forward-backward in double for one sequence (positions ws->pos[0..n)).
+ * Returns log Z; outputs as in fc_crf_bwd_scaled but acc is in linear
+ * probability (not divided by E).  acc_lin == 1 means acc gets plain marginal
+ * counts for trans. */
+static double FC_NAME(fc_crf_fb_log)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                     const fc_real *emb, ptrdiff_t n, int backward,
+                                     fc_real *node_b, fc_real *pair_b, double *acc)
+{
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    const fc_real *tr = tb->trans;
+    double *la = ws->la, *tmp = ws->lb0;
+    if (n == 0) return 0.0;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        const fc_real *e = emb + ws->pos[k] * K;
+        double *a = la + k * K;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            double v;
+            if (k == 0) {
+                v = tb->start ? (double)tb->start[j] : 0.0;
+            } else {
+                const double *ap = a - K;
+                double *t2 = ws->lb1;
+                for (ptrdiff_t i = 0; i < K; ++i) t2[i] = ap[i] + (double)tr[i * K + j];
+                v = FC_NAME(fc_crf_lse)(t2, K);
+            }
+            a[j] = v + (double)e[j];
+        }
+    }
+    for (ptrdiff_t j = 0; j < K; ++j)
+        tmp[j] = la[(n - 1) * K + j] + (tb->end ? (double)tb->end[j] : 0.0);
+    double logz = FC_NAME(fc_crf_lse)(tmp, K);
+    if (!backward) return logz;
+    double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
+    if (logz == -INFINITY) { /* no allowed path: marginals and counts are 0 */
+        if (node_b)
+            for (ptrdiff_t k = 0; k < n; ++k)
+                for (ptrdiff_t j = 0; j < K; ++j) node_b[ws->pos[k] * K + j] = (fc_real)0;
+        if (pair_b)
+            for (ptrdiff_t k = 1; k < n; ++k)
+                for (ptrdiff_t j = 0; j < K * K; ++j) pair_b[ws->pos[k] * K * K + j] = (fc_real)0;
+        return logz;
+    }
+    double *lb = ws->lb0, *lbn = ws->lb1, *scr = ws->scr;
+    for (ptrdiff_t j = 0; j < K; ++j) lb[j] = tb->end ? (double)tb->end[j] : 0.0;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        const double *a = la + k * K;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            double q = exp(a[j] + lb[j] - logz);
+            if (node_b) node_b[ws->pos[k] * K + j] = (fc_real)q;
+            if (acc && k == n - 1) accN[j] += q;
+            if (acc && k == 0) accS[j] += q;
+        }
+        if (k == 0) break;
+        const fc_real *e = emb + ws->pos[k] * K;
+        const double *ap = a - K;
+        for (ptrdiff_t i = 0; i < K; ++i) {
+            for (ptrdiff_t j = 0; j < K; ++j) {
+                double v = (double)tr[i * K + j] + (double)e[j] + lb[j];
+                scr[j] = v;
+                double q = exp(ap[i] + v - logz);
+                if (pair_b) pair_b[ws->pos[k] * K * K + i * K + j] = (fc_real)q;
+                if (acc) accT[i * Kp + j] += q;
+            }
+            lbn[i] = FC_NAME(fc_crf_lse)(scr, K);
+        }
+        double *t = lb; lb = lbn; lbn = t;
+    }
+    return logz;
+}
+
+/* ---------------------------------------------------------------- drivers */
+#define FC_CRF_CHUNK 8 /* sequences per gradient accumulator: fixed, so results do not depend on threads */
+
+int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_real *start,
+                            const fc_real *end, const uint8_t *mask, const int64_t *tags,
+                            ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, double *logz, double *score,
+                            int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (B == 0) return FC_OK;
+    if (em == NULL || trans == NULL || logz == NULL || (score != NULL && tags == NULL)) return FC_BAD_ARGUMENT;
+    FC_NAME(fc_crf_tab) tb;
+    if (FC_NAME(fc_crf_tab_init)(&tb, trans, start, end, Tn, K) != FC_OK) return FC_OUT_OF_MEMORY;
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, B);
+    FC_OMP_PARALLEL(nt)
+    {
+        FC_NAME(fc_crf_ws) ws;
+        int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, tb.Kp) == FC_OK;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t lo, hi;
+        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
+            double z = n == 0 ? 0.0 : FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
+            if (z != z) z = FC_NAME(fc_crf_fb_log)(&tb, &ws, emb, n, 0, NULL, NULL, NULL);
+            logz[b] = z;
+            if (score != NULL)
+                score[b] = FC_NAME(fc_crf_path_score)(emb, trans, start, end, ws.pos, n, tags + b * Tn, 1, K);
+        }
+        if (ok) FC_NAME(fc_crf_ws_free)(&ws);
+    }
+    FC_NAME(fc_crf_tab_free)(&tb);
+    return status;
+}
+
+int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
+                       const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K,
+                       const double *weight, double *logz, double *score, fc_real *node, fc_real *pair,
+                       fc_real *g_em, fc_real *g_trans, fc_real *g_start, fc_real *g_end, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (em == NULL || trans == NULL) return FC_BAD_ARGUMENT;
+    int grad = g_em != NULL || g_trans != NULL || g_start != NULL || g_end != NULL;
+    if (grad && (tags == NULL || weight == NULL)) return FC_BAD_ARGUMENT;
+    if (score != NULL && tags == NULL) return FC_BAD_ARGUMENT;
+    const ptrdiff_t Kp = (K + 7) / 8 * 8;
+    const ptrdiff_t accn = K * Kp + 2 * Kp;
+    const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
+    double *chunk_acc = NULL;
+    if (grad && nchunk > 0) {
+        chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
+        if (chunk_acc == NULL) return FC_OUT_OF_MEMORY;
+    }
+    FC_NAME(fc_crf_tab) tb;
+    if (FC_NAME(fc_crf_tab_init)(&tb, trans, start, end, Tn, K) != FC_OK) {
+        free(chunk_acc);
+        return FC_OUT_OF_MEMORY;
+    }
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, nchunk);
+    FC_OMP_PARALLEL(nt)
+    {
+        FC_NAME(fc_crf_ws) ws;
+        int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, Kp) == FC_OK;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t clo, chi;
+        fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
+        for (ptrdiff_t ch = clo; ok && ch < chi; ++ch) {
+            double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
+            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
+                const fc_real *emb = em + b * Tn * K;
+                fc_real *node_b = node ? node + b * Tn * K : NULL;
+                fc_real *pair_b = pair ? pair + b * Tn * K * K : NULL;
+                const int64_t *yb = tags ? tags + b * Tn : NULL;
+                fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
+                fc_real *nodet = node_b ? node_b : ge; /* node marginals go here */
+                if (nodet) memset(nodet, 0, sizeof(fc_real) * Tn * K);
+                if (pair_b) memset(pair_b, 0, sizeof(fc_real) * Tn * K * K);
+                if (ge && ge != nodet) memset(ge, 0, sizeof(fc_real) * Tn * K);
+                ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
+                double *acc = grad ? ws.acc : NULL;
+                if (acc) memset(acc, 0, sizeof(double) * accn);
+                double z = 0.0;
+                int scaled = 0;
+                if (n > 0) {
+                    z = FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
+                    if (z == z && FC_NAME(fc_crf_bwd_scaled)(&tb, &ws, n, nodet, pair_b, acc) == 0) {
+                        scaled = 1;
+                    } else {
+                        if (acc) memset(acc, 0, sizeof(double) * accn);
+                        z = FC_NAME(fc_crf_fb_log)(&tb, &ws, emb, n, 1, nodet, pair_b, acc);
+                    }
+                }
+                if (logz) logz[b] = z;
+                double sc = 0.0;
+                if (yb) sc = FC_NAME(fc_crf_path_score)(emb, trans, start, end, ws.pos, n, yb, 1, K);
+                if (score) score[b] = sc;
+                if (!grad) continue;
+                double wb = weight[b];
+                /* emissions: w * (marginal - onehot) */
+                if (ge != NULL) {
+                    fc_real fw = (fc_real)wb;
+                    for (ptrdiff_t k = 0; k < n; ++k) {
+                        ptrdiff_t t = ws.pos[k];
+                        const fc_real *q = nodet + t * K;
+                        fc_real *g = ge + t * K;
+                        for (ptrdiff_t j = 0; j < K; ++j) g[j] = fw * q[j];
+                        g[yb[t]] -= fw;
+                    }
+                }
+                if (n == 0) continue;
+                /* expected counts (scaled path: trans counts still need the E factor) */
+                (void)scaled;
+                double *aT = acc, *aS = acc + K * Kp, *aN = acc + K * Kp + Kp;
+                double *cT = cacc, *cS = cacc + K * Kp, *cN = cacc + K * Kp + Kp;
+                for (ptrdiff_t i = 0; i < K; ++i)
+                    for (ptrdiff_t j = 0; j < K; ++j) {
+                        double v = aT[i * Kp + j];
+                        if (scaled) v *= (double)tb.E[i * Kp + j];
+                        cT[i * Kp + j] += wb * v;
+                    }
+                for (ptrdiff_t j = 0; j < K; ++j) {
+                    cS[j] += wb * aS[j];
+                    cN[j] += wb * aN[j];
+                }
+                cS[yb[ws.pos[0]]] -= wb;
+                cN[yb[ws.pos[n - 1]]] -= wb;
+                for (ptrdiff_t k = 1; k < n; ++k)
+                    cT[yb[ws.pos[k - 1]] * Kp + yb[ws.pos[k]]] -= wb;
+            }
+        }
+        if (ok) FC_NAME(fc_crf_ws_free)(&ws);
+    }
+    if (status == FC_OK && grad) {
+        /* reduce chunks in order */
+        for (ptrdiff_t i = 0; i < K; ++i)
+            for (ptrdiff_t j = 0; j < K; ++j) {
+                double s = 0.0;
+                for (ptrdiff_t ch = 0; ch < nchunk; ++ch) s += chunk_acc[ch * accn + i * Kp + j];
+                if (g_trans) g_trans[i * K + j] = (fc_real)s;
+            }
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            double s = 0.0, e = 0.0;
+            for (ptrdiff_t ch = 0; ch < nchunk; ++ch) {
+                s += chunk_acc[ch * accn + K * Kp + j];
+                e += chunk_acc[ch * accn + K * Kp + Kp + j];
+            }
+            if (g_start) g_start[j] = (fc_real)s;
+            if (g_end) g_end[j] = (fc_real)e;
+        }
+    }
+    free(chunk_acc);
+    FC_NAME(fc_crf_tab_free)(&tb);
+    return status;
+}
+
+/* ---------------------------------------------------------------- Viterbi */
+/* Top-1 Viterbi of one sequence; path written at kept positions (others untouched).
+ * TP: (K, Kp) trans padded with -inf.  Returns 0, or -1 when no path is allowed. */
+static FC_MULTIVERSION int FC_NAME(fc_crf_vit1)(const fc_real *emb, const fc_real *TP, const fc_real *start,
+                                                const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
+                                                ptrdiff_t K, ptrdiff_t Kp, fc_real *d0, fc_real *d1,
+                                                int32_t *bp, int64_t *path)
+{
+    const fc_real *e = emb + pos[0] * K;
+    for (ptrdiff_t j = 0; j < Kp; ++j) d0[j] = j < K ? e[j] + (start ? start[j] : (fc_real)0) : -FC_INF;
+    for (ptrdiff_t k = 1; k < n; ++k) {
+        e = emb + pos[k] * K;
+        int32_t *arg = bp + k * Kp;
+        for (ptrdiff_t j = 0; j < Kp; ++j) { d1[j] = -FC_INF; arg[j] = 0; }
+        for (ptrdiff_t i = 0; i < K; ++i) {
+            const fc_real v = d0[i];
+            const fc_real *row = TP + i * Kp;
+            const int32_t ii = (int32_t)i;
+            for (ptrdiff_t j = 0; j < Kp; ++j) {
+                fc_real c = v + row[j];
+                int gt = c > d1[j];
+                d1[j] = gt ? c : d1[j];
+                arg[j] = gt ? ii : arg[j];
+            }
+        }
+        for (ptrdiff_t j = 0; j < K; ++j) d1[j] += e[j];
+        fc_real *t = d0; d0 = d1; d1 = t;
+    }
+    fc_real best = -FC_INF;
+    ptrdiff_t bj = -1;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        fc_real v = d0[j] + (end ? end[j] : (fc_real)0);
+        if (v > best) { best = v; bj = j; }
+    }
+    if (bj < 0) return -1;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        path[pos[k]] = bj;
+        if (k > 0) bj = bp[k * Kp + bj];
+    }
+    return 0;
+}
+
+typedef struct { double s; int32_t i, r; } FC_NAME(fc_nb_ent);
+
+/* Insert (s, i, r) in the descending list L of length *cnt <= cap (ties keep the earlier entry first). */
+FC_INLINE void FC_NAME(fc_nb_insert)(FC_NAME(fc_nb_ent) *L, ptrdiff_t *cnt, ptrdiff_t cap, double s,
+                                     int32_t i, int32_t r)
+{
+    ptrdiff_t c = *cnt;
+    if (c == cap && !(s > L[c - 1].s)) return;
+    ptrdiff_t q = c < cap ? c : cap - 1;
+    while (q > 0 && s > L[q - 1].s) { L[q] = L[q - 1]; --q; }
+    L[q].s = s; L[q].i = i; L[q].r = r;
+    if (c < cap) *cnt = c + 1;
+}
+
+/* Exact k-best (list Viterbi) of one sequence, in double.  bt: (n, K, k) entries;
+ * cur/prv: (K, k) scores; cnt: (2, K).  Writes up to k paths. */
+static int FC_NAME(fc_crf_vitk)(const fc_real *emb, const fc_real *trans, const fc_real *start,
+                                const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t K,
+                                ptrdiff_t k, FC_NAME(fc_nb_ent) *bt, ptrdiff_t *cnt, int64_t *paths,
+                                ptrdiff_t Tn, FC_NAME(fc_nb_ent) *fin)
+{
+    ptrdiff_t *c0 = cnt, *c1 = cnt + K;
+    const fc_real *e = emb + pos[0] * K;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        double s = (double)e[j] + (start ? (double)start[j] : 0.0);
+        c0[j] = 0;
+        if (s != -INFINITY) { bt[j * k].s = s; bt[j * k].i = -1; bt[j * k].r = -1; c0[j] = 1; }
+    }
+    for (ptrdiff_t t = 1; t < n; ++t) {
+        e = emb + pos[t] * K;
+        FC_NAME(fc_nb_ent) *P = bt + (t - 1) * K * k, *C = bt + t * K * k;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            ptrdiff_t cj = 0;
+            FC_NAME(fc_nb_ent) *L = C + j * k;
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                double tr = (double)trans[i * K + j];
+                if (tr == -INFINITY) continue;
+                for (ptrdiff_t r = 0; r < c0[i]; ++r) {
+                    double s = P[i * k + r].s + tr;
+                    if (cj == k && !(s > L[k - 1].s)) break;
+                    FC_NAME(fc_nb_insert)(L, &cj, k, s, (int32_t)i, (int32_t)r);
+                }
+            }
+            for (ptrdiff_t r = 0; r < cj; ++r) L[r].s += (double)e[j];
+            c1[j] = e[j] == -FC_INF ? 0 : cj; /* (-inf unaries: MEMM potentials) */
+        }
+        ptrdiff_t *tmp = c0; c0 = c1; c1 = tmp;
+    }
+    ptrdiff_t cf = 0;
+    FC_NAME(fc_nb_ent) *Lst = bt + (n - 1) * K * k;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        double en = end ? (double)end[j] : 0.0;
+        if (en == -INFINITY) continue;
+        for (ptrdiff_t r = 0; r < c0[j]; ++r) {
+            double s = Lst[j * k + r].s + en;
+            if (cf == k && !(s > fin[k - 1].s)) break;
+            FC_NAME(fc_nb_insert)(fin, &cf, k, s, (int32_t)j, (int32_t)r);
+        }
+    }
+    for (ptrdiff_t q = 0; q < cf; ++q) {
+        int64_t *path = paths + q * Tn;
+        int32_t j = fin[q].i, r = fin[q].r;
+        for (ptrdiff_t t = n - 1; t >= 0; --t) {
+            path[pos[t]] = j;
+            const FC_NAME(fc_nb_ent) *en = bt + t * K * k + j * k + r;
+            j = en->i; r = en->r;
+        }
+    }
+    return (int)cf;
+}
+
+int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
+                            const uint8_t *mask, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, ptrdiff_t top_k,
+                            int64_t *paths, double *scores, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || top_k < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (B == 0) return FC_OK;
+    if (em == NULL || trans == NULL || paths == NULL || scores == NULL) return FC_BAD_ARGUMENT;
+    const ptrdiff_t Kp = (K + 7) / 8 * 8;
+    fc_real *TP = malloc(sizeof(fc_real) * K * Kp);
+    if (TP == NULL) return FC_OUT_OF_MEMORY;
+    for (ptrdiff_t i = 0; i < K; ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j) TP[i * Kp + j] = j < K ? trans[i * K + j] : -FC_INF;
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, B);
+    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+        fc_real *d = malloc(sizeof(fc_real) * 2 * Kp);
+        int32_t *bp = top_k == 1 ? malloc(sizeof(int32_t) * T1 * Kp) : NULL;
+        FC_NAME(fc_nb_ent) *bt = top_k > 1 ? malloc(sizeof(FC_NAME(fc_nb_ent)) * (T1 * K * top_k + top_k)) : NULL;
+        ptrdiff_t *cnt = malloc(sizeof(ptrdiff_t) * 2 * K);
+        int ok = pos && d && cnt && (top_k == 1 ? bp != NULL : bt != NULL);
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t lo, hi;
+        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            int64_t *pb = paths + b * top_k * Tn;
+            double *sb = scores + b * top_k;
+            for (ptrdiff_t q = 0; q < top_k * Tn; ++q) pb[q] = -1;
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+            ptrdiff_t found;
+            if (n == 0) {
+                found = 1; /* the empty path */
+            } else if (top_k == 1) {
+                found = FC_NAME(fc_crf_vit1)(emb, TP, start, end, pos, n, K, Kp, d, d + Kp, bp, pb) == 0;
+            } else {
+                found = FC_NAME(fc_crf_vitk)(emb, trans, start, end, pos, n, K, top_k, bt, cnt, pb, Tn,
+                                             bt + T1 * K * top_k);
+            }
+            for (ptrdiff_t q = 0; q < top_k; ++q)
+                sb[q] = q < found ? FC_NAME(fc_crf_path_score)(emb, trans, start, end, pos, n, pb + q * Tn, 1, K)
+                                  : -INFINITY;
+        }
+        free(pos); free(d); free(bp); free(bt); free(cnt);
+    }
+    free(TP);
+    return status;
+}
+
+/* ---------------------------------------------------------------- MEMM */
+/* log-sum-exp of r[0..K) (r finite or -inf), exps written to ex (may alias nothing). */
+FC_INLINE double FC_NAME(fc_memm_lse)(const fc_real *r, fc_real *ex, ptrdiff_t K)
+{
+    fc_real m = -FC_INF;
+    for (ptrdiff_t j = 0; j < K; ++j) m = r[j] > m ? r[j] : m;
+    if (m == -FC_INF) return -INFINITY;
+    for (ptrdiff_t j = 0; j < K; ++j) ex[j] = FC_EXP(r[j] - m);
+    double s = 0.0;
+    for (ptrdiff_t j = 0; j < K; ++j) s += (double)ex[j];
+    return (double)m + log(s);
+}
+
+static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_real *Gr, const ptrdiff_t *pos,
+                                                   ptrdiff_t n, const int64_t *y, ptrdiff_t K, int reverse,
+                                                   double coef, fc_real *ge, double *gacc, ptrdiff_t Kp,
+                                                   fc_real *r, fc_real *ex)
+{
+    /* Gr: rows indexed by the conditioning label (G for forward, G^T for backward) */
+    double ll = 0.0;
+    for (ptrdiff_t q = 0; q < n; ++q) {
+        ptrdiff_t k = reverse ? n - 1 - q : q;
+        ptrdiff_t t = pos[k];
+        const fc_real *e = emb + t * K;
+        int64_t cond = q == 0 ? -1 : y[pos[reverse ? k + 1 : k - 1]];
+        if (cond < 0) {
+            for (ptrdiff_t j = 0; j < K; ++j) r[j] = e[j];
+        } else {
+            const fc_real *g = Gr + cond * K;
+            for (ptrdiff_t j = 0; j < K; ++j) r[j] = g[j] + e[j];
+        }
+        double lse = FC_NAME(fc_memm_lse)(r, ex, K);
+        int64_t yk = y[t];
+        ll += lse == -INFINITY ? -INFINITY : (double)r[yk] - lse;
+        if (ge == NULL || lse == -INFINITY) continue;
+        fc_real *gt = ge + t * K;
+        fc_real m = -FC_INF;
+        for (ptrdiff_t j = 0; j < K; ++j) m = r[j] > m ? r[j] : m;
+        fc_real f = (fc_real)(coef * exp((double)m - lse)); /* ex[j] * f = coef * softmax_j */
+        for (ptrdiff_t j = 0; j < K; ++j) gt[j] += ex[j] * f;
+        gt[yk] -= (fc_real)coef;
+        if (cond >= 0) {
+            double *ga = gacc + cond * Kp;
+            for (ptrdiff_t j = 0; j < K; ++j) ga[j] += (double)(ex[j] * f);
+            ga[yk] -= coef;
+        }
+    }
+    return ll;
+}
+
+int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t *mask, const int64_t *tags,
+                         ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, int bidir, const double *weight,
+                         double *ll, fc_real *g_em, fc_real *g_trans, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (em == NULL || trans == NULL || tags == NULL || ll == NULL) return FC_BAD_ARGUMENT;
+    int grad = g_em != NULL || g_trans != NULL;
+    if (grad && weight == NULL) return FC_BAD_ARGUMENT;
+    const ptrdiff_t Kp = (K + 7) / 8 * 8;
+    const ptrdiff_t accn = 2 * K * Kp;
+    const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
+    double *chunk_acc = NULL;
+    fc_real *GT = malloc(sizeof(fc_real) * K * K);
+    if (GT == NULL) return FC_OUT_OF_MEMORY;
+    for (ptrdiff_t i = 0; i < K; ++i)
+        for (ptrdiff_t j = 0; j < K; ++j) GT[j * K + i] = trans[i * K + j];
+    if (grad && nchunk > 0) {
+        chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
+        if (chunk_acc == NULL) { free(GT); return FC_OUT_OF_MEMORY; }
+    }
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, nchunk);
+    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+        fc_real *r = malloc(sizeof(fc_real) * 2 * Kp);
+        int ok = pos && r;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t clo, chi;
+        fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
+        for (ptrdiff_t ch = clo; ok && ch < chi; ++ch) {
+            double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
+            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
+                const fc_real *emb = em + b * Tn * K;
+                const int64_t *yb = tags + b * Tn;
+                fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
+                if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
+                ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+                double wb = grad ? weight[b] : 0.0;
+                double c = bidir ? 0.5 * wb : wb;
+                double lf = FC_NAME(fc_memm_dir)(emb, trans, pos, n, yb, K, 0, c, ge, cacc, Kp, r, r + Kp);
+                if (bidir) {
+                    double lb = FC_NAME(fc_memm_dir)(emb, GT, pos, n, yb, K, 1, c, ge,
+                                                     cacc ? cacc + K * Kp : NULL, Kp, r, r + Kp);
+                    lf = 0.5 * (lf + lb);
+                }
+                ll[b] = lf;
+            }
+        }
+        free(pos); free(r);
+    }
+    if (status == FC_OK && g_trans != NULL) {
+        for (ptrdiff_t i = 0; i < K; ++i)
+            for (ptrdiff_t j = 0; j < K; ++j) {
+                double s = 0.0;
+                for (ptrdiff_t ch = 0; ch < nchunk; ++ch)
+                    s += chunk_acc[ch * accn + i * Kp + j] + chunk_acc[ch * accn + K * Kp + j * Kp + i];
+                g_trans[i * K + j] = (fc_real)s;
+            }
+    }
+    free(chunk_acc);
+    free(GT);
+    return status;
+}
+
+int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const uint8_t *mask, ptrdiff_t B,
+                                ptrdiff_t Tn, ptrdiff_t K, double wf, double wb, fc_real *out, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (em == NULL || trans == NULL || out == NULL) return FC_BAD_ARGUMENT;
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, B);
+    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+        double *acc = malloc(sizeof(double) * K);
+        fc_real *r = malloc(sizeof(fc_real) * 2 * K);
+        int ok = pos && acc && r;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t lo, hi;
+        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            fc_real *ob = out + b * Tn * K;
+            memset(ob, 0, sizeof(fc_real) * Tn * K);
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+            for (ptrdiff_t k = 0; k < n; ++k) {
+                const fc_real *e = emb + pos[k] * K;
+                for (ptrdiff_t y = 0; y < K; ++y) acc[y] = (double)e[y];
+                if (k == 0 && wf != 0.0) {
+                    double l = FC_NAME(fc_memm_lse)(e, r + K, K);
+                    for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wf * l;
+                }
+                if (k == n - 1 && wb != 0.0) {
+                    double l = FC_NAME(fc_memm_lse)(e, r + K, K);
+                    for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wb * l;
+                }
+                if (k < n - 1 && wf != 0.0) { /* L_{k+1}(y) = lse_c(G[y,c] + f_{k+1}(c)) */
+                    const fc_real *en = emb + pos[k + 1] * K;
+                    for (ptrdiff_t y = 0; y < K; ++y) {
+                        for (ptrdiff_t c = 0; c < K; ++c) r[c] = trans[y * K + c] + en[c];
+                        double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                        acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wf * l;
+                    }
+                }
+                if (k > 0 && wb != 0.0) { /* M_{k-1}(y) = lse_a(G[a,y] + f_{k-1}(a)) */
+                    const fc_real *ep = emb + pos[k - 1] * K;
+                    for (ptrdiff_t y = 0; y < K; ++y) {
+                        for (ptrdiff_t a = 0; a < K; ++a) r[a] = trans[a * K + y] + ep[a];
+                        double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                        acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wb * l;
+                    }
+                }
+                for (ptrdiff_t y = 0; y < K; ++y) ob[pos[k] * K + y] = (fc_real)acc[y];
+            }
+        }
+        free(pos); free(acc); free(r);
+    }
+    return status;
+}
+
+#undef FC_CRF_TINY
+#undef FC_CRF_SUMTOL
