@@ -17,6 +17,175 @@
 #define FC_CRF_SUMTOL 1e-2
 #endif
 
+/* SIMD block width in elements: one or two AVX-512 registers, two or four AVX2 ones. */
+#undef FC_CRF_WS
+#if FC_REAL_DOUBLE
+#define FC_CRF_WS 8
+#else
+#define FC_CRF_WS 16
+#endif
+
+/* Block width for K labels (wider blocks give more independent chains for larger K) and
+ * the padded row length Kp (a multiple of it). */
+FC_INLINE ptrdiff_t FC_NAME(fc_crf_width)(ptrdiff_t K) { return K <= FC_CRF_WS ? FC_CRF_WS : 2 * FC_CRF_WS; }
+FC_INLINE ptrdiff_t FC_NAME(fc_crf_kp)(ptrdiff_t K)
+{
+    ptrdiff_t W = FC_NAME(fc_crf_width)(K);
+    return (K + W - 1) / W * W;
+}
+
+#if defined(__GNUC__)
+/* Explicit 32-byte vectors (GCC/Clang): split in two on the SSE2 baseline clone. */
+typedef fc_real FC_NAME(fc_vr) __attribute__((vector_size(32)));
+#if FC_REAL_DOUBLE
+typedef int64_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
+#else
+typedef int32_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
+#endif
+/* v = {x, x, ...} (a macro: vectors passed by value change the ABI on baseline builds) */
+#define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); for (int l_ = 0; l_ < (int)(32 / sizeof(fc_real)); ++l_) (v)[l_] = (x); } while (0)
+#endif
+
+/* out[j] = (sum_i x[i] M[i, j]) * mul[j] (mul may be NULL) for j < Kp, over blocks of W
+ * columns with two accumulator chains (even / odd i). */
+#if defined(__GNUC__)
+FC_INLINE void FC_NAME(fc_crf_mv_w)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+                                    ptrdiff_t Kp, const fc_real *restrict mul, fc_real *restrict out,
+                                    const int W)
+{
+    typedef FC_NAME(fc_vr) vr;
+    enum { VL = (int)(32 / sizeof(fc_real)), NVMAX = 2 * FC_CRF_WS / (int)(32 / sizeof(fc_real)) };
+    const int NV = W / VL;
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        vr s0[NVMAX], s1[NVMAX];
+        for (int q = 0; q < NV; ++q) { FC_SPLAT(s0[q], (fc_real)0); s1[q] = s0[q]; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            vr x0, x1;
+            FC_SPLAT(x0, x[i]);
+            FC_SPLAT(x1, x[i + 1]);
+            const fc_real *r0 = M + i * Kp + jb, *r1 = r0 + Kp;
+            for (int q = 0; q < NV; ++q) {
+                vr m0, m1;
+                memcpy(&m0, r0 + q * VL, sizeof m0);
+                memcpy(&m1, r1 + q * VL, sizeof m1);
+                s0[q] += x0 * m0;
+                s1[q] += x1 * m1;
+            }
+        }
+        if (i < K) {
+            vr x0;
+            FC_SPLAT(x0, x[i]);
+            const fc_real *r0 = M + i * Kp + jb;
+            for (int q = 0; q < NV; ++q) {
+                vr m0;
+                memcpy(&m0, r0 + q * VL, sizeof m0);
+                s0[q] += x0 * m0;
+            }
+        }
+        for (int q = 0; q < NV; ++q) {
+            vr o = s0[q] + s1[q];
+            if (mul != NULL) {
+                vr u;
+                memcpy(&u, mul + jb + q * VL, sizeof u);
+                o *= u;
+            }
+            memcpy(out + jb + q * VL, &o, sizeof o);
+        }
+    }
+}
+#else
+FC_INLINE void FC_NAME(fc_crf_mv_w)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+                                    ptrdiff_t Kp, const fc_real *restrict mul, fc_real *restrict out,
+                                    const int W)
+{
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        fc_real s0[2 * FC_CRF_WS], s1[2 * FC_CRF_WS];
+        for (int w = 0; w < W; ++w) { s0[w] = (fc_real)0; s1[w] = (fc_real)0; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            const fc_real x0 = x[i], x1 = x[i + 1];
+            const fc_real *r0 = M + i * Kp + jb, *r1 = r0 + Kp;
+            for (int w = 0; w < W; ++w) { s0[w] += x0 * r0[w]; s1[w] += x1 * r1[w]; }
+        }
+        if (i < K) {
+            const fc_real x0 = x[i];
+            const fc_real *r0 = M + i * Kp + jb;
+            for (int w = 0; w < W; ++w) s0[w] += x0 * r0[w];
+        }
+        if (mul != NULL) {
+            for (int w = 0; w < W; ++w) out[jb + w] = (s0[w] + s1[w]) * mul[jb + w];
+        } else {
+            for (int w = 0; w < W; ++w) out[jb + w] = s0[w] + s1[w];
+        }
+    }
+}
+#endif
+
+FC_INLINE void FC_NAME(fc_crf_mv)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+                                  ptrdiff_t Kp, const fc_real *restrict mul, fc_real *restrict out)
+{
+    if (K <= FC_CRF_WS)
+        FC_NAME(fc_crf_mv_w)(x, M, K, Kp, mul, out, FC_CRF_WS);
+    else
+        FC_NAME(fc_crf_mv_w)(x, M, K, Kp, mul, out, 2 * FC_CRF_WS);
+}
+
+/* Sum and maximum of a padded row (Kp a multiple of FC_CRF_WS), over lanes reduced
+ * by halving stages with constant trip counts (so they unroll into vector ops). */
+#define FC_CRF_HALVE(l, n, OP) for (int w_ = 0; w_ < (n); ++w_) l[w_] = OP(l[w_], l[w_ + (n)])
+#define FC_CRF_ADD(a, b) ((a) + (b))
+#define FC_CRF_MAX(a, b) ((b) > (a) ? (b) : (a))
+FC_INLINE fc_real FC_NAME(fc_crf_sumv)(const fc_real *restrict x, ptrdiff_t Kp)
+{
+    fc_real l[FC_CRF_WS];
+    for (int w = 0; w < FC_CRF_WS; ++w) l[w] = x[w];
+    for (ptrdiff_t jb = FC_CRF_WS; jb < Kp; jb += FC_CRF_WS)
+        for (int w = 0; w < FC_CRF_WS; ++w) l[w] += x[jb + w];
+#if FC_CRF_WS == 16
+    FC_CRF_HALVE(l, 8, FC_CRF_ADD);
+#endif
+    FC_CRF_HALVE(l, 4, FC_CRF_ADD);
+    FC_CRF_HALVE(l, 2, FC_CRF_ADD);
+    return l[0] + l[1];
+}
+
+FC_INLINE fc_real FC_NAME(fc_crf_maxv)(const fc_real *restrict x, ptrdiff_t Kp)
+{
+    fc_real l[FC_CRF_WS];
+    for (int w = 0; w < FC_CRF_WS; ++w) l[w] = x[w];
+    for (ptrdiff_t jb = FC_CRF_WS; jb < Kp; jb += FC_CRF_WS)
+        for (int w = 0; w < FC_CRF_WS; ++w) l[w] = FC_CRF_MAX(l[w], x[jb + w]);
+#if FC_CRF_WS == 16
+    FC_CRF_HALVE(l, 8, FC_CRF_MAX);
+#endif
+    FC_CRF_HALVE(l, 4, FC_CRF_MAX);
+    FC_CRF_HALVE(l, 2, FC_CRF_MAX);
+    return FC_CRF_MAX(l[0], l[1]);
+}
+
+/* 2^-e for the exponent e of c > 0 (c normal): multiplying by it is exact and puts c in [0.5, 1). */
+FC_INLINE fc_real FC_NAME(fc_crf_pow2inv)(fc_real c, int *e)
+{
+#if FC_REAL_DOUBLE
+    uint64_t u;
+    memcpy(&u, &c, sizeof u);
+    int ex = (int)((u >> 52) & 0x7ff) - 1022;
+    uint64_t v = (uint64_t)(1023 - ex) << 52;
+    double r;
+    memcpy(&r, &v, sizeof r);
+#else
+    uint32_t u;
+    memcpy(&u, &c, sizeof u);
+    int ex = (int)((u >> 23) & 0xff) - 126;
+    uint32_t v = (uint32_t)(127 - ex) << 23;
+    float r;
+    memcpy(&r, &v, sizeof r);
+#endif
+    *e = ex;
+    return r;
+}
+
 /* Shared, read-only tables built once per call. */
 typedef struct {
     ptrdiff_t K, Kp, Tn;
@@ -33,7 +202,7 @@ typedef struct {
     fc_real *A;      /* (T, Kp) scaled alphas */
     fc_real *P;      /* (T, Kp) exp(emission - max) */
     double *c;       /* (T + 1) step normalisers */
-    fc_real *b0, *b1, *w; /* (Kp) */
+    fc_real *b0, *b1, *w, *eb, *q; /* (Kp) */
     double *la;      /* (T, K) log-space alphas (fallback) */
     double *lb0, *lb1, *scr; /* (K) */
     double *acc;     /* (K*Kp + 2*Kp) expected counts of the current sequence */
@@ -41,7 +210,7 @@ typedef struct {
 
 static void FC_NAME(fc_crf_ws_free)(FC_NAME(fc_crf_ws) *w)
 {
-    free(w->pos); free(w->A); free(w->P); free(w->c); free(w->b0); free(w->b1); free(w->w);
+    free(w->pos); free(w->A); free(w->P); free(w->c); free(w->b0); free(w->b1); free(w->w); free(w->eb); free(w->q);
     free(w->la); free(w->lb0); free(w->lb1); free(w->scr); free(w->acc);
 }
 
@@ -56,12 +225,14 @@ static int FC_NAME(fc_crf_ws_alloc)(FC_NAME(fc_crf_ws) *w, ptrdiff_t Tn, ptrdiff
     w->b0 = malloc(sizeof(fc_real) * Kp);
     w->b1 = malloc(sizeof(fc_real) * Kp);
     w->w = malloc(sizeof(fc_real) * Kp);
+    w->eb = malloc(sizeof(fc_real) * Kp);
+    w->q = malloc(sizeof(fc_real) * Kp);
     w->la = malloc(sizeof(double) * T1 * K);
     w->lb0 = malloc(sizeof(double) * K);
     w->lb1 = malloc(sizeof(double) * K);
     w->scr = malloc(sizeof(double) * K);
     w->acc = malloc(sizeof(double) * (K * Kp + 2 * Kp));
-    if (!w->pos || !w->A || !w->P || !w->c || !w->b0 || !w->b1 || !w->w || !w->la || !w->lb0
+    if (!w->pos || !w->A || !w->P || !w->c || !w->b0 || !w->b1 || !w->w || !w->eb || !w->q || !w->la || !w->lb0
         || !w->lb1 || !w->scr || !w->acc) {
         FC_NAME(fc_crf_ws_free)(w);
         return FC_OUT_OF_MEMORY;
@@ -92,7 +263,7 @@ static void FC_NAME(fc_crf_tab_free)(FC_NAME(fc_crf_tab) *t)
 static int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans, const fc_real *start,
                                     const fc_real *end, ptrdiff_t Tn, ptrdiff_t K)
 {
-    ptrdiff_t Kp = (K + 7) / 8 * 8;
+    ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
     memset(t, 0, sizeof(*t));
     t->K = K; t->Kp = Kp; t->Tn = Tn; t->trans = trans; t->start = start; t->end = end;
     t->E = malloc(sizeof(fc_real) * K * Kp);
@@ -157,49 +328,49 @@ static double FC_NAME(fc_crf_path_score)(const fc_real *emb, const fc_real *tran
 
 /* ---------------------------------------------------------------- scaled forward */
 /* Fills ws->A, ws->P, ws->c for positions pos[0..n); returns log Z, or NAN when
- * the scaled recursion is not trusted (caller falls back to log space). */
+ * the scaled recursion is not trusted (caller falls back to log space).
+ * The step normalisers are multiplied in double and their log taken only when the
+ * product leaves [1e-150, 1e150]. */
 static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
                                                          const fc_real *emb, ptrdiff_t n)
 {
     const ptrdiff_t K = tb->K, Kp = tb->Kp;
-    const fc_real *E = tb->E;
-    double logz = 0.0;
+    fc_real *restrict eb = ws->eb;
+    if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
+    double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax, prod = 1.0;
+    int64_t esum = 0;
+    for (ptrdiff_t j = K; j < Kp; ++j) eb[j] = -FC_INF;
     for (ptrdiff_t k = 0; k < n; ++k) {
         const fc_real *e = emb + ws->pos[k] * K;
-        fc_real *a = ws->A + k * Kp, *p = ws->P + k * Kp;
-        fc_real m = e[0];
-        for (ptrdiff_t j = 1; j < K; ++j) m = e[j] > m ? e[j] : m;
-        for (ptrdiff_t j = 0; j < K; ++j) p[j] = FC_EXP(e[j] - m);
+        fc_real *restrict a = ws->A + k * Kp, *restrict p = ws->P + k * Kp;
+        for (ptrdiff_t j = 0; j < K; ++j) eb[j] = e[j];
+        fc_real m = FC_NAME(fc_crf_maxv)(eb, Kp);
+        for (ptrdiff_t j = 0; j < Kp; ++j) p[j] = FC_EXP(eb[j] - m);
         for (ptrdiff_t j = K; j < Kp; ++j) p[j] = (fc_real)0;
         if (k == 0) {
             for (ptrdiff_t j = 0; j < Kp; ++j) a[j] = tb->S[j] * p[j];
-            logz += tb->smax;
         } else {
-            const fc_real *ap = a - Kp;
-            for (ptrdiff_t j = 0; j < Kp; ++j) a[j] = (fc_real)0;
-            for (ptrdiff_t i = 0; i < K; ++i) {
-                const fc_real ai = ap[i];
-                const fc_real *row = E + i * Kp;
-                for (ptrdiff_t j = 0; j < Kp; ++j) a[j] += ai * row[j];
-            }
-            for (ptrdiff_t j = 0; j < Kp; ++j) a[j] *= p[j];
-            logz += tb->tmax;
+            FC_NAME(fc_crf_mv)(a - Kp, tb->E, K, Kp, p, a);
         }
-        double c = 0.0;
-        for (ptrdiff_t j = 0; j < K; ++j) c += (double)a[j];
-        if (!(c >= FC_CRF_TINY) || tb->smax == -INFINITY) return NAN;
-        fc_real inv = (fc_real)(1.0 / c);
+        fc_real c = FC_NAME(fc_crf_sumv)(a, Kp);
+        if (!((double)c >= FC_CRF_TINY)) return NAN;
+        int ex;
+        fc_real inv = FC_NAME(fc_crf_pow2inv)(c, &ex); /* exact rescaling: row sum in [0.5, 1) */
         for (ptrdiff_t j = 0; j < Kp; ++j) a[j] *= inv;
-        ws->c[k] = c;
-        logz += log(c) + (double)m;
+        ws->c[k] = 1.0 / (double)inv; /* = 2^ex, exact */
+        logz += (double)m;
+        esum += ex;
     }
+    logz += (double)esum * 0.69314718055994530942;
+    (void)prod;
     if (n > 0) {
         const fc_real *a = ws->A + (n - 1) * Kp;
-        double c = 0.0;
-        for (ptrdiff_t j = 0; j < K; ++j) c += (double)(a[j] * tb->N[j]);
-        if (!(c >= FC_CRF_TINY) || tb->nmax == -INFINITY) return NAN;
+        fc_real *q = ws->q;
+        for (ptrdiff_t j = 0; j < Kp; ++j) q[j] = a[j] * tb->N[j];
+        double c = (double)FC_NAME(fc_crf_sumv)(q, Kp);
+        if (!(c >= FC_CRF_TINY)) return NAN;
         ws->c[n] = c;
-        logz += log(c) + tb->nmax;
+        logz += log(prod) + log(c);
     }
     return logz;
 }
@@ -207,39 +378,38 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
 /* Scaled backward after a successful scaled forward.  Writes node marginals
  * (node_b: (T, K) of this sequence, or NULL), pairwise marginals (pair_b, or
  * NULL) and, when acc != NULL, adds the expected counts to acc (K*Kp trans,
- * then Kp start, Kp end).  Returns 0, or -1 when not trusted (log-space redo). */
+ * then Kp start, Kp end); the trans counts lack the factor E[i, j], applied by the
+ * caller.  Overwrites ws->P.  Returns 0, or -1 when not trusted (log-space redo). */
 static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
                                                       ptrdiff_t n, fc_real *node_b, fc_real *pair_b,
                                                       double *acc)
 {
     const ptrdiff_t K = tb->K, Kp = tb->Kp;
-    fc_real *b = ws->b0, *bn = ws->b1, *w = ws->w;
+    fc_real *restrict b = ws->b0, *restrict bn = ws->b1, *restrict w = ws->w, *restrict q = ws->q;
     double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
     fc_real inv = (fc_real)(1.0 / ws->c[n]);
     for (ptrdiff_t j = 0; j < Kp; ++j) b[j] = tb->N[j] * inv;
     for (ptrdiff_t k = n - 1; k >= 0; --k) {
         const fc_real *a = ws->A + k * Kp;
-        /* node marginals */
-        double s = 0.0;
-        for (ptrdiff_t j = 0; j < K; ++j) s += (double)(a[j] * b[j]);
+        /* node marginals; their sum is 1 up to rounding unless something under/overflowed */
+        for (ptrdiff_t j = 0; j < Kp; ++j) q[j] = a[j] * b[j];
+        double s = (double)FC_NAME(fc_crf_sumv)(q, Kp);
         if (!(fabs(s - 1.0) <= FC_CRF_SUMTOL)) return -1;
-        for (ptrdiff_t j = 0; j < Kp; ++j)
-            if (!(b[j] <= FC_MAXVAL)) return -1;
         fc_real is = (fc_real)(1.0 / s);
         if (node_b != NULL) {
             fc_real *o = node_b + ws->pos[k] * K;
-            for (ptrdiff_t j = 0; j < K; ++j) o[j] = a[j] * b[j] * is;
+            for (ptrdiff_t j = 0; j < K; ++j) o[j] = q[j] * is;
         }
         if (acc != NULL && k == n - 1)
-            for (ptrdiff_t j = 0; j < K; ++j) accN[j] += (double)(a[j] * b[j] * is);
+            for (ptrdiff_t j = 0; j < K; ++j) accN[j] += (double)(q[j] * is);
         if (k == 0) {
             if (acc != NULL)
-                for (ptrdiff_t j = 0; j < K; ++j) accS[j] += (double)(a[j] * b[j] * is);
+                for (ptrdiff_t j = 0; j < K; ++j) accS[j] += (double)(q[j] * is);
             break;
         }
         /* w = psi_k * beta_k / c_k; pairwise (k-1, k) = a_{k-1}(i) E(i,j) w(j) / s */
         fc_real ic = (fc_real)(1.0 / ws->c[k]);
-        const fc_real *p = ws->P + k * Kp;
+        fc_real *p = ws->P + k * Kp;
         for (ptrdiff_t j = 0; j < Kp; ++j) w[j] = p[j] * b[j] * ic;
         const fc_real *ap = a - Kp;
         if (pair_b != NULL) {
@@ -250,21 +420,31 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
                 for (ptrdiff_t j = 0; j < K; ++j) o[i * K + j] = ai * row[j] * w[j];
             }
         }
-        if (acc != NULL) {
+        if (acc != NULL)
+            for (ptrdiff_t j = 0; j < Kp; ++j) p[j] = w[j] * is; /* kept for the count pass */
+        /* beta_{k-1}(i) = sum_j E(i,j) w(j), vectorised over i through ET */
+        FC_NAME(fc_crf_mv)(w, tb->ET, K, Kp, NULL, bn);
+        fc_real *tmp = b; b = bn; bn = tmp;
+    }
+    if (acc != NULL) {
+        /* accT[i, j] += sum_k a_{k-1}(i) w_k(j): float partial sums over blocks of 16 steps */
+        const ptrdiff_t W = FC_NAME(fc_crf_width)(K);
+        for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
+            ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
             for (ptrdiff_t i = 0; i < K; ++i) {
-                double ai = (double)ap[i] / s;
                 double *r = accT + i * Kp;
-                for (ptrdiff_t j = 0; j < Kp; ++j) r[j] += ai * (double)w[j];
+                for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+                    fc_real sv[2 * FC_CRF_WS];
+                    for (ptrdiff_t v = 0; v < W; ++v) sv[v] = (fc_real)0;
+                    for (ptrdiff_t k = k0; k < k1; ++k) {
+                        const fc_real ai = ws->A[(k - 1) * Kp + i];
+                        const fc_real *wk = ws->P + k * Kp + jb;
+                        for (ptrdiff_t v = 0; v < W; ++v) sv[v] += ai * wk[v];
+                    }
+                    for (ptrdiff_t v = 0; v < W; ++v) r[jb + v] += (double)sv[v];
+                }
             }
         }
-        /* beta_{k-1}(i) = sum_j E(i,j) w(j), vectorised over i through ET */
-        for (ptrdiff_t i = 0; i < Kp; ++i) bn[i] = (fc_real)0;
-        for (ptrdiff_t j = 0; j < K; ++j) {
-            const fc_real wj = w[j];
-            const fc_real *col = tb->ET + j * Kp;
-            for (ptrdiff_t i = 0; i < Kp; ++i) bn[i] += wj * col[i];
-        }
-        fc_real *tmp = b; b = bn; bn = tmp;
     }
     return 0;
 }
@@ -402,7 +582,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
     int grad = g_em != NULL || g_trans != NULL || g_start != NULL || g_end != NULL;
     if (grad && (tags == NULL || weight == NULL)) return FC_BAD_ARGUMENT;
     if (score != NULL && tags == NULL) return FC_BAD_ARGUMENT;
-    const ptrdiff_t Kp = (K + 7) / 8 * 8;
+    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
     const ptrdiff_t accn = K * Kp + 2 * Kp;
     const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
     double *chunk_acc = NULL;
@@ -520,6 +700,90 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
 }
 
 /* ---------------------------------------------------------------- Viterbi */
+/* One Viterbi step: d1[j] = max_i d0[i] + TP[i, j] and its argmax (lowest i on ties),
+ * for every j < Kp, over blocks of W columns with two chains (even / odd i) merged
+ * so that the lowest index wins ties.  GCC/Clang get explicit vectors (the
+ * auto-vectoriser turns the select into masked stores); other compilers the scalar loop. */
+#if defined(__GNUC__)
+#define FC_VL ((int)(32 / sizeof(fc_real)))
+
+FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
+                                       ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg,
+                                       const int W)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    enum { NVMAX = 2 * FC_CRF_WS / FC_VL };
+    const int NV = W / FC_VL;
+    vr ninf;
+    vi zero;
+    for (int l = 0; l < FC_VL; ++l) { ninf[l] = -FC_INF; zero[l] = 0; }
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        vr b0[NVMAX], b1[NVMAX];
+        vi a0[NVMAX], a1[NVMAX];
+        for (int q = 0; q < NV; ++q) { b0[q] = ninf; b1[q] = ninf; a0[q] = zero; a1[q] = zero; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            vr v0, v1;
+            vi i0, i1;
+            for (int l = 0; l < FC_VL; ++l) {
+                v0[l] = d0[i]; v1[l] = d0[i + 1]; i0[l] = (int32_t)i; i1[l] = (int32_t)(i + 1);
+            }
+            const fc_real *r0 = TP + i * Kp + jb, *r1 = r0 + Kp;
+            for (int q = 0; q < NV; ++q) {
+                vr x0, x1;
+                memcpy(&x0, r0 + q * FC_VL, sizeof x0);
+                memcpy(&x1, r1 + q * FC_VL, sizeof x1);
+                vr c0 = v0 + x0, c1 = v1 + x1;
+                vi m0 = c0 > b0[q], m1 = c1 > b1[q];
+                b0[q] = (vr)(((vi)c0 & m0) | ((vi)b0[q] & ~m0));
+                a0[q] = (i0 & m0) | (a0[q] & ~m0);
+                b1[q] = (vr)(((vi)c1 & m1) | ((vi)b1[q] & ~m1));
+                a1[q] = (i1 & m1) | (a1[q] & ~m1);
+            }
+        }
+        if (i < K) {
+            vr v0;
+            vi i0;
+            for (int l = 0; l < FC_VL; ++l) { v0[l] = d0[i]; i0[l] = (int32_t)i; }
+            const fc_real *r0 = TP + i * Kp + jb;
+            for (int q = 0; q < NV; ++q) {
+                vr x0;
+                memcpy(&x0, r0 + q * FC_VL, sizeof x0);
+                vr c0 = v0 + x0;
+                vi m0 = c0 > b0[q];
+                b0[q] = (vr)(((vi)c0 & m0) | ((vi)b0[q] & ~m0));
+                a0[q] = (i0 & m0) | (a0[q] & ~m0);
+            }
+        }
+        for (int q = 0; q < NV; ++q) {
+            vi t = (b1[q] > b0[q]) | ((b1[q] == b0[q]) & (a1[q] < a0[q]));
+            vr bb = (vr)(((vi)b1[q] & t) | ((vi)b0[q] & ~t));
+            vi aa = (a1[q] & t) | (a0[q] & ~t);
+            memcpy(d1 + jb + q * FC_VL, &bb, sizeof bb);
+            for (int l = 0; l < FC_VL; ++l) arg[jb + q * FC_VL + l] = (int32_t)aa[l];
+        }
+    }
+}
+#undef FC_VL
+#else
+FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
+                                       ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg,
+                                       const int W)
+{
+    (void)W;
+    for (ptrdiff_t j = 0; j < Kp; ++j) { d1[j] = -FC_INF; arg[j] = 0; }
+    for (ptrdiff_t i = 0; i < K; ++i) {
+        const fc_real v = d0[i];
+        const fc_real *row = TP + i * Kp;
+        for (ptrdiff_t j = 0; j < Kp; ++j) {
+            fc_real c = v + row[j];
+            if (c > d1[j]) { d1[j] = c; arg[j] = (int32_t)i; }
+        }
+    }
+}
+#endif
+
 /* Top-1 Viterbi of one sequence; path written at kept positions (others untouched).
  * TP: (K, Kp) trans padded with -inf.  Returns 0, or -1 when no path is allowed. */
 static FC_MULTIVERSION int FC_NAME(fc_crf_vit1)(const fc_real *emb, const fc_real *TP, const fc_real *start,
@@ -532,18 +796,10 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_vit1)(const fc_real *emb, const fc_rea
     for (ptrdiff_t k = 1; k < n; ++k) {
         e = emb + pos[k] * K;
         int32_t *arg = bp + k * Kp;
-        for (ptrdiff_t j = 0; j < Kp; ++j) { d1[j] = -FC_INF; arg[j] = 0; }
-        for (ptrdiff_t i = 0; i < K; ++i) {
-            const fc_real v = d0[i];
-            const fc_real *row = TP + i * Kp;
-            const int32_t ii = (int32_t)i;
-            for (ptrdiff_t j = 0; j < Kp; ++j) {
-                fc_real c = v + row[j];
-                int gt = c > d1[j];
-                d1[j] = gt ? c : d1[j];
-                arg[j] = gt ? ii : arg[j];
-            }
-        }
+        if (K <= FC_CRF_WS)
+            FC_NAME(fc_crf_vstep_w)(d0, TP, K, Kp, d1, arg, FC_CRF_WS);
+        else
+            FC_NAME(fc_crf_vstep_w)(d0, TP, K, Kp, d1, arg, 2 * FC_CRF_WS);
         for (ptrdiff_t j = 0; j < K; ++j) d1[j] += e[j];
         fc_real *t = d0; d0 = d1; d1 = t;
     }
@@ -639,7 +895,7 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
     if (B < 0 || Tn < 0 || K < 1 || top_k < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
     if (B == 0) return FC_OK;
     if (em == NULL || trans == NULL || paths == NULL || scores == NULL) return FC_BAD_ARGUMENT;
-    const ptrdiff_t Kp = (K + 7) / 8 * 8;
+    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
     fc_real *TP = malloc(sizeof(fc_real) * K * Kp);
     if (TP == NULL) return FC_OUT_OF_MEMORY;
     for (ptrdiff_t i = 0; i < K; ++i)
@@ -701,41 +957,50 @@ FC_INLINE double FC_NAME(fc_memm_lse)(const fc_real *r, fc_real *ex, ptrdiff_t K
     return (double)m + log(s);
 }
 
-static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_real *Gr, const ptrdiff_t *pos,
-                                                   ptrdiff_t n, const int64_t *y, ptrdiff_t K, int reverse,
-                                                   double coef, fc_real *ge, double *gacc, ptrdiff_t Kp,
-                                                   fc_real *r, fc_real *ex)
+/* Teacher-forced log-likelihood of one direction of a MEMM.  Gp: (K+1, Kp) rows
+ * indexed by the conditioning label (G for left-to-right, G^T for right-to-left),
+ * row K all zeros (no conditioning label); padding columns are -inf.  r, ex: (Kp)
+ * scratch.  Adds coef * d(-ll) to ge (T, K) and to gacc (K, Kp, rows by the
+ * conditioning label) when ge != NULL.  The local normalisers are multiplied in
+ * double and their log taken only when the product exceeds 1e150. */
+static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_real *Gp, const ptrdiff_t *pos,
+                                                   ptrdiff_t n, const int64_t *y, ptrdiff_t K, ptrdiff_t Kp,
+                                                   int reverse, double coef, fc_real *ge, double *gacc,
+                                                   fc_real *restrict r, fc_real *restrict ex)
 {
-    /* Gr: rows indexed by the conditioning label (G for forward, G^T for backward) */
-    double ll = 0.0;
+    double ll = 0.0, prod = 1.0;
+    int dead = 0;
+    const fc_real fcoef = (fc_real)coef;
+    for (ptrdiff_t j = K; j < Kp; ++j) r[j] = -FC_INF;
     for (ptrdiff_t q = 0; q < n; ++q) {
         ptrdiff_t k = reverse ? n - 1 - q : q;
         ptrdiff_t t = pos[k];
         const fc_real *e = emb + t * K;
-        int64_t cond = q == 0 ? -1 : y[pos[reverse ? k + 1 : k - 1]];
-        if (cond < 0) {
-            for (ptrdiff_t j = 0; j < K; ++j) r[j] = e[j];
-        } else {
-            const fc_real *g = Gr + cond * K;
-            for (ptrdiff_t j = 0; j < K; ++j) r[j] = g[j] + e[j];
-        }
-        double lse = FC_NAME(fc_memm_lse)(r, ex, K);
+        int64_t cond = q == 0 ? K : y[pos[reverse ? k + 1 : k - 1]];
+        const fc_real *g = Gp + cond * Kp;
+        for (ptrdiff_t j = 0; j < K; ++j) r[j] = g[j] + e[j];
+        fc_real m = FC_NAME(fc_crf_maxv)(r, Kp);
+        if (m == -FC_INF) { dead = 1; continue; }
+        for (ptrdiff_t j = 0; j < Kp; ++j) ex[j] = FC_EXP(r[j] - m);
+        for (ptrdiff_t j = K; j < Kp; ++j) ex[j] = (fc_real)0;
+        fc_real s = FC_NAME(fc_crf_sumv)(ex, Kp);
         int64_t yk = y[t];
-        ll += lse == -INFINITY ? -INFINITY : (double)r[yk] - lse;
-        if (ge == NULL || lse == -INFINITY) continue;
+        ll += (double)r[yk] - (double)m;
+        prod *= (double)s;
+        if (prod > 1e150) { ll -= log(prod); prod = 1.0; }
+        if (ge == NULL) continue;
         fc_real *gt = ge + t * K;
-        fc_real m = -FC_INF;
-        for (ptrdiff_t j = 0; j < K; ++j) m = r[j] > m ? r[j] : m;
-        fc_real f = (fc_real)(coef * exp((double)m - lse)); /* ex[j] * f = coef * softmax_j */
+        fc_real f = fcoef / s; /* ex[j] * f = coef * softmax_j */
         for (ptrdiff_t j = 0; j < K; ++j) gt[j] += ex[j] * f;
-        gt[yk] -= (fc_real)coef;
-        if (cond >= 0) {
+        gt[yk] -= fcoef;
+        if (cond < K) {
             double *ga = gacc + cond * Kp;
             for (ptrdiff_t j = 0; j < K; ++j) ga[j] += (double)(ex[j] * f);
             ga[yk] -= coef;
         }
     }
-    return ll;
+    ll -= log(prod);
+    return dead ? -INFINITY : ll;
 }
 
 int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t *mask, const int64_t *tags,
@@ -746,17 +1011,22 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     if (em == NULL || trans == NULL || tags == NULL || ll == NULL) return FC_BAD_ARGUMENT;
     int grad = g_em != NULL || g_trans != NULL;
     if (grad && weight == NULL) return FC_BAD_ARGUMENT;
-    const ptrdiff_t Kp = (K + 7) / 8 * 8;
+    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
     const ptrdiff_t accn = 2 * K * Kp;
     const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
     double *chunk_acc = NULL;
-    fc_real *GT = malloc(sizeof(fc_real) * K * K);
-    if (GT == NULL) return FC_OUT_OF_MEMORY;
-    for (ptrdiff_t i = 0; i < K; ++i)
-        for (ptrdiff_t j = 0; j < K; ++j) GT[j * K + i] = trans[i * K + j];
+    /* G and G^T padded to (K + 1, Kp): row K is the "no conditioning label" row of zeros */
+    fc_real *G2 = malloc(sizeof(fc_real) * 2 * (K + 1) * Kp);
+    if (G2 == NULL) return FC_OUT_OF_MEMORY;
+    fc_real *Gp = G2, *GTp = G2 + (K + 1) * Kp;
+    for (ptrdiff_t i = 0; i <= K; ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j) {
+            Gp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[i * K + j]);
+            GTp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[j * K + i]);
+        }
     if (grad && nchunk > 0) {
         chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
-        if (chunk_acc == NULL) { free(GT); return FC_OUT_OF_MEMORY; }
+        if (chunk_acc == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
     }
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, nchunk);
@@ -785,10 +1055,10 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                 ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
                 double wb = grad ? weight[b] : 0.0;
                 double c = bidir ? 0.5 * wb : wb;
-                double lf = FC_NAME(fc_memm_dir)(emb, trans, pos, n, yb, K, 0, c, ge, cacc, Kp, r, r + Kp);
+                double lf = FC_NAME(fc_memm_dir)(emb, Gp, pos, n, yb, K, Kp, 0, c, ge, cacc, r, r + Kp);
                 if (bidir) {
-                    double lb = FC_NAME(fc_memm_dir)(emb, GT, pos, n, yb, K, 1, c, ge,
-                                                     cacc ? cacc + K * Kp : NULL, Kp, r, r + Kp);
+                    double lb = FC_NAME(fc_memm_dir)(emb, GTp, pos, n, yb, K, Kp, 1, c, ge,
+                                                     cacc ? cacc + K * Kp : NULL, r, r + Kp);
                     lf = 0.5 * (lf + lb);
                 }
                 ll[b] = lf;
@@ -806,7 +1076,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
             }
     }
     free(chunk_acc);
-    free(GT);
+    free(G2);
     return status;
 }
 
