@@ -44,6 +44,52 @@ typedef int32_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 #endif
 /* v = {x, x, ...} (a macro: vectors passed by value change the ABI on baseline builds) */
 #define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); for (int l_ = 0; l_ < (int)(32 / sizeof(fc_real)); ++l_) (v)[l_] = (x); } while (0)
+
+/* Row helpers over 32-byte vectors: whole-vector loads and stores only, so that a row
+ * written here and read back by a vectorised loop never stalls on store forwarding. */
+#define FC_VLEN ((ptrdiff_t)(32 / sizeof(fc_real)))
+FC_INLINE fc_real FC_NAME(fc_crf_hmax)(const FC_NAME(fc_vr) *v)
+{
+    fc_real m = (*v)[0];
+    for (int l = 1; l < (int)FC_VLEN; ++l) m = (*v)[l] > m ? (*v)[l] : m;
+    return m;
+}
+
+/* out[j] = (g ? g[j] : 0) + e[j] for j < K, -inf for K <= j < Kp (g padded with -inf to Kp
+ * when given); returns the maximum over j. */
+FC_INLINE fc_real FC_NAME(fc_crf_row_load)(const fc_real *restrict e, const fc_real *restrict g, ptrdiff_t K,
+                                           ptrdiff_t Kp, fc_real *restrict out)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    vr mx;
+    FC_SPLAT(mx, -FC_INF);
+    ptrdiff_t q = 0;
+    for (; (q + 1) * FC_VLEN <= K; ++q) {
+        vr v;
+        memcpy(&v, e + q * FC_VLEN, sizeof v);
+        if (g != NULL) {
+            vr w;
+            memcpy(&w, g + q * FC_VLEN, sizeof w);
+            v += w;
+        }
+        vi gt = v > mx;
+        mx = (vr)(((vi)v & gt) | ((vi)mx & ~gt));
+        memcpy(out + q * FC_VLEN, &v, sizeof v);
+    }
+    for (; q * FC_VLEN < Kp; ++q) {
+        vr v;
+        FC_SPLAT(v, -FC_INF);
+        for (int l = 0; l < (int)FC_VLEN; ++l) {
+            ptrdiff_t j = q * FC_VLEN + l;
+            if (j < K) v[l] = (g != NULL ? g[j] : (fc_real)0) + e[j];
+        }
+        vi gt = v > mx;
+        mx = (vr)(((vi)v & gt) | ((vi)mx & ~gt));
+        memcpy(out + q * FC_VLEN, &v, sizeof v);
+    }
+    return FC_NAME(fc_crf_hmax)(&mx);
+}
 #endif
 
 /* out[j] = (sum_i x[i] M[i, j]) * mul[j] (mul may be NULL) for j < Kp, over blocks of W
@@ -343,10 +389,14 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
     for (ptrdiff_t k = 0; k < n; ++k) {
         const fc_real *e = emb + ws->pos[k] * K;
         fc_real *restrict a = ws->A + k * Kp, *restrict p = ws->P + k * Kp;
+#if defined(__GNUC__)
+        fc_real m = FC_NAME(fc_crf_row_load)(e, NULL, K, Kp, eb);
+#else
         for (ptrdiff_t j = 0; j < K; ++j) eb[j] = e[j];
         fc_real m = FC_NAME(fc_crf_maxv)(eb, Kp);
+#endif
+        /* padding lanes: exp(-inf) <= 2^-149, multiplied by the zero padding of S / E / N */
         for (ptrdiff_t j = 0; j < Kp; ++j) p[j] = FC_EXP(eb[j] - m);
-        for (ptrdiff_t j = K; j < Kp; ++j) p[j] = (fc_real)0;
         if (k == 0) {
             for (ptrdiff_t j = 0; j < Kp; ++j) a[j] = tb->S[j] * p[j];
         } else {
@@ -978,11 +1028,16 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
         const fc_real *e = emb + t * K;
         int64_t cond = q == 0 ? K : y[pos[reverse ? k + 1 : k - 1]];
         const fc_real *g = Gp + cond * Kp;
+#if defined(__GNUC__)
+        fc_real m = FC_NAME(fc_crf_row_load)(e, g, K, Kp, r);
+#else
         for (ptrdiff_t j = 0; j < K; ++j) r[j] = g[j] + e[j];
         fc_real m = FC_NAME(fc_crf_maxv)(r, Kp);
+#endif
         if (m == -FC_INF) { dead = 1; continue; }
+        /* padding lanes hold exp(-inf) <= 2^-149: never used, negligible in the sum (writing
+         * exact zeros with scalar stores would stall the vector loads that follow) */
         for (ptrdiff_t j = 0; j < Kp; ++j) ex[j] = FC_EXP(r[j] - m);
-        for (ptrdiff_t j = K; j < Kp; ++j) ex[j] = (fc_real)0;
         fc_real s = FC_NAME(fc_crf_sumv)(ex, Kp);
         int64_t yk = y[t];
         ll += (double)r[yk] - (double)m;

@@ -49,12 +49,17 @@ def _scores(x, name, dtype, shape):
     a = as_float_array(x, name)
     if a.shape != shape:
         raise ValueError(f"{name} must have shape {_shape_str(shape)}, got {_shape_str(a.shape)}")
+    if a.dtype == dtype:
+        out = a
+    else:
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(a, dtype=dtype)
+    if out.size and np.isfinite(out).all():
+        return out
     if np.isnan(a).any():
         raise ValueError(f"{name} contains NaN")
     if np.isposinf(a).any():
         raise ValueError(f"{name} contains +inf (use -inf to forbid, finite values otherwise)")
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(a, dtype=dtype)
     if np.isposinf(out).any():
         raise ValueError(f"{name} overflows {np.dtype(dtype).name}")
     return out
@@ -75,9 +80,10 @@ def _mask(mask, lengths, B, T):
     if mask is not None and lengths is not None:
         raise ValueError("give mask or lengths, not both")
     if mask is not None:
+        if isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (B, T):
+            return np.ascontiguousarray(mask).view(np.uint8)
         m = as_bool_mask(mask, "mask", (B, T))
-        m = np.ascontiguousarray(np.broadcast_to(m, (B, T)))
-        return m
+        return np.ascontiguousarray(np.broadcast_to(m, (B, T)))
     if lengths is not None:
         ln = np.asarray(lengths)
         if ln.dtype.kind not in "iu":
@@ -97,6 +103,8 @@ def _tags(tags, B, T, K, mask):
     if y.shape != (B, T):
         raise ValueError(f"tags must have shape ({B}, {T}), got {_shape_str(y.shape)}")
     y = np.ascontiguousarray(y, dtype=np.int64)
+    if y.size == 0 or (y.min() >= 0 and y.max() < K):
+        return y
     kept = y if mask is None else y[mask.astype(bool)]
     if kept.size and (kept.min() < 0 or kept.max() >= K):
         raise ValueError(f"tags must lie in [0, {K}) at unmasked positions, got values in "
@@ -198,9 +206,12 @@ def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, ma
 
 
 def _ll(score, logz):
+    if not np.isneginf(logz).any():
+        return score - logz
     with np.errstate(invalid="ignore"):
         ll = score - logz
-    return np.where(np.isneginf(score) | np.isneginf(logz), -np.inf, ll)
+    ll[np.isnan(ll)] = -np.inf  # -inf - (-inf): no allowed path at all
+    return ll
 
 
 def crf_marginals(emissions, transitions, start=None, end=None, *, mask=None, lengths=None,
