@@ -35,7 +35,7 @@ from fastcore._validation import _shape_str, as_bool_mask, as_float_array
 __all__ = [
     "crf_log_partition", "crf_score", "crf_log_likelihood", "crf_marginals", "crf_nll_grad",
     "viterbi", "allowed_transitions", "constraint_scores",
-    "memm_log_likelihood", "memm_nll_grad", "memm_decode",
+    "memm_log_likelihood", "memm_nll_grad", "memm_decode", "CRF", "MEMM",
 ]
 
 REDUCTIONS = ("sum", "mean", "token_mean", "none")
@@ -517,6 +517,110 @@ def _viterbi_pot(pot, tr, m, top_k, n_threads):
     if top_k == 1:
         return paths[:, 0, :], scores[:, 0]
     return paths, scores
+
+
+# ---------------------------------------------------------------- objects
+class CRF:
+    """A linear-chain CRF holding its parameters; the functions above do the work.
+
+    Parameters
+    ----------
+    num_tags : int
+    start_end : bool, default True
+        Learn ``start`` and ``end`` score vectors (as pytorch-crf does).
+    dtype : float32 or float64, default float32
+    rng : numpy.random.Generator or int seed, optional
+        Parameters start uniform in [-0.1, 0.1] (pytorch-crf's initialisation).
+
+    Attributes
+    ----------
+    transitions : ndarray (K, K); start, end : ndarray (K,) or None
+        Plain arrays: update them in place with your optimiser.
+    allowed, allowed_start, allowed_end : bool arrays or None
+        Set by :meth:`constrain`; forbidden entries get ``-inf`` added on every call
+        (training and decoding), the parameters themselves stay finite.
+    """
+
+    def __init__(self, num_tags, *, start_end=True, dtype=np.float32, rng=None):
+        if isinstance(num_tags, bool) or not hasattr(num_tags, "__index__") or int(num_tags) < 1:
+            raise ValueError(f"num_tags must be a positive int, got {num_tags!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        K = int(num_tags)
+        rng = np.random.default_rng(rng)
+        self.num_tags = K
+        self.transitions = rng.uniform(-0.1, 0.1, (K, K)).astype(dtype)
+        self.start = rng.uniform(-0.1, 0.1, K).astype(dtype) if start_end else None
+        self.end = rng.uniform(-0.1, 0.1, K).astype(dtype) if start_end else None
+        self.allowed = self.allowed_start = self.allowed_end = None
+
+    def constrain(self, scheme, labels):
+        """Forbid the transitions a tagging scheme disallows (see :func:`allowed_transitions`)."""
+        if len(labels) != self.num_tags:
+            raise ValueError(f"labels must have {self.num_tags} entries, got {len(labels)}")
+        self.allowed, self.allowed_start, self.allowed_end = allowed_transitions(scheme, labels)
+        return self
+
+    def _params(self):
+        tr, st, en = self.transitions, self.start, self.end
+        if self.allowed is not None:
+            t, s, e = constraint_scores(self.allowed, self.allowed_start, self.allowed_end, tr.dtype)
+            tr = tr + t
+            st = s if st is None else st + s
+            en = e if en is None else en + e
+        return tr, st, en
+
+    def log_partition(self, emissions, *, mask=None, lengths=None, n_threads=None):
+        return crf_log_partition(emissions, *self._params(), mask=mask, lengths=lengths, n_threads=n_threads)
+
+    def log_likelihood(self, emissions, tags, *, mask=None, lengths=None, n_threads=None):
+        return crf_log_likelihood(emissions, tags, *self._params(), mask=mask, lengths=lengths,
+                                  n_threads=n_threads)
+
+    def marginals(self, emissions, *, mask=None, lengths=None, pairwise=False, n_threads=None):
+        return crf_marginals(emissions, *self._params(), mask=mask, lengths=lengths, pairwise=pairwise,
+                             n_threads=n_threads)
+
+    def nll_grad(self, emissions, tags, *, mask=None, lengths=None, reduction="sum", n_threads=None):
+        """``(loss, grads)`` as :func:`crf_nll_grad`; ``grads["start"]``/``["end"]`` are None
+        without start/end parameters (constraints alone add no parameters)."""
+        tr, st, en = self._params()
+        loss, g = crf_nll_grad(emissions, tags, tr, st, en, mask=mask, lengths=lengths, reduction=reduction,
+                               n_threads=n_threads)
+        if self.start is None:
+            g["start"] = g["end"] = None
+        return loss, g
+
+    def decode(self, emissions, *, mask=None, lengths=None, top_k=1, n_threads=None):
+        return viterbi(emissions, *self._params(), mask=mask, lengths=lengths, top_k=top_k, n_threads=n_threads)
+
+
+class MEMM:
+    """A (bidirectional) MEMM holding its transition matrix (see :func:`memm_nll_grad`).
+
+    ``MEMM(num_tags, bidirectional=False, dtype=np.float32, rng=None)``; ``transitions`` starts
+    uniform in [-0.1, 0.1].  ``decode(..., mode="exact")`` is the model's MAP, ``mode="raw"`` the
+    CRF-style Viterbi on raw scores.
+    """
+
+    def __init__(self, num_tags, *, bidirectional=False, dtype=np.float32, rng=None):
+        base = CRF(num_tags, start_end=False, dtype=dtype, rng=rng)
+        self.num_tags = base.num_tags
+        self.transitions = base.transitions
+        self.bidirectional = bool(bidirectional)
+
+    def log_likelihood(self, emissions, tags, *, mask=None, lengths=None, n_threads=None):
+        return memm_log_likelihood(emissions, tags, self.transitions, mask=mask, lengths=lengths,
+                                   bidirectional=self.bidirectional, n_threads=n_threads)
+
+    def nll_grad(self, emissions, tags, *, mask=None, lengths=None, reduction="sum", n_threads=None):
+        return memm_nll_grad(emissions, tags, self.transitions, mask=mask, lengths=lengths,
+                             bidirectional=self.bidirectional, reduction=reduction, n_threads=n_threads)
+
+    def decode(self, emissions, *, mask=None, lengths=None, mode="exact", top_k=1, n_threads=None):
+        return memm_decode(emissions, self.transitions, mask=mask, lengths=lengths,
+                           bidirectional=self.bidirectional, mode=mode, top_k=top_k, n_threads=n_threads)
 
 
 # ---------------------------------------------------------------- tour

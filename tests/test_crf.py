@@ -690,3 +690,33 @@ def test_bad_inputs(rng):
         crf.memm_decode(em, tr, mode="fast")
     with pytest.raises(ValueError, match="n_threads"):
         crf.crf_log_partition(em, tr, n_threads=0)
+
+
+# ---------------------------------------------------------------- objects
+def test_crf_and_memm_objects(rng):
+    labels = ["O", "B-X", "I-X"]
+    model = crf.CRF(3, rng=0, dtype=np.float64).constrain("BIO", labels)
+    assert model.transitions.shape == (3, 3) and np.all(np.abs(model.transitions) <= 0.1)
+    em = rng.standard_normal((4, 5, 3))
+    tags = np.array([[0, 1, 2, 2, 0]] * 4)
+    t, s, e = crf.constraint_scores(*crf.allowed_transitions("BIO", labels))
+    tr, st, en = model.transitions + t, model.start + s, model.end + e
+    np.testing.assert_array_equal(model.log_likelihood(em, tags), crf.crf_log_likelihood(em, tags, tr, st, en))
+    loss, g = model.nll_grad(em, tags, reduction="mean")
+    loss2, g2 = crf.crf_nll_grad(em, tags, tr, st, en, reduction="mean")
+    assert loss == loss2
+    np.testing.assert_array_equal(g["transitions"], g2["transitions"])
+    paths, _ = model.decode(em)
+    assert not np.any((paths[:, :-1] == 0) & (paths[:, 1:] == 2))  # O -> I-X is forbidden
+    np.testing.assert_array_equal(model.marginals(em), crf.crf_marginals(em, tr, st, en))
+    assert np.isfinite(model.log_partition(em)).all()
+    m2 = crf.CRF(3, start_end=False, rng=1)
+    assert m2.start is None and m2.nll_grad(em, tags)[1]["start"] is None
+    with pytest.raises(ValueError, match="num_tags"):
+        crf.CRF(0)
+    memm = crf.MEMM(3, bidirectional=True, rng=0, dtype=np.float64)
+    np.testing.assert_array_equal(memm.log_likelihood(em, tags),
+                                  crf.memm_log_likelihood(em, tags, memm.transitions, bidirectional=True))
+    assert memm.nll_grad(em, tags)[1]["transitions"].shape == (3, 3)
+    np.testing.assert_array_equal(memm.decode(em)[0],
+                                  crf.memm_decode(em, memm.transitions, bidirectional=True)[0])
