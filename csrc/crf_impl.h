@@ -55,15 +55,26 @@ FC_INLINE fc_real FC_NAME(fc_crf_hmax)(const FC_NAME(fc_vr) *v)
     return m;
 }
 
+/* Lane mask of the vector that straddles K (lanes below K set), for fc_crf_row_load. */
+FC_INLINE void FC_NAME(fc_crf_bmask)(ptrdiff_t K, FC_NAME(fc_vi) *m)
+{
+    memset(m, 0, sizeof *m);
+    ptrdiff_t q = K / FC_VLEN;
+    for (int l = 0; l < (int)FC_VLEN; ++l) (*m)[l] = q * FC_VLEN + l < K ? -1 : 0;
+}
+
 /* out[j] = (g ? g[j] : 0) + e[j] for j < K, -inf for K <= j < Kp (g padded with -inf to Kp
- * when given); returns the maximum over j. */
+ * when given); returns the maximum over j.  e may be read up to e_end (exclusive), past K:
+ * the straddling vector is then one load and a blend with bmask (fc_crf_bmask(K)). */
 FC_INLINE fc_real FC_NAME(fc_crf_row_load)(const fc_real *restrict e, const fc_real *restrict g, ptrdiff_t K,
-                                           ptrdiff_t Kp, fc_real *restrict out)
+                                           ptrdiff_t Kp, fc_real *restrict out, const fc_real *e_end,
+                                           const FC_NAME(fc_vi) *bmask)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
-    vr mx;
-    FC_SPLAT(mx, -FC_INF);
+    vr mx, ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    mx = ninf;
     ptrdiff_t q = 0;
     for (; (q + 1) * FC_VLEN <= K; ++q) {
         vr v;
@@ -79,10 +90,20 @@ FC_INLINE fc_real FC_NAME(fc_crf_row_load)(const fc_real *restrict e, const fc_r
     }
     for (; q * FC_VLEN < Kp; ++q) {
         vr v;
-        FC_SPLAT(v, -FC_INF);
-        for (int l = 0; l < (int)FC_VLEN; ++l) {
-            ptrdiff_t j = q * FC_VLEN + l;
-            if (j < K) v[l] = (g != NULL ? g[j] : (fc_real)0) + e[j];
+        if (q * FC_VLEN < K && e + (q + 1) * FC_VLEN <= e_end) {
+            memcpy(&v, e + q * FC_VLEN, sizeof v);
+            v = (vr)(((vi)v & *bmask) | ((vi)ninf & ~*bmask));
+            if (g != NULL) {
+                vr w;
+                memcpy(&w, g + q * FC_VLEN, sizeof w);
+                v += w;
+            }
+        } else {
+            v = ninf;
+            for (int l = 0; l < (int)FC_VLEN; ++l) {
+                ptrdiff_t j = q * FC_VLEN + l;
+                if (j < K) v[l] = (g != NULL ? g[j] : (fc_real)0) + e[j];
+            }
         }
         vi gt = v > mx;
         mx = (vr)(((vi)v & gt) | ((vi)mx & ~gt));
@@ -383,6 +404,11 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
     const ptrdiff_t K = tb->K, Kp = tb->Kp;
     fc_real *restrict eb = ws->eb;
     if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
+#if defined(__GNUC__)
+    const fc_real *e_end = emb + (ws->pos[n - 1] + 1) * K; /* last readable emission of the sequence */
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+#endif
     double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax, prod = 1.0;
     int64_t esum = 0;
     for (ptrdiff_t j = K; j < Kp; ++j) eb[j] = -FC_INF;
@@ -390,7 +416,7 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
         const fc_real *e = emb + ws->pos[k] * K;
         fc_real *restrict a = ws->A + k * Kp, *restrict p = ws->P + k * Kp;
 #if defined(__GNUC__)
-        fc_real m = FC_NAME(fc_crf_row_load)(e, NULL, K, Kp, eb);
+        fc_real m = FC_NAME(fc_crf_row_load)(e, NULL, K, Kp, eb, e_end, &bmask);
 #else
         for (ptrdiff_t j = 0; j < K; ++j) eb[j] = e[j];
         fc_real m = FC_NAME(fc_crf_maxv)(eb, Kp);
@@ -1022,6 +1048,12 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
     int dead = 0;
     const fc_real fcoef = (fc_real)coef;
     for (ptrdiff_t j = K; j < Kp; ++j) r[j] = -FC_INF;
+    if (n == 0) return 0.0;
+#if defined(__GNUC__)
+    const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+#endif
     for (ptrdiff_t q = 0; q < n; ++q) {
         ptrdiff_t k = reverse ? n - 1 - q : q;
         ptrdiff_t t = pos[k];
@@ -1029,7 +1061,7 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
         int64_t cond = q == 0 ? K : y[pos[reverse ? k + 1 : k - 1]];
         const fc_real *g = Gp + cond * Kp;
 #if defined(__GNUC__)
-        fc_real m = FC_NAME(fc_crf_row_load)(e, g, K, Kp, r);
+        fc_real m = FC_NAME(fc_crf_row_load)(e, g, K, Kp, r, e_end, &bmask);
 #else
         for (ptrdiff_t j = 0; j < K; ++j) r[j] = g[j] + e[j];
         fc_real m = FC_NAME(fc_crf_maxv)(r, Kp);
