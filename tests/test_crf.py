@@ -720,3 +720,32 @@ def test_crf_and_memm_objects(rng):
     assert memm.nll_grad(em, tags)[1]["transitions"].shape == (3, 3)
     np.testing.assert_array_equal(memm.decode(em)[0],
                                   crf.memm_decode(em, memm.transitions, bidirectional=True)[0])
+
+
+# ---------------------------------------------------------------- properties
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(B=st.integers(1, 4), T=st.integers(0, 7), K=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
+       scale=st.sampled_from([0.1, 1.0, 30.0]))
+def test_invariants(B, T, K, seed, scale):
+    rng = np.random.default_rng(seed)
+    em, tr, st_, en, m = random_problem(rng, B, T, K)
+    em = em * scale
+    lz = crf.crf_log_partition(em, tr, st_, en, mask=m)
+    p1, s1 = crf.viterbi(em, tr, st_, en, mask=m)
+    pk, sk = crf.viterbi(em, tr, st_, en, mask=m, top_k=3)
+    node = crf.crf_marginals(em, tr, st_, en, mask=m)
+    feasible = np.isfinite(lz)
+    assert np.all(lz[feasible] >= s1[feasible] - 1e-9)  # log Z >= best path score
+    assert np.all(s1[~feasible] == -np.inf)
+    np.testing.assert_allclose(s1, sk[:, 0], rtol=1e-12)
+    assert np.all(sk[:, 1:] <= sk[:, :-1] + 1e-9)  # n-best in decreasing order
+    kept = m & feasible[:, None]
+    np.testing.assert_allclose(node.sum(-1), kept.astype(float), atol=1e-9)
+    # the Viterbi path's likelihood is the largest of the n-best
+    ok = np.isfinite(s1)
+    if ok.any():
+        ll = crf.crf_log_likelihood(em[ok], np.where(p1[ok] < 0, 0, p1[ok]), tr, st_, en, mask=m[ok])
+        np.testing.assert_allclose(ll, s1[ok] - lz[ok], rtol=1e-9, atol=1e-9)
