@@ -445,10 +445,12 @@ def memm_log_likelihood(emissions, tags, transitions, *, mask=None, lengths=None
     ``P_b(y_k | y_{k+1}) = softmax_a(G[a, y_{k+1}] + f_k(a))[y_k]`` (the reversal
     follows the mask, so padding may be anywhere).
 
-    The logits are **not halved**: we follow the post (Su, 2020), not
-    bert4keras, whose MEMM layer feeds ``(f_t + G[y_{t-1}]) / 2`` to the softmax.
-    To reproduce bert4keras, pass ``emissions / 2`` and ``transitions / 2`` for
-    every step but note its first step is not halved.
+    The logits are **not halved**: we follow the post (Su, 2020; SEED_SPEC section 4),
+    not bert4keras, whose MEMM layer feeds ``(f_t + G[y_{t-1}]) / 2`` to the softmax
+    for t > 1 (but ``f_1`` unhalved) and averages each direction's loss over tokens.
+    Halving is a reparametrisation of ``f`` and ``G`` (except at the first step), so
+    the model family is the same; passing ``emissions / 2`` and ``transitions / 2``
+    reproduces bert4keras everywhere but at the first position of each direction.
 
     Returns (B,) in the dtype of ``emissions``; 0 for an empty sequence, ``-inf``
     when a gold transition is forbidden (``-inf`` in ``transitions``).
@@ -465,8 +467,12 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
 
     ``loss = -memm_log_likelihood(...)`` reduced as in :func:`crf_nll_grad`
     (``bidirectional=True``: the mean of both directions, per sequence).
-    Returns ``(loss, {"emissions": (B, T, K), "transitions": (K, K)})``.
-    No halving of the logits (see :func:`memm_log_likelihood`).
+    Returns ``(loss, {"emissions": (B, T, K), "transitions": (K, K)})`` with
+    ``d loss / d logits_k = w_b (softmax_k - onehot(y_k))`` per step and direction (halved
+    for the bidirectional mean), 0 at masked positions.  A forbidden gold transition
+    (``-inf``) gives loss ``+inf`` and finite gradients.  No halving of the logits (see
+    :func:`memm_log_likelihood`).  Per token: one K-wide softmax per direction, fully
+    parallel over tokens (no forward-backward).
     """
     n_threads = resolve_n_threads(n_threads)
     em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)
