@@ -860,9 +860,10 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
 }
 #endif
 
-/* Top-1 Viterbi of one sequence; path written at kept positions (others untouched).
+/* Top-1 Viterbi with backpointers (used for K <= FC_CRF_WS, where the argmax blend is
+ * cheaper than the scalar argmax of the backtrack); path written at kept positions.
  * TP: (K, Kp) trans padded with -inf.  Returns 0, or -1 when no path is allowed. */
-static FC_MULTIVERSION int FC_NAME(fc_crf_vit1)(const fc_real *emb, const fc_real *TP, const fc_real *start,
+static FC_MULTIVERSION int FC_NAME(fc_crf_vit1_bp)(const fc_real *emb, const fc_real *TP, const fc_real *start,
                                                 const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
                                                 ptrdiff_t K, ptrdiff_t Kp, fc_real *d0, fc_real *d1,
                                                 int32_t *bp, int64_t *path)
@@ -889,6 +890,80 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_vit1)(const fc_real *emb, const fc_rea
     for (ptrdiff_t k = n - 1; k >= 0; --k) {
         path[pos[k]] = bj;
         if (k > 0) bj = bp[k * Kp + bj];
+    }
+    return 0;
+}
+
+/* One Viterbi step without backpointers (K > FC_CRF_WS): d1[j] = max_i d0[i] + TP[i, j] for j < Kp, over
+ * blocks of W columns with two chains (even / odd i).  A max is exact in any order and
+ * compiles to a vector max (add + max per element); the argmax is recovered for the one
+ * label on the path during the backtrack, from the same sums, so ties still go to the
+ * lowest index. */
+FC_INLINE void FC_NAME(fc_crf_vmax_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
+                                      ptrdiff_t Kp, fc_real *restrict d1, const int W)
+{
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        fc_real b0[2 * FC_CRF_WS], b1[2 * FC_CRF_WS];
+        for (int w = 0; w < W; ++w) { b0[w] = -FC_INF; b1[w] = -FC_INF; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            const fc_real v0 = d0[i], v1 = d0[i + 1];
+            const fc_real *r0 = TP + i * Kp + jb, *r1 = r0 + Kp;
+            for (int w = 0; w < W; ++w) {
+                fc_real c0 = v0 + r0[w], c1 = v1 + r1[w];
+                b0[w] = c0 > b0[w] ? c0 : b0[w];
+                b1[w] = c1 > b1[w] ? c1 : b1[w];
+            }
+        }
+        if (i < K) {
+            const fc_real v0 = d0[i];
+            const fc_real *r0 = TP + i * Kp + jb;
+            for (int w = 0; w < W; ++w) {
+                fc_real c0 = v0 + r0[w];
+                b0[w] = c0 > b0[w] ? c0 : b0[w];
+            }
+        }
+        for (int w = 0; w < W; ++w) d1[jb + w] = b1[w] > b0[w] ? b1[w] : b0[w];
+    }
+}
+
+/* Top-1 Viterbi of one sequence for K > FC_CRF_WS (max-only steps, argmax recovered in
+ * the backtrack); path written at kept positions (others untouched).
+ * TP: (K, Kp) trans padded with -inf; D: (n, Kp) scores table.  Returns 0, or -1 when no
+ * path is allowed. */
+static FC_MULTIVERSION int FC_NAME(fc_crf_vit1)(const fc_real *emb, const fc_real *TP, const fc_real *start,
+                                                const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
+                                                ptrdiff_t K, ptrdiff_t Kp, fc_real *D, int64_t *path)
+{
+    const fc_real *e = emb + pos[0] * K;
+    for (ptrdiff_t j = 0; j < Kp; ++j) D[j] = j < K ? e[j] + (start ? start[j] : (fc_real)0) : -FC_INF;
+    for (ptrdiff_t k = 1; k < n; ++k) {
+        e = emb + pos[k] * K;
+        fc_real *d1 = D + k * Kp;
+        FC_NAME(fc_crf_vmax_w)(d1 - Kp, TP, K, Kp, d1, 2 * FC_CRF_WS);
+        for (ptrdiff_t j = 0; j < K; ++j) d1[j] += e[j];
+    }
+    const fc_real *dl = D + (n - 1) * Kp;
+    fc_real best = -FC_INF;
+    ptrdiff_t bj = -1;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        fc_real v = dl[j] + (end ? end[j] : (fc_real)0);
+        if (v > best) { best = v; bj = j; }
+    }
+    if (bj < 0) return -1;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        path[pos[k]] = bj;
+        if (k == 0) break;
+        /* the predecessor: lowest i reaching max_i D[k-1, i] + TP[i, bj] (the same sums
+         * as the forward step, so the same maximum) */
+        const fc_real *dp = D + (k - 1) * Kp;
+        fc_real m = -FC_INF;
+        ptrdiff_t arg = 0;
+        for (ptrdiff_t i = 0; i < K; ++i) {
+            fc_real c = dp[i] + TP[i * Kp + bj];
+            if (c > m) { m = c; arg = i; }
+        }
+        bj = arg;
     }
     return 0;
 }
@@ -982,11 +1057,12 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
     FC_OMP_PARALLEL(nt)
     {
         ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
-        fc_real *d = malloc(sizeof(fc_real) * 2 * Kp);
-        int32_t *bp = top_k == 1 ? malloc(sizeof(int32_t) * T1 * Kp) : NULL;
+        const int use_bp = K <= FC_CRF_WS;
+        fc_real *d = top_k == 1 ? malloc(sizeof(fc_real) * (use_bp ? 2 : T1) * Kp) : NULL;
+        int32_t *bp = top_k == 1 && use_bp ? malloc(sizeof(int32_t) * T1 * Kp) : NULL;
         FC_NAME(fc_nb_ent) *bt = top_k > 1 ? malloc(sizeof(FC_NAME(fc_nb_ent)) * (T1 * K * top_k + top_k)) : NULL;
         ptrdiff_t *cnt = malloc(sizeof(ptrdiff_t) * 2 * K);
-        int ok = pos && d && cnt && (top_k == 1 ? bp != NULL : bt != NULL);
+        int ok = pos && cnt && (top_k == 1 ? d != NULL && (bp != NULL || !use_bp) : bt != NULL);
         if (!ok) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -1005,7 +1081,8 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
             if (n == 0) {
                 found = 1; /* the empty path */
             } else if (top_k == 1) {
-                found = FC_NAME(fc_crf_vit1)(emb, TP, start, end, pos, n, K, Kp, d, d + Kp, bp, pb) == 0;
+                found = (use_bp ? FC_NAME(fc_crf_vit1_bp)(emb, TP, start, end, pos, n, K, Kp, d, d + Kp, bp, pb)
+                                : FC_NAME(fc_crf_vit1)(emb, TP, start, end, pos, n, K, Kp, d, pb)) == 0;
             } else {
                 found = FC_NAME(fc_crf_vitk)(emb, trans, start, end, pos, n, K, top_k, bt, cnt, pb, Tn,
                                              bt + T1 * K * top_k);

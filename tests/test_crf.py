@@ -388,14 +388,36 @@ def test_viterbi_fewer_paths_than_k():
     assert {tuple(p) for p in paths[0, :4]} == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
-def test_viterbi_matches_argmax_of_marginal_free_brute_large_k(rng):
-    """Top-1 SIMD path with K > 8 (several vector blocks) against the n-best kernel."""
-    em, tr, st, en, m = random_problem(rng, 6, 30, 19)
+@pytest.mark.parametrize("K", [5, 12, 19, 40])
+def test_viterbi_top1_kernels_match_nbest(rng, K):
+    """Both top-1 kernels (backpointers for small K, max-only steps with the argmax recovered
+    in the backtrack for larger K, the switch depends on the dtype) against the n-best kernel."""
+    em, tr, st, en, m = random_problem(rng, 6, 30, K)
     p1, s1 = crf.viterbi(em, tr, st, en, mask=m)
     pk, sk = crf.viterbi(em, tr, st, en, mask=m, top_k=2)
     np.testing.assert_array_equal(p1, pk[:, 0])
     np.testing.assert_allclose(s1, sk[:, 0], rtol=1e-12)
     assert np.all(sk[:, 0] >= sk[:, 1])
+    # float32 decoding (exactly representable integer scores: no rounding ties)
+    em32, tr32 = np.round(em * 4).astype(np.float32), np.round(tr * 4).astype(np.float32)
+    tr32[np.isneginf(tr)] = -np.inf
+    p32, s32 = crf.viterbi(em32, tr32, mask=m)
+    _, sk64 = crf.viterbi(em32.astype(np.float64), tr32.astype(np.float64), mask=m)
+    np.testing.assert_allclose(s32, sk64, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [3, 20, 40])
+def test_viterbi_ties_lowest_index_all_kernels(dtype, K):
+    em = np.zeros((2, 5, K), dtype)
+    tr = np.zeros((K, K), dtype)
+    tr[0, :] = -np.inf
+    paths, scores = crf.viterbi(em, tr)
+    np.testing.assert_array_equal(paths, [[1, 1, 1, 1, 0]] * 2)
+    np.testing.assert_array_equal(scores, 0)
+    tr[:, 1] = -np.inf  # nothing may enter label 1: the lowest allowed is 2, then 0 last
+    paths, _ = crf.viterbi(em, tr)
+    np.testing.assert_array_equal(paths, [[1, 2, 2, 2, 0]] * 2)
 
 
 # ---------------------------------------------------------------- constraints
