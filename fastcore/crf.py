@@ -69,7 +69,11 @@ def _emissions(emissions):
     em = as_float_array(emissions, "emissions", ndim=3)
     if em.shape[2] < 1:
         raise ValueError(f"emissions must have at least one label (K >= 1), got shape {_shape_str(em.shape)}")
-    if em.size and not np.isfinite(em).all():
+    # fast path: one float64 sum (no temporary) is finite iff no NaN/inf, unless huge finite
+    # float64 values overflow it, in which case the exact check decides
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(em, axis=None, dtype=np.float64) if em.size else 0.0
+    if not np.isfinite(total) and not np.isfinite(em).all():
         bad = "NaN" if np.isnan(em).any() else "infinite values"
         raise ValueError(f"emissions contains {bad} (constraints belong in transitions/start/end)")
     return em
@@ -206,7 +210,7 @@ def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, ma
 
 
 def _ll(score, logz):
-    if not np.isneginf(logz).any():
+    if not (logz == -np.inf).any():
         return score - logz
     with np.errstate(invalid="ignore"):
         ll = score - logz

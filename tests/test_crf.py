@@ -666,6 +666,14 @@ def test_bad_inputs(rng):
             crf.crf_nll_grad(em, tags, tr, None, v)
     with pytest.raises(ValueError, match="float32"):
         crf.crf_log_partition(em.astype(np.float32), np.full((4, 4), 1e300))
+    # huge but finite emissions are accepted (their float64 sum overflows: exact check decides)
+    huge = np.zeros((2, 3, 4))
+    huge[0, :2, 0] = 1e308
+    crf.viterbi(huge, tr)  # no ValueError
+    inf_case = huge.copy()
+    inf_case[1, 2, 3] = np.inf
+    with pytest.raises(ValueError, match="emissions contains infinite"):
+        crf.viterbi(inf_case, tr)
     with pytest.raises(ValueError, match="tags"):
         crf.crf_log_likelihood(em, tags + 4, tr)
     with pytest.raises(ValueError, match="tags"):
