@@ -23,6 +23,7 @@ EXTENSIONS = {
     "fastcore._common": [],
     "fastcore._softmax": ["csrc/softmax.c"],
     "fastcore._optim": ["csrc/optim.c", "csrc/norm.c"],
+    "fastcore._crf": ["csrc/crf.c"],
 }
 COMMON_SOURCES = ["csrc/fc_status.c"]
 

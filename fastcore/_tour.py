@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-FAMILIES = ["softmax", "optim"]
+FAMILIES = ["softmax", "optim", "crf"]
 
 
 def timed(fn, *args, repeat=5, **kwargs):

@@ -1,0 +1,1310 @@
+/* CRF / MEMM implementation, instantiated once per precision by crf.c (see
+ * fc_real.h).  No include guard on purpose.
+ *
+ * Inner loops run over Kp = K rounded up to a multiple of 8 so that they are
+ * plain fixed-stride maps the compiler vectorises; the padding columns hold 0
+ * (exp space) or -inf (log space) and never contribute.
+ */
+
+/* Smallest per-step normaliser of the scaled recursion that is trusted.  Every
+ * value lost to underflow is below the smallest normal number, so with a
+ * normaliser above this bound the relative error stays far below rounding. */
+#if FC_REAL_DOUBLE
+#define FC_CRF_TINY 1e-200
+#define FC_CRF_SUMTOL 1e-6
+#else
+#define FC_CRF_TINY 1e-20
+#define FC_CRF_SUMTOL 1e-2
+#endif
+
+/* SIMD block width in elements: one or two AVX-512 registers, two or four AVX2 ones. */
+#undef FC_CRF_WS
+#if FC_REAL_DOUBLE
+#define FC_CRF_WS 8
+#else
+#define FC_CRF_WS 16
+#endif
+
+/* Block width for K labels (wider blocks give more independent chains for larger K) and
+ * the padded row length Kp (a multiple of it). */
+FC_INLINE ptrdiff_t FC_NAME(fc_crf_width)(ptrdiff_t K) { return K <= FC_CRF_WS ? FC_CRF_WS : 2 * FC_CRF_WS; }
+FC_INLINE ptrdiff_t FC_NAME(fc_crf_kp)(ptrdiff_t K)
+{
+    ptrdiff_t W = FC_NAME(fc_crf_width)(K);
+    return (K + W - 1) / W * W;
+}
+
+#if defined(__GNUC__)
+/* Explicit 32-byte vectors (GCC/Clang): split in two on the SSE2 baseline clone. */
+typedef fc_real FC_NAME(fc_vr) __attribute__((vector_size(32)));
+#if FC_REAL_DOUBLE
+typedef int64_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
+#else
+typedef int32_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
+#endif
+/* v = {x, x, ...} (a macro: vectors passed by value change the ABI on baseline builds) */
+#define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); for (int l_ = 0; l_ < (int)(32 / sizeof(fc_real)); ++l_) (v)[l_] = (x); } while (0)
+
+/* Row helpers over 32-byte vectors: whole-vector loads and stores only, so that a row
+ * written here and read back by a vectorised loop never stalls on store forwarding. */
+#define FC_VLEN ((ptrdiff_t)(32 / sizeof(fc_real)))
+FC_INLINE fc_real FC_NAME(fc_crf_hmax)(const FC_NAME(fc_vr) *v)
+{
+    fc_real m = (*v)[0];
+    for (int l = 1; l < (int)FC_VLEN; ++l) m = (*v)[l] > m ? (*v)[l] : m;
+    return m;
+}
+
+/* Lane mask of the vector that straddles K (lanes below K set), for fc_crf_row_load. */
+FC_INLINE void FC_NAME(fc_crf_bmask)(ptrdiff_t K, FC_NAME(fc_vi) *m)
+{
+    memset(m, 0, sizeof *m);
+    ptrdiff_t q = K / FC_VLEN;
+    for (int l = 0; l < (int)FC_VLEN; ++l) (*m)[l] = q * FC_VLEN + l < K ? -1 : 0;
+}
+
+/* out[j] = (g ? g[j] : 0) + e[j] for j < K, -inf for K <= j < Kp (g padded with -inf to Kp
+ * when given); returns the maximum over j.  e may be read up to e_end (exclusive), past K:
+ * the straddling vector is then one load and a blend with bmask (fc_crf_bmask(K)). */
+FC_INLINE fc_real FC_NAME(fc_crf_row_load)(const fc_real *restrict e, const fc_real *restrict g, ptrdiff_t K,
+                                           ptrdiff_t Kp, fc_real *restrict out, const fc_real *e_end,
+                                           const FC_NAME(fc_vi) *bmask)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    vr mx, ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    mx = ninf;
+    ptrdiff_t q = 0;
+    for (; (q + 1) * FC_VLEN <= K; ++q) {
+        vr v;
+        memcpy(&v, e + q * FC_VLEN, sizeof v);
+        if (g != NULL) {
+            vr w;
+            memcpy(&w, g + q * FC_VLEN, sizeof w);
+            v += w;
+        }
+        vi gt = v > mx;
+        mx = (vr)(((vi)v & gt) | ((vi)mx & ~gt));
+        memcpy(out + q * FC_VLEN, &v, sizeof v);
+    }
+    for (; q * FC_VLEN < Kp; ++q) {
+        vr v;
+        if (q * FC_VLEN < K && e + (q + 1) * FC_VLEN <= e_end) {
+            memcpy(&v, e + q * FC_VLEN, sizeof v);
+            v = (vr)(((vi)v & *bmask) | ((vi)ninf & ~*bmask));
+            if (g != NULL) {
+                vr w;
+                memcpy(&w, g + q * FC_VLEN, sizeof w);
+                v += w;
+            }
+        } else {
+            v = ninf;
+            for (int l = 0; l < (int)FC_VLEN; ++l) {
+                ptrdiff_t j = q * FC_VLEN + l;
+                if (j < K) v[l] = (g != NULL ? g[j] : (fc_real)0) + e[j];
+            }
+        }
+        vi gt = v > mx;
+        mx = (vr)(((vi)v & gt) | ((vi)mx & ~gt));
+        memcpy(out + q * FC_VLEN, &v, sizeof v);
+    }
+    return FC_NAME(fc_crf_hmax)(&mx);
+}
+#endif
+
+/* out[j] = (sum_i x[i] M[i, j]) * mul[j] (mul may be NULL) for j < Kp, over blocks of W
+ * columns with two accumulator chains (even / odd i). */
+#if defined(__GNUC__)
+FC_INLINE void FC_NAME(fc_crf_mv_w)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+                                    ptrdiff_t Kp, const fc_real *restrict mul, fc_real *restrict out,
+                                    const int W)
+{
+    typedef FC_NAME(fc_vr) vr;
+    enum { VL = (int)(32 / sizeof(fc_real)), NVMAX = 2 * FC_CRF_WS / (int)(32 / sizeof(fc_real)) };
+    const int NV = W / VL;
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        vr s0[NVMAX], s1[NVMAX];
+        for (int q = 0; q < NV; ++q) { FC_SPLAT(s0[q], (fc_real)0); s1[q] = s0[q]; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            vr x0, x1;
+            FC_SPLAT(x0, x[i]);
+            FC_SPLAT(x1, x[i + 1]);
+            const fc_real *r0 = M + i * Kp + jb, *r1 = r0 + Kp;
+            for (int q = 0; q < NV; ++q) {
+                vr m0, m1;
+                memcpy(&m0, r0 + q * VL, sizeof m0);
+                memcpy(&m1, r1 + q * VL, sizeof m1);
+                s0[q] += x0 * m0;
+                s1[q] += x1 * m1;
+            }
+        }
+        if (i < K) {
+            vr x0;
+            FC_SPLAT(x0, x[i]);
+            const fc_real *r0 = M + i * Kp + jb;
+            for (int q = 0; q < NV; ++q) {
+                vr m0;
+                memcpy(&m0, r0 + q * VL, sizeof m0);
+                s0[q] += x0 * m0;
+            }
+        }
+        for (int q = 0; q < NV; ++q) {
+            vr o = s0[q] + s1[q];
+            if (mul != NULL) {
+                vr u;
+                memcpy(&u, mul + jb + q * VL, sizeof u);
+                o *= u;
+            }
+            memcpy(out + jb + q * VL, &o, sizeof o);
+        }
+    }
+}
+#else
+FC_INLINE void FC_NAME(fc_crf_mv_w)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+                                    ptrdiff_t Kp, const fc_real *restrict mul, fc_real *restrict out,
+                                    const int W)
+{
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        fc_real s0[2 * FC_CRF_WS], s1[2 * FC_CRF_WS];
+        for (int w = 0; w < W; ++w) { s0[w] = (fc_real)0; s1[w] = (fc_real)0; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            const fc_real x0 = x[i], x1 = x[i + 1];
+            const fc_real *r0 = M + i * Kp + jb, *r1 = r0 + Kp;
+            for (int w = 0; w < W; ++w) { s0[w] += x0 * r0[w]; s1[w] += x1 * r1[w]; }
+        }
+        if (i < K) {
+            const fc_real x0 = x[i];
+            const fc_real *r0 = M + i * Kp + jb;
+            for (int w = 0; w < W; ++w) s0[w] += x0 * r0[w];
+        }
+        if (mul != NULL) {
+            for (int w = 0; w < W; ++w) out[jb + w] = (s0[w] + s1[w]) * mul[jb + w];
+        } else {
+            for (int w = 0; w < W; ++w) out[jb + w] = s0[w] + s1[w];
+        }
+    }
+}
+#endif
+
+FC_INLINE void FC_NAME(fc_crf_mv)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+                                  ptrdiff_t Kp, const fc_real *restrict mul, fc_real *restrict out)
+{
+    if (K <= FC_CRF_WS)
+        FC_NAME(fc_crf_mv_w)(x, M, K, Kp, mul, out, FC_CRF_WS);
+    else
+        FC_NAME(fc_crf_mv_w)(x, M, K, Kp, mul, out, 2 * FC_CRF_WS);
+}
+
+/* Sum and maximum of a padded row (Kp a multiple of FC_CRF_WS), over lanes reduced
+ * by halving stages with constant trip counts (so they unroll into vector ops). */
+#define FC_CRF_HALVE(l, n, OP) for (int w_ = 0; w_ < (n); ++w_) l[w_] = OP(l[w_], l[w_ + (n)])
+#define FC_CRF_ADD(a, b) ((a) + (b))
+#define FC_CRF_MAX(a, b) ((b) > (a) ? (b) : (a))
+FC_INLINE fc_real FC_NAME(fc_crf_sumv)(const fc_real *restrict x, ptrdiff_t Kp)
+{
+    fc_real l[FC_CRF_WS];
+    for (int w = 0; w < FC_CRF_WS; ++w) l[w] = x[w];
+    for (ptrdiff_t jb = FC_CRF_WS; jb < Kp; jb += FC_CRF_WS)
+        for (int w = 0; w < FC_CRF_WS; ++w) l[w] += x[jb + w];
+#if FC_CRF_WS == 16
+    FC_CRF_HALVE(l, 8, FC_CRF_ADD);
+#endif
+    FC_CRF_HALVE(l, 4, FC_CRF_ADD);
+    FC_CRF_HALVE(l, 2, FC_CRF_ADD);
+    return l[0] + l[1];
+}
+
+FC_INLINE fc_real FC_NAME(fc_crf_maxv)(const fc_real *restrict x, ptrdiff_t Kp)
+{
+    fc_real l[FC_CRF_WS];
+    for (int w = 0; w < FC_CRF_WS; ++w) l[w] = x[w];
+    for (ptrdiff_t jb = FC_CRF_WS; jb < Kp; jb += FC_CRF_WS)
+        for (int w = 0; w < FC_CRF_WS; ++w) l[w] = FC_CRF_MAX(l[w], x[jb + w]);
+#if FC_CRF_WS == 16
+    FC_CRF_HALVE(l, 8, FC_CRF_MAX);
+#endif
+    FC_CRF_HALVE(l, 4, FC_CRF_MAX);
+    FC_CRF_HALVE(l, 2, FC_CRF_MAX);
+    return FC_CRF_MAX(l[0], l[1]);
+}
+
+/* 2^-e for the exponent e of c > 0 (c normal): multiplying by it is exact and puts c in [0.5, 1). */
+FC_INLINE fc_real FC_NAME(fc_crf_pow2inv)(fc_real c, int *e)
+{
+#if FC_REAL_DOUBLE
+    uint64_t u;
+    memcpy(&u, &c, sizeof u);
+    int ex = (int)((u >> 52) & 0x7ff) - 1022;
+    uint64_t v = (uint64_t)(1023 - ex) << 52;
+    double r;
+    memcpy(&r, &v, sizeof r);
+#else
+    uint32_t u;
+    memcpy(&u, &c, sizeof u);
+    int ex = (int)((u >> 23) & 0xff) - 126;
+    uint32_t v = (uint32_t)(127 - ex) << 23;
+    float r;
+    memcpy(&r, &v, sizeof r);
+#endif
+    *e = ex;
+    return r;
+}
+
+/* Shared, read-only tables built once per call. */
+typedef struct {
+    ptrdiff_t K, Kp, Tn;
+    const fc_real *trans, *start, *end; /* user arrays (start/end may be NULL) */
+    fc_real *E;    /* (K, Kp) exp(trans - tmax), 0 for -inf and padding */
+    fc_real *ET;   /* (K, Kp) its transpose */
+    fc_real *S, *N; /* (Kp) exp(start - smax), exp(end - nmax) */
+    double tmax, smax, nmax;
+} FC_NAME(fc_crf_tab);
+
+/* Per-thread workspace. */
+typedef struct {
+    ptrdiff_t *pos;  /* (T) kept positions */
+    fc_real *A;      /* (T, Kp) scaled alphas */
+    fc_real *P;      /* (T, Kp) exp(emission - max) */
+    double *c;       /* (T + 1) step normalisers */
+    fc_real *b0, *b1, *w, *eb, *q; /* (Kp) */
+    double *la;      /* (T, K) log-space alphas (fallback) */
+    double *lb0, *lb1, *scr; /* (K) */
+    double *acc;     /* (K*Kp + 2*Kp) expected counts of the current sequence */
+} FC_NAME(fc_crf_ws);
+
+static void FC_NAME(fc_crf_ws_free)(FC_NAME(fc_crf_ws) *w)
+{
+    free(w->pos); free(w->A); free(w->P); free(w->c); free(w->b0); free(w->b1); free(w->w); free(w->eb); free(w->q);
+    free(w->la); free(w->lb0); free(w->lb1); free(w->scr); free(w->acc);
+}
+
+static int FC_NAME(fc_crf_ws_alloc)(FC_NAME(fc_crf_ws) *w, ptrdiff_t Tn, ptrdiff_t K, ptrdiff_t Kp)
+{
+    ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    memset(w, 0, sizeof(*w));
+    w->pos = malloc(sizeof(ptrdiff_t) * T1);
+    w->A = malloc(sizeof(fc_real) * T1 * Kp);
+    w->P = malloc(sizeof(fc_real) * T1 * Kp);
+    w->c = malloc(sizeof(double) * (T1 + 1));
+    w->b0 = malloc(sizeof(fc_real) * Kp);
+    w->b1 = malloc(sizeof(fc_real) * Kp);
+    w->w = malloc(sizeof(fc_real) * Kp);
+    w->eb = malloc(sizeof(fc_real) * Kp);
+    w->q = malloc(sizeof(fc_real) * Kp);
+    w->la = malloc(sizeof(double) * T1 * K);
+    w->lb0 = malloc(sizeof(double) * K);
+    w->lb1 = malloc(sizeof(double) * K);
+    w->scr = malloc(sizeof(double) * K);
+    w->acc = malloc(sizeof(double) * (K * Kp + 2 * Kp));
+    if (!w->pos || !w->A || !w->P || !w->c || !w->b0 || !w->b1 || !w->w || !w->eb || !w->q || !w->la || !w->lb0
+        || !w->lb1 || !w->scr || !w->acc) {
+        FC_NAME(fc_crf_ws_free)(w);
+        return FC_OUT_OF_MEMORY;
+    }
+    return FC_OK;
+}
+
+/* exp(v - max) over the finite entries of v (K), into out (Kp, zero padded); returns max
+ * (0 when v is NULL: all ones; -inf when every entry is -inf). */
+static double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K, ptrdiff_t Kp)
+{
+    if (v == NULL) {
+        for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? (fc_real)1 : (fc_real)0;
+        return 0.0;
+    }
+    fc_real m = -FC_INF;
+    for (ptrdiff_t j = 0; j < K; ++j) m = v[j] > m ? v[j] : m;
+    fc_real sh = m == -FC_INF ? (fc_real)0 : m;
+    for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? FC_LIBM_EXP(v[j] - sh) : (fc_real)0;
+    return (double)m;
+}
+
+static void FC_NAME(fc_crf_tab_free)(FC_NAME(fc_crf_tab) *t)
+{
+    free(t->E); free(t->ET); free(t->S); free(t->N);
+}
+
+static int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans, const fc_real *start,
+                                    const fc_real *end, ptrdiff_t Tn, ptrdiff_t K)
+{
+    ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
+    memset(t, 0, sizeof(*t));
+    t->K = K; t->Kp = Kp; t->Tn = Tn; t->trans = trans; t->start = start; t->end = end;
+    t->E = malloc(sizeof(fc_real) * K * Kp);
+    t->ET = malloc(sizeof(fc_real) * K * Kp);
+    t->S = malloc(sizeof(fc_real) * Kp);
+    t->N = malloc(sizeof(fc_real) * Kp);
+    if (!t->E || !t->ET || !t->S || !t->N) {
+        FC_NAME(fc_crf_tab_free)(t);
+        return FC_OUT_OF_MEMORY;
+    }
+    fc_real m = -FC_INF;
+    for (ptrdiff_t i = 0; i < K * K; ++i) m = trans[i] > m ? trans[i] : m;
+    fc_real sh = m == -FC_INF ? (fc_real)0 : m;
+    t->tmax = (double)sh;
+    for (ptrdiff_t i = 0; i < K; ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j) {
+            fc_real e = j < K ? FC_LIBM_EXP(trans[i * K + j] - sh) : (fc_real)0;
+            t->E[i * Kp + j] = e;
+        }
+    for (ptrdiff_t j = 0; j < K; ++j)
+        for (ptrdiff_t i = 0; i < Kp; ++i) t->ET[j * Kp + i] = i < K ? t->E[i * Kp + j] : (fc_real)0;
+    t->smax = FC_NAME(fc_crf_expvec)(start, t->S, K, Kp);
+    t->nmax = FC_NAME(fc_crf_expvec)(end, t->N, K, Kp);
+    return FC_OK;
+}
+
+/* Kept positions of sequence b; returns their number. */
+FC_INLINE ptrdiff_t FC_NAME(fc_crf_positions)(const uint8_t *mask, ptrdiff_t b, ptrdiff_t Tn, ptrdiff_t *pos)
+{
+    ptrdiff_t n = 0;
+    if (mask == NULL) {
+        for (ptrdiff_t t = 0; t < Tn; ++t) pos[t] = t;
+        return Tn;
+    }
+    const uint8_t *m = mask + b * Tn;
+    for (ptrdiff_t t = 0; t < Tn; ++t)
+        if (m[t]) pos[n++] = t;
+    return n;
+}
+
+/* Score of a path (labels y at kept positions pos[0..n)), in double. */
+static double FC_NAME(fc_crf_path_score)(const fc_real *emb, const fc_real *trans, const fc_real *start,
+                                         const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
+                                         const int64_t *y, ptrdiff_t ystride, ptrdiff_t K)
+{
+    if (n == 0) return 0.0;
+    double s = 0.0;
+    int64_t prev = -1;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        int64_t yk = y[pos[k] * ystride];
+        s += (double)emb[pos[k] * K + yk];
+        if (k == 0) {
+            if (start) s += (double)start[yk];
+        } else {
+            s += (double)trans[prev * K + yk];
+        }
+        prev = yk;
+    }
+    if (end) s += (double)end[prev];
+    return s;
+}
+
+/* ---------------------------------------------------------------- scaled forward */
+/* Fills ws->A, ws->P, ws->c for positions pos[0..n); returns log Z, or NAN when
+ * the scaled recursion is not trusted (caller falls back to log space).
+ * The step normalisers are multiplied in double and their log taken only when the
+ * product leaves [1e-150, 1e150]. */
+static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                                         const fc_real *emb, ptrdiff_t n)
+{
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    fc_real *restrict eb = ws->eb;
+    if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
+#if defined(__GNUC__)
+    const fc_real *e_end = emb + (ws->pos[n - 1] + 1) * K; /* last readable emission of the sequence */
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+#endif
+    double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax, prod = 1.0;
+    int64_t esum = 0;
+    for (ptrdiff_t j = K; j < Kp; ++j) eb[j] = -FC_INF;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        const fc_real *e = emb + ws->pos[k] * K;
+        fc_real *restrict a = ws->A + k * Kp, *restrict p = ws->P + k * Kp;
+#if defined(__GNUC__)
+        fc_real m = FC_NAME(fc_crf_row_load)(e, NULL, K, Kp, eb, e_end, &bmask);
+#else
+        for (ptrdiff_t j = 0; j < K; ++j) eb[j] = e[j];
+        fc_real m = FC_NAME(fc_crf_maxv)(eb, Kp);
+#endif
+        /* padding lanes: exp(-inf) <= 2^-149, multiplied by the zero padding of S / E / N */
+        for (ptrdiff_t j = 0; j < Kp; ++j) p[j] = FC_EXP(eb[j] - m);
+        if (k == 0) {
+            for (ptrdiff_t j = 0; j < Kp; ++j) a[j] = tb->S[j] * p[j];
+        } else {
+            FC_NAME(fc_crf_mv)(a - Kp, tb->E, K, Kp, p, a);
+        }
+        fc_real c = FC_NAME(fc_crf_sumv)(a, Kp);
+        if (!((double)c >= FC_CRF_TINY)) return NAN;
+        int ex;
+        fc_real inv = FC_NAME(fc_crf_pow2inv)(c, &ex); /* exact rescaling: row sum in [0.5, 1) */
+        for (ptrdiff_t j = 0; j < Kp; ++j) a[j] *= inv;
+        ws->c[k] = 1.0 / (double)inv; /* = 2^ex, exact */
+        logz += (double)m;
+        esum += ex;
+    }
+    logz += (double)esum * 0.69314718055994530942;
+    (void)prod;
+    if (n > 0) {
+        const fc_real *a = ws->A + (n - 1) * Kp;
+        fc_real *q = ws->q;
+        for (ptrdiff_t j = 0; j < Kp; ++j) q[j] = a[j] * tb->N[j];
+        double c = (double)FC_NAME(fc_crf_sumv)(q, Kp);
+        if (!(c >= FC_CRF_TINY)) return NAN;
+        ws->c[n] = c;
+        logz += log(prod) + log(c);
+    }
+    return logz;
+}
+
+/* Scaled backward after a successful scaled forward.  Writes node marginals
+ * (node_b: (T, K) of this sequence, or NULL), pairwise marginals (pair_b, or
+ * NULL) and, when acc != NULL, adds the expected counts to acc (K*Kp trans,
+ * then Kp start, Kp end); the trans counts lack the factor E[i, j], applied by the
+ * caller.  Overwrites ws->P.  Returns 0, or -1 when not trusted (log-space redo). */
+static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                                      ptrdiff_t n, fc_real *node_b, fc_real *pair_b,
+                                                      double *acc)
+{
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    fc_real *restrict b = ws->b0, *restrict bn = ws->b1, *restrict w = ws->w, *restrict q = ws->q;
+    double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
+    fc_real inv = (fc_real)(1.0 / ws->c[n]);
+    for (ptrdiff_t j = 0; j < Kp; ++j) b[j] = tb->N[j] * inv;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        const fc_real *a = ws->A + k * Kp;
+        /* node marginals; their sum is 1 up to rounding unless something under/overflowed */
+        for (ptrdiff_t j = 0; j < Kp; ++j) q[j] = a[j] * b[j];
+        double s = (double)FC_NAME(fc_crf_sumv)(q, Kp);
+        if (!(fabs(s - 1.0) <= FC_CRF_SUMTOL)) return -1;
+        fc_real is = (fc_real)(1.0 / s);
+        if (node_b != NULL) {
+            fc_real *o = node_b + ws->pos[k] * K;
+            for (ptrdiff_t j = 0; j < K; ++j) o[j] = q[j] * is;
+        }
+        if (acc != NULL && k == n - 1)
+            for (ptrdiff_t j = 0; j < K; ++j) accN[j] += (double)(q[j] * is);
+        if (k == 0) {
+            if (acc != NULL)
+                for (ptrdiff_t j = 0; j < K; ++j) accS[j] += (double)(q[j] * is);
+            break;
+        }
+        /* w = psi_k * beta_k / c_k; pairwise (k-1, k) = a_{k-1}(i) E(i,j) w(j) / s */
+        fc_real ic = (fc_real)(1.0 / ws->c[k]);
+        fc_real *p = ws->P + k * Kp;
+        for (ptrdiff_t j = 0; j < Kp; ++j) w[j] = p[j] * b[j] * ic;
+        const fc_real *ap = a - Kp;
+        if (pair_b != NULL) {
+            fc_real *o = pair_b + ws->pos[k] * K * K;
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                fc_real ai = ap[i] * is;
+                const fc_real *row = tb->E + i * Kp;
+                for (ptrdiff_t j = 0; j < K; ++j) o[i * K + j] = ai * row[j] * w[j];
+            }
+        }
+        if (acc != NULL)
+            for (ptrdiff_t j = 0; j < Kp; ++j) p[j] = w[j] * is; /* kept for the count pass */
+        /* beta_{k-1}(i) = sum_j E(i,j) w(j), vectorised over i through ET */
+        FC_NAME(fc_crf_mv)(w, tb->ET, K, Kp, NULL, bn);
+        fc_real *tmp = b; b = bn; bn = tmp;
+    }
+    if (acc != NULL) {
+        /* accT[i, j] += sum_k a_{k-1}(i) w_k(j): float partial sums over blocks of 16 steps */
+        const ptrdiff_t W = FC_NAME(fc_crf_width)(K);
+        for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
+            ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                double *r = accT + i * Kp;
+                for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+                    fc_real sv[2 * FC_CRF_WS];
+                    for (ptrdiff_t v = 0; v < W; ++v) sv[v] = (fc_real)0;
+                    for (ptrdiff_t k = k0; k < k1; ++k) {
+                        const fc_real ai = ws->A[(k - 1) * Kp + i];
+                        const fc_real *wk = ws->P + k * Kp + jb;
+                        for (ptrdiff_t v = 0; v < W; ++v) sv[v] += ai * wk[v];
+                    }
+                    for (ptrdiff_t v = 0; v < W; ++v) r[jb + v] += (double)sv[v];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- log-space fallback */
+static double FC_NAME(fc_crf_lse)(const double *v, ptrdiff_t n)
+{
+    double m = -INFINITY;
+    for (ptrdiff_t i = 0; i < n; ++i) m = v[i] > m ? v[i] : m;
+    if (m == -INFINITY) return m;
+    double s = 0.0;
+    for (ptrdiff_t i = 0; i < n; ++i) s += exp(v[i] - m);
+    return m + log(s);
+}
+
+/* Log-space forward-backward in double for one sequence (positions ws->pos[0..n)).
+ * Returns log Z; outputs as in fc_crf_bwd_scaled but acc is in linear
+ * probability (not divided by E).  acc_lin == 1 means acc gets plain marginal
+ * counts for trans. */
+static double FC_NAME(fc_crf_fb_log)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                     const fc_real *emb, ptrdiff_t n, int backward,
+                                     fc_real *node_b, fc_real *pair_b, double *acc)
+{
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    const fc_real *tr = tb->trans;
+    double *la = ws->la, *tmp = ws->lb0;
+    if (n == 0) return 0.0;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        const fc_real *e = emb + ws->pos[k] * K;
+        double *a = la + k * K;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            double v;
+            if (k == 0) {
+                v = tb->start ? (double)tb->start[j] : 0.0;
+            } else {
+                const double *ap = a - K;
+                double *t2 = ws->lb1;
+                for (ptrdiff_t i = 0; i < K; ++i) t2[i] = ap[i] + (double)tr[i * K + j];
+                v = FC_NAME(fc_crf_lse)(t2, K);
+            }
+            a[j] = v + (double)e[j];
+        }
+    }
+    for (ptrdiff_t j = 0; j < K; ++j)
+        tmp[j] = la[(n - 1) * K + j] + (tb->end ? (double)tb->end[j] : 0.0);
+    double logz = FC_NAME(fc_crf_lse)(tmp, K);
+    if (!backward) return logz;
+    double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
+    if (logz == -INFINITY) { /* no allowed path: marginals and counts are 0 */
+        if (node_b)
+            for (ptrdiff_t k = 0; k < n; ++k)
+                for (ptrdiff_t j = 0; j < K; ++j) node_b[ws->pos[k] * K + j] = (fc_real)0;
+        if (pair_b)
+            for (ptrdiff_t k = 1; k < n; ++k)
+                for (ptrdiff_t j = 0; j < K * K; ++j) pair_b[ws->pos[k] * K * K + j] = (fc_real)0;
+        return logz;
+    }
+    double *lb = ws->lb0, *lbn = ws->lb1, *scr = ws->scr;
+    for (ptrdiff_t j = 0; j < K; ++j) lb[j] = tb->end ? (double)tb->end[j] : 0.0;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        const double *a = la + k * K;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            double q = exp(a[j] + lb[j] - logz);
+            if (node_b) node_b[ws->pos[k] * K + j] = (fc_real)q;
+            if (acc && k == n - 1) accN[j] += q;
+            if (acc && k == 0) accS[j] += q;
+        }
+        if (k == 0) break;
+        const fc_real *e = emb + ws->pos[k] * K;
+        const double *ap = a - K;
+        for (ptrdiff_t i = 0; i < K; ++i) {
+            for (ptrdiff_t j = 0; j < K; ++j) {
+                double v = (double)tr[i * K + j] + (double)e[j] + lb[j];
+                scr[j] = v;
+                double q = exp(ap[i] + v - logz);
+                if (pair_b) pair_b[ws->pos[k] * K * K + i * K + j] = (fc_real)q;
+                if (acc) accT[i * Kp + j] += q;
+            }
+            lbn[i] = FC_NAME(fc_crf_lse)(scr, K);
+        }
+        double *t = lb; lb = lbn; lbn = t;
+    }
+    return logz;
+}
+
+/* ---------------------------------------------------------------- drivers */
+#define FC_CRF_CHUNK 8 /* sequences per gradient accumulator: fixed, so results do not depend on threads */
+
+int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_real *start,
+                            const fc_real *end, const uint8_t *mask, const int64_t *tags,
+                            ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, double *logz, double *score,
+                            int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (B == 0) return FC_OK;
+    if (em == NULL || trans == NULL || logz == NULL || (score != NULL && tags == NULL)) return FC_BAD_ARGUMENT;
+    FC_NAME(fc_crf_tab) tb;
+    if (FC_NAME(fc_crf_tab_init)(&tb, trans, start, end, Tn, K) != FC_OK) return FC_OUT_OF_MEMORY;
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, B);
+    FC_OMP_PARALLEL(nt)
+    {
+        FC_NAME(fc_crf_ws) ws;
+        int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, tb.Kp) == FC_OK;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t lo, hi;
+        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
+            double z = n == 0 ? 0.0 : FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
+            if (z != z) z = FC_NAME(fc_crf_fb_log)(&tb, &ws, emb, n, 0, NULL, NULL, NULL);
+            logz[b] = z;
+            if (score != NULL)
+                score[b] = FC_NAME(fc_crf_path_score)(emb, trans, start, end, ws.pos, n, tags + b * Tn, 1, K);
+        }
+        if (ok) FC_NAME(fc_crf_ws_free)(&ws);
+    }
+    FC_NAME(fc_crf_tab_free)(&tb);
+    return status;
+}
+
+int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
+                       const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K,
+                       const double *weight, double *logz, double *score, fc_real *node, fc_real *pair,
+                       fc_real *g_em, fc_real *g_trans, fc_real *g_start, fc_real *g_end, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (em == NULL || trans == NULL) return FC_BAD_ARGUMENT;
+    int grad = g_em != NULL || g_trans != NULL || g_start != NULL || g_end != NULL;
+    if (grad && (tags == NULL || weight == NULL)) return FC_BAD_ARGUMENT;
+    if (score != NULL && tags == NULL) return FC_BAD_ARGUMENT;
+    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
+    const ptrdiff_t accn = K * Kp + 2 * Kp;
+    const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
+    double *chunk_acc = NULL;
+    if (grad && nchunk > 0) {
+        chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
+        if (chunk_acc == NULL) return FC_OUT_OF_MEMORY;
+    }
+    FC_NAME(fc_crf_tab) tb;
+    if (FC_NAME(fc_crf_tab_init)(&tb, trans, start, end, Tn, K) != FC_OK) {
+        free(chunk_acc);
+        return FC_OUT_OF_MEMORY;
+    }
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, nchunk);
+    FC_OMP_PARALLEL(nt)
+    {
+        FC_NAME(fc_crf_ws) ws;
+        int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, Kp) == FC_OK;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t clo, chi;
+        fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
+        for (ptrdiff_t ch = clo; ok && ch < chi; ++ch) {
+            double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
+            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
+                const fc_real *emb = em + b * Tn * K;
+                fc_real *node_b = node ? node + b * Tn * K : NULL;
+                fc_real *pair_b = pair ? pair + b * Tn * K * K : NULL;
+                const int64_t *yb = tags ? tags + b * Tn : NULL;
+                fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
+                fc_real *nodet = node_b ? node_b : ge; /* node marginals go here */
+                if (nodet) memset(nodet, 0, sizeof(fc_real) * Tn * K);
+                if (pair_b) memset(pair_b, 0, sizeof(fc_real) * Tn * K * K);
+                if (ge && ge != nodet) memset(ge, 0, sizeof(fc_real) * Tn * K);
+                ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
+                double *acc = grad ? ws.acc : NULL;
+                if (acc) memset(acc, 0, sizeof(double) * accn);
+                double z = 0.0;
+                int scaled = 0;
+                if (n > 0) {
+                    z = FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
+                    if (z == z && FC_NAME(fc_crf_bwd_scaled)(&tb, &ws, n, nodet, pair_b, acc) == 0) {
+                        scaled = 1;
+                    } else {
+                        if (acc) memset(acc, 0, sizeof(double) * accn);
+                        z = FC_NAME(fc_crf_fb_log)(&tb, &ws, emb, n, 1, nodet, pair_b, acc);
+                    }
+                }
+                if (logz) logz[b] = z;
+                double sc = 0.0;
+                if (yb) sc = FC_NAME(fc_crf_path_score)(emb, trans, start, end, ws.pos, n, yb, 1, K);
+                if (score) score[b] = sc;
+                if (!grad) continue;
+                double wb = weight[b];
+                /* emissions: w * (marginal - onehot) */
+                if (ge != NULL) {
+                    fc_real fw = (fc_real)wb;
+                    for (ptrdiff_t k = 0; k < n; ++k) {
+                        ptrdiff_t t = ws.pos[k];
+                        const fc_real *q = nodet + t * K;
+                        fc_real *g = ge + t * K;
+                        for (ptrdiff_t j = 0; j < K; ++j) g[j] = fw * q[j];
+                        g[yb[t]] -= fw;
+                    }
+                }
+                if (n == 0) continue;
+                /* expected counts (scaled path: trans counts still need the E factor) */
+                (void)scaled;
+                double *aT = acc, *aS = acc + K * Kp, *aN = acc + K * Kp + Kp;
+                double *cT = cacc, *cS = cacc + K * Kp, *cN = cacc + K * Kp + Kp;
+                for (ptrdiff_t i = 0; i < K; ++i)
+                    for (ptrdiff_t j = 0; j < K; ++j) {
+                        double v = aT[i * Kp + j];
+                        if (scaled) v *= (double)tb.E[i * Kp + j];
+                        cT[i * Kp + j] += wb * v;
+                    }
+                for (ptrdiff_t j = 0; j < K; ++j) {
+                    cS[j] += wb * aS[j];
+                    cN[j] += wb * aN[j];
+                }
+                cS[yb[ws.pos[0]]] -= wb;
+                cN[yb[ws.pos[n - 1]]] -= wb;
+                for (ptrdiff_t k = 1; k < n; ++k)
+                    cT[yb[ws.pos[k - 1]] * Kp + yb[ws.pos[k]]] -= wb;
+            }
+        }
+        if (ok) FC_NAME(fc_crf_ws_free)(&ws);
+    }
+    if (status == FC_OK && grad) {
+        /* reduce chunks in order */
+        for (ptrdiff_t i = 0; i < K; ++i)
+            for (ptrdiff_t j = 0; j < K; ++j) {
+                double s = 0.0;
+                for (ptrdiff_t ch = 0; ch < nchunk; ++ch) s += chunk_acc[ch * accn + i * Kp + j];
+                if (g_trans) g_trans[i * K + j] = (fc_real)s;
+            }
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            double s = 0.0, e = 0.0;
+            for (ptrdiff_t ch = 0; ch < nchunk; ++ch) {
+                s += chunk_acc[ch * accn + K * Kp + j];
+                e += chunk_acc[ch * accn + K * Kp + Kp + j];
+            }
+            if (g_start) g_start[j] = (fc_real)s;
+            if (g_end) g_end[j] = (fc_real)e;
+        }
+    }
+    free(chunk_acc);
+    FC_NAME(fc_crf_tab_free)(&tb);
+    return status;
+}
+
+/* ---------------------------------------------------------------- Viterbi */
+/* One Viterbi step: d1[j] = max_i d0[i] + TP[i, j] and its argmax (lowest i on ties),
+ * for every j < Kp, over blocks of W columns with two chains (even / odd i) merged
+ * so that the lowest index wins ties.  GCC/Clang get explicit vectors (the
+ * auto-vectoriser turns the select into masked stores); other compilers the scalar loop. */
+#if defined(__GNUC__)
+#define FC_VL ((int)(32 / sizeof(fc_real)))
+
+FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
+                                       ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg,
+                                       const int W)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    enum { NVMAX = 2 * FC_CRF_WS / FC_VL };
+    const int NV = W / FC_VL;
+    vr ninf;
+    vi zero;
+    for (int l = 0; l < FC_VL; ++l) { ninf[l] = -FC_INF; zero[l] = 0; }
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        vr b0[NVMAX], b1[NVMAX];
+        vi a0[NVMAX], a1[NVMAX];
+        for (int q = 0; q < NV; ++q) { b0[q] = ninf; b1[q] = ninf; a0[q] = zero; a1[q] = zero; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            vr v0, v1;
+            vi i0, i1;
+            for (int l = 0; l < FC_VL; ++l) {
+                v0[l] = d0[i]; v1[l] = d0[i + 1]; i0[l] = (int32_t)i; i1[l] = (int32_t)(i + 1);
+            }
+            const fc_real *r0 = TP + i * Kp + jb, *r1 = r0 + Kp;
+            for (int q = 0; q < NV; ++q) {
+                vr x0, x1;
+                memcpy(&x0, r0 + q * FC_VL, sizeof x0);
+                memcpy(&x1, r1 + q * FC_VL, sizeof x1);
+                vr c0 = v0 + x0, c1 = v1 + x1;
+                vi m0 = c0 > b0[q], m1 = c1 > b1[q];
+                b0[q] = (vr)(((vi)c0 & m0) | ((vi)b0[q] & ~m0));
+                a0[q] = (i0 & m0) | (a0[q] & ~m0);
+                b1[q] = (vr)(((vi)c1 & m1) | ((vi)b1[q] & ~m1));
+                a1[q] = (i1 & m1) | (a1[q] & ~m1);
+            }
+        }
+        if (i < K) {
+            vr v0;
+            vi i0;
+            for (int l = 0; l < FC_VL; ++l) { v0[l] = d0[i]; i0[l] = (int32_t)i; }
+            const fc_real *r0 = TP + i * Kp + jb;
+            for (int q = 0; q < NV; ++q) {
+                vr x0;
+                memcpy(&x0, r0 + q * FC_VL, sizeof x0);
+                vr c0 = v0 + x0;
+                vi m0 = c0 > b0[q];
+                b0[q] = (vr)(((vi)c0 & m0) | ((vi)b0[q] & ~m0));
+                a0[q] = (i0 & m0) | (a0[q] & ~m0);
+            }
+        }
+        for (int q = 0; q < NV; ++q) {
+            vi t = (b1[q] > b0[q]) | ((b1[q] == b0[q]) & (a1[q] < a0[q]));
+            vr bb = (vr)(((vi)b1[q] & t) | ((vi)b0[q] & ~t));
+            vi aa = (a1[q] & t) | (a0[q] & ~t);
+            memcpy(d1 + jb + q * FC_VL, &bb, sizeof bb);
+            for (int l = 0; l < FC_VL; ++l) arg[jb + q * FC_VL + l] = (int32_t)aa[l];
+        }
+    }
+}
+#undef FC_VL
+#else
+FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
+                                       ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg,
+                                       const int W)
+{
+    (void)W;
+    for (ptrdiff_t j = 0; j < Kp; ++j) { d1[j] = -FC_INF; arg[j] = 0; }
+    for (ptrdiff_t i = 0; i < K; ++i) {
+        const fc_real v = d0[i];
+        const fc_real *row = TP + i * Kp;
+        for (ptrdiff_t j = 0; j < Kp; ++j) {
+            fc_real c = v + row[j];
+            if (c > d1[j]) { d1[j] = c; arg[j] = (int32_t)i; }
+        }
+    }
+}
+#endif
+
+/* Top-1 Viterbi with backpointers (used for K <= FC_CRF_WS, where the argmax blend is
+ * cheaper than the scalar argmax of the backtrack); path written at kept positions.
+ * TP: (K, Kp) trans padded with -inf.  Returns 0, or -1 when no path is allowed. */
+static FC_MULTIVERSION int FC_NAME(fc_crf_vit1_bp)(const fc_real *emb, const fc_real *TP, const fc_real *start,
+                                                const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
+                                                ptrdiff_t K, ptrdiff_t Kp, fc_real *d0, fc_real *d1,
+                                                int32_t *bp, int64_t *path)
+{
+    const fc_real *e = emb + pos[0] * K;
+    for (ptrdiff_t j = 0; j < Kp; ++j) d0[j] = j < K ? e[j] + (start ? start[j] : (fc_real)0) : -FC_INF;
+    for (ptrdiff_t k = 1; k < n; ++k) {
+        e = emb + pos[k] * K;
+        int32_t *arg = bp + k * Kp;
+        if (K <= FC_CRF_WS)
+            FC_NAME(fc_crf_vstep_w)(d0, TP, K, Kp, d1, arg, FC_CRF_WS);
+        else
+            FC_NAME(fc_crf_vstep_w)(d0, TP, K, Kp, d1, arg, 2 * FC_CRF_WS);
+        for (ptrdiff_t j = 0; j < K; ++j) d1[j] += e[j];
+        fc_real *t = d0; d0 = d1; d1 = t;
+    }
+    fc_real best = -FC_INF;
+    ptrdiff_t bj = -1;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        fc_real v = d0[j] + (end ? end[j] : (fc_real)0);
+        if (v > best) { best = v; bj = j; }
+    }
+    if (bj < 0) return -1;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        path[pos[k]] = bj;
+        if (k > 0) bj = bp[k * Kp + bj];
+    }
+    return 0;
+}
+
+/* One Viterbi step without backpointers (K > FC_CRF_WS): d1[j] = max_i d0[i] + TP[i, j] for j < Kp, over
+ * blocks of W columns with two chains (even / odd i).  A max is exact in any order and
+ * compiles to a vector max (add + max per element); the argmax is recovered for the one
+ * label on the path during the backtrack, from the same sums, so ties still go to the
+ * lowest index. */
+FC_INLINE void FC_NAME(fc_crf_vmax_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
+                                      ptrdiff_t Kp, fc_real *restrict d1, const int W)
+{
+    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+        fc_real b0[2 * FC_CRF_WS], b1[2 * FC_CRF_WS];
+        for (int w = 0; w < W; ++w) { b0[w] = -FC_INF; b1[w] = -FC_INF; }
+        ptrdiff_t i = 0;
+        for (; i + 1 < K; i += 2) {
+            const fc_real v0 = d0[i], v1 = d0[i + 1];
+            const fc_real *r0 = TP + i * Kp + jb, *r1 = r0 + Kp;
+            for (int w = 0; w < W; ++w) {
+                fc_real c0 = v0 + r0[w], c1 = v1 + r1[w];
+                b0[w] = c0 > b0[w] ? c0 : b0[w];
+                b1[w] = c1 > b1[w] ? c1 : b1[w];
+            }
+        }
+        if (i < K) {
+            const fc_real v0 = d0[i];
+            const fc_real *r0 = TP + i * Kp + jb;
+            for (int w = 0; w < W; ++w) {
+                fc_real c0 = v0 + r0[w];
+                b0[w] = c0 > b0[w] ? c0 : b0[w];
+            }
+        }
+        for (int w = 0; w < W; ++w) d1[jb + w] = b1[w] > b0[w] ? b1[w] : b0[w];
+    }
+}
+
+/* Top-1 Viterbi of one sequence for K > FC_CRF_WS (max-only steps, argmax recovered in
+ * the backtrack); path written at kept positions (others untouched).
+ * TP: (K, Kp) trans padded with -inf; D: (n, Kp) scores table.  Returns 0, or -1 when no
+ * path is allowed. */
+static FC_MULTIVERSION int FC_NAME(fc_crf_vit1)(const fc_real *emb, const fc_real *TP, const fc_real *start,
+                                                const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
+                                                ptrdiff_t K, ptrdiff_t Kp, fc_real *D, int64_t *path)
+{
+    const fc_real *e = emb + pos[0] * K;
+    for (ptrdiff_t j = 0; j < Kp; ++j) D[j] = j < K ? e[j] + (start ? start[j] : (fc_real)0) : -FC_INF;
+    for (ptrdiff_t k = 1; k < n; ++k) {
+        e = emb + pos[k] * K;
+        fc_real *d1 = D + k * Kp;
+        FC_NAME(fc_crf_vmax_w)(d1 - Kp, TP, K, Kp, d1, 2 * FC_CRF_WS);
+        for (ptrdiff_t j = 0; j < K; ++j) d1[j] += e[j];
+    }
+    const fc_real *dl = D + (n - 1) * Kp;
+    fc_real best = -FC_INF;
+    ptrdiff_t bj = -1;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        fc_real v = dl[j] + (end ? end[j] : (fc_real)0);
+        if (v > best) { best = v; bj = j; }
+    }
+    if (bj < 0) return -1;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        path[pos[k]] = bj;
+        if (k == 0) break;
+        /* the predecessor: lowest i reaching max_i D[k-1, i] + TP[i, bj] (the same sums
+         * as the forward step, so the same maximum) */
+        const fc_real *dp = D + (k - 1) * Kp;
+        fc_real m = -FC_INF;
+        ptrdiff_t arg = 0;
+        for (ptrdiff_t i = 0; i < K; ++i) {
+            fc_real c = dp[i] + TP[i * Kp + bj];
+            if (c > m) { m = c; arg = i; }
+        }
+        bj = arg;
+    }
+    return 0;
+}
+
+typedef struct { double s; int32_t i, r; } FC_NAME(fc_nb_ent);
+
+/* Insert (s, i, r) in the descending list L of length *cnt <= cap (ties keep the earlier entry first). */
+FC_INLINE void FC_NAME(fc_nb_insert)(FC_NAME(fc_nb_ent) *L, ptrdiff_t *cnt, ptrdiff_t cap, double s,
+                                     int32_t i, int32_t r)
+{
+    ptrdiff_t c = *cnt;
+    if (c == cap && !(s > L[c - 1].s)) return;
+    ptrdiff_t q = c < cap ? c : cap - 1;
+    while (q > 0 && s > L[q - 1].s) { L[q] = L[q - 1]; --q; }
+    L[q].s = s; L[q].i = i; L[q].r = r;
+    if (c < cap) *cnt = c + 1;
+}
+
+/* Exact k-best (list Viterbi) of one sequence, in double.  bt: (n, K, k) entries;
+ * cur/prv: (K, k) scores; cnt: (2, K).  Writes up to k paths. */
+static int FC_NAME(fc_crf_vitk)(const fc_real *emb, const fc_real *trans, const fc_real *start,
+                                const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t K,
+                                ptrdiff_t k, FC_NAME(fc_nb_ent) *bt, ptrdiff_t *cnt, int64_t *paths,
+                                ptrdiff_t Tn, FC_NAME(fc_nb_ent) *fin)
+{
+    ptrdiff_t *c0 = cnt, *c1 = cnt + K;
+    const fc_real *e = emb + pos[0] * K;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        double s = (double)e[j] + (start ? (double)start[j] : 0.0);
+        c0[j] = 0;
+        if (s != -INFINITY) { bt[j * k].s = s; bt[j * k].i = -1; bt[j * k].r = -1; c0[j] = 1; }
+    }
+    for (ptrdiff_t t = 1; t < n; ++t) {
+        e = emb + pos[t] * K;
+        FC_NAME(fc_nb_ent) *P = bt + (t - 1) * K * k, *C = bt + t * K * k;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            ptrdiff_t cj = 0;
+            FC_NAME(fc_nb_ent) *L = C + j * k;
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                double tr = (double)trans[i * K + j];
+                if (tr == -INFINITY) continue;
+                for (ptrdiff_t r = 0; r < c0[i]; ++r) {
+                    double s = P[i * k + r].s + tr;
+                    if (cj == k && !(s > L[k - 1].s)) break;
+                    FC_NAME(fc_nb_insert)(L, &cj, k, s, (int32_t)i, (int32_t)r);
+                }
+            }
+            for (ptrdiff_t r = 0; r < cj; ++r) L[r].s += (double)e[j];
+            c1[j] = e[j] == -FC_INF ? 0 : cj; /* (-inf unaries: MEMM potentials) */
+        }
+        ptrdiff_t *tmp = c0; c0 = c1; c1 = tmp;
+    }
+    ptrdiff_t cf = 0;
+    FC_NAME(fc_nb_ent) *Lst = bt + (n - 1) * K * k;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        double en = end ? (double)end[j] : 0.0;
+        if (en == -INFINITY) continue;
+        for (ptrdiff_t r = 0; r < c0[j]; ++r) {
+            double s = Lst[j * k + r].s + en;
+            if (cf == k && !(s > fin[k - 1].s)) break;
+            FC_NAME(fc_nb_insert)(fin, &cf, k, s, (int32_t)j, (int32_t)r);
+        }
+    }
+    for (ptrdiff_t q = 0; q < cf; ++q) {
+        int64_t *path = paths + q * Tn;
+        int32_t j = fin[q].i, r = fin[q].r;
+        for (ptrdiff_t t = n - 1; t >= 0; --t) {
+            path[pos[t]] = j;
+            const FC_NAME(fc_nb_ent) *en = bt + t * K * k + j * k + r;
+            j = en->i; r = en->r;
+        }
+    }
+    return (int)cf;
+}
+
+int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
+                            const uint8_t *mask, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, ptrdiff_t top_k,
+                            int64_t *paths, double *scores, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || top_k < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (B == 0) return FC_OK;
+    if (em == NULL || trans == NULL || paths == NULL || scores == NULL) return FC_BAD_ARGUMENT;
+    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
+    fc_real *TP = malloc(sizeof(fc_real) * K * Kp);
+    if (TP == NULL) return FC_OUT_OF_MEMORY;
+    for (ptrdiff_t i = 0; i < K; ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j) TP[i * Kp + j] = j < K ? trans[i * K + j] : -FC_INF;
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, B);
+    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+        const int use_bp = K <= FC_CRF_WS;
+        fc_real *d = top_k == 1 ? malloc(sizeof(fc_real) * (use_bp ? 2 : T1) * Kp) : NULL;
+        int32_t *bp = top_k == 1 && use_bp ? malloc(sizeof(int32_t) * T1 * Kp) : NULL;
+        FC_NAME(fc_nb_ent) *bt = top_k > 1 ? malloc(sizeof(FC_NAME(fc_nb_ent)) * (T1 * K * top_k + top_k)) : NULL;
+        ptrdiff_t *cnt = malloc(sizeof(ptrdiff_t) * 2 * K);
+        int ok = pos && cnt && (top_k == 1 ? d != NULL && (bp != NULL || !use_bp) : bt != NULL);
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t lo, hi;
+        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            int64_t *pb = paths + b * top_k * Tn;
+            double *sb = scores + b * top_k;
+            for (ptrdiff_t q = 0; q < top_k * Tn; ++q) pb[q] = -1;
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+            ptrdiff_t found;
+            if (n == 0) {
+                found = 1; /* the empty path */
+            } else if (top_k == 1) {
+                found = (use_bp ? FC_NAME(fc_crf_vit1_bp)(emb, TP, start, end, pos, n, K, Kp, d, d + Kp, bp, pb)
+                                : FC_NAME(fc_crf_vit1)(emb, TP, start, end, pos, n, K, Kp, d, pb)) == 0;
+            } else {
+                found = FC_NAME(fc_crf_vitk)(emb, trans, start, end, pos, n, K, top_k, bt, cnt, pb, Tn,
+                                             bt + T1 * K * top_k);
+            }
+            for (ptrdiff_t q = 0; q < top_k; ++q)
+                sb[q] = q < found ? FC_NAME(fc_crf_path_score)(emb, trans, start, end, pos, n, pb + q * Tn, 1, K)
+                                  : -INFINITY;
+        }
+        free(pos); free(d); free(bp); free(bt); free(cnt);
+    }
+    free(TP);
+    return status;
+}
+
+/* ---------------------------------------------------------------- MEMM */
+/* log-sum-exp of r[0..K) (r finite or -inf), exps written to ex (may alias nothing). */
+FC_INLINE double FC_NAME(fc_memm_lse)(const fc_real *r, fc_real *ex, ptrdiff_t K)
+{
+    fc_real m = -FC_INF;
+    for (ptrdiff_t j = 0; j < K; ++j) m = r[j] > m ? r[j] : m;
+    if (m == -FC_INF) return -INFINITY;
+    for (ptrdiff_t j = 0; j < K; ++j) ex[j] = FC_EXP(r[j] - m);
+    double s = 0.0;
+    for (ptrdiff_t j = 0; j < K; ++j) s += (double)ex[j];
+    return (double)m + log(s);
+}
+
+/* Teacher-forced log-likelihood of one direction of a MEMM.  Gp: (K+1, Kp) rows
+ * indexed by the conditioning label (G for left-to-right, G^T for right-to-left),
+ * row K all zeros (no conditioning label); padding columns are -inf.  r, ex: (Kp)
+ * scratch.  Adds coef * d(-ll) to ge (T, K) and to gacc (K, Kp, rows by the
+ * conditioning label) when ge != NULL.  The local normalisers are multiplied in
+ * double and their log taken only when the product exceeds 1e150. */
+static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_real *Gp, const ptrdiff_t *pos,
+                                                   ptrdiff_t n, const int64_t *y, ptrdiff_t K, ptrdiff_t Kp,
+                                                   int reverse, double coef, fc_real *ge, double *gacc,
+                                                   fc_real *restrict r, fc_real *restrict ex)
+{
+    double ll = 0.0, prod = 1.0;
+    int dead = 0;
+    const fc_real fcoef = (fc_real)coef;
+    for (ptrdiff_t j = K; j < Kp; ++j) r[j] = -FC_INF;
+    if (n == 0) return 0.0;
+#if defined(__GNUC__)
+    const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+#endif
+    for (ptrdiff_t q = 0; q < n; ++q) {
+        ptrdiff_t k = reverse ? n - 1 - q : q;
+        ptrdiff_t t = pos[k];
+        const fc_real *e = emb + t * K;
+        int64_t cond = q == 0 ? K : y[pos[reverse ? k + 1 : k - 1]];
+        const fc_real *g = Gp + cond * Kp;
+#if defined(__GNUC__)
+        fc_real m = FC_NAME(fc_crf_row_load)(e, g, K, Kp, r, e_end, &bmask);
+#else
+        for (ptrdiff_t j = 0; j < K; ++j) r[j] = g[j] + e[j];
+        fc_real m = FC_NAME(fc_crf_maxv)(r, Kp);
+#endif
+        if (m == -FC_INF) { dead = 1; continue; }
+        /* padding lanes hold exp(-inf) <= 2^-149: never used, negligible in the sum (writing
+         * exact zeros with scalar stores would stall the vector loads that follow) */
+        for (ptrdiff_t j = 0; j < Kp; ++j) ex[j] = FC_EXP(r[j] - m);
+        fc_real s = FC_NAME(fc_crf_sumv)(ex, Kp);
+        int64_t yk = y[t];
+        ll += (double)r[yk] - (double)m;
+        prod *= (double)s;
+        if (prod > 1e150) { ll -= log(prod); prod = 1.0; }
+        if (ge == NULL) continue;
+        fc_real *gt = ge + t * K;
+        fc_real f = fcoef / s; /* ex[j] * f = coef * softmax_j */
+        for (ptrdiff_t j = 0; j < K; ++j) gt[j] += ex[j] * f;
+        gt[yk] -= fcoef;
+        if (cond < K) {
+            double *ga = gacc + cond * Kp;
+            for (ptrdiff_t j = 0; j < K; ++j) ga[j] += (double)(ex[j] * f);
+            ga[yk] -= coef;
+        }
+    }
+    ll -= log(prod);
+    return dead ? -INFINITY : ll;
+}
+
+int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t *mask, const int64_t *tags,
+                         ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, int bidir, const double *weight,
+                         double *ll, fc_real *g_em, fc_real *g_trans, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (em == NULL || trans == NULL || tags == NULL || ll == NULL) return FC_BAD_ARGUMENT;
+    int grad = g_em != NULL || g_trans != NULL;
+    if (grad && weight == NULL) return FC_BAD_ARGUMENT;
+    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
+    const ptrdiff_t accn = 2 * K * Kp;
+    const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
+    double *chunk_acc = NULL;
+    /* G and G^T padded to (K + 1, Kp): row K is the "no conditioning label" row of zeros */
+    fc_real *G2 = malloc(sizeof(fc_real) * 2 * (K + 1) * Kp);
+    if (G2 == NULL) return FC_OUT_OF_MEMORY;
+    fc_real *Gp = G2, *GTp = G2 + (K + 1) * Kp;
+    for (ptrdiff_t i = 0; i <= K; ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j) {
+            Gp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[i * K + j]);
+            GTp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[j * K + i]);
+        }
+    if (grad && nchunk > 0) {
+        chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
+        if (chunk_acc == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
+    }
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, nchunk);
+    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+        fc_real *r = malloc(sizeof(fc_real) * 2 * Kp);
+        int ok = pos && r;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t clo, chi;
+        fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
+        for (ptrdiff_t ch = clo; ok && ch < chi; ++ch) {
+            double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
+            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
+                const fc_real *emb = em + b * Tn * K;
+                const int64_t *yb = tags + b * Tn;
+                fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
+                if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
+                ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+                double wb = grad ? weight[b] : 0.0;
+                double c = bidir ? 0.5 * wb : wb;
+                double lf = FC_NAME(fc_memm_dir)(emb, Gp, pos, n, yb, K, Kp, 0, c, ge, cacc, r, r + Kp);
+                if (bidir) {
+                    double lb = FC_NAME(fc_memm_dir)(emb, GTp, pos, n, yb, K, Kp, 1, c, ge,
+                                                     cacc ? cacc + K * Kp : NULL, r, r + Kp);
+                    lf = 0.5 * (lf + lb);
+                }
+                ll[b] = lf;
+            }
+        }
+        free(pos); free(r);
+    }
+    if (status == FC_OK && g_trans != NULL) {
+        for (ptrdiff_t i = 0; i < K; ++i)
+            for (ptrdiff_t j = 0; j < K; ++j) {
+                double s = 0.0;
+                for (ptrdiff_t ch = 0; ch < nchunk; ++ch)
+                    s += chunk_acc[ch * accn + i * Kp + j] + chunk_acc[ch * accn + K * Kp + j * Kp + i];
+                g_trans[i * K + j] = (fc_real)s;
+            }
+    }
+    free(chunk_acc);
+    free(G2);
+    return status;
+}
+
+int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const uint8_t *mask, ptrdiff_t B,
+                                ptrdiff_t Tn, ptrdiff_t K, double wf, double wb, fc_real *out, int n_threads)
+{
+    if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (em == NULL || trans == NULL || out == NULL) return FC_BAD_ARGUMENT;
+    int status = FC_OK;
+    int nt = fc_clamp_threads(n_threads, B);
+    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+        double *acc = malloc(sizeof(double) * K);
+        fc_real *r = malloc(sizeof(fc_real) * 2 * K);
+        int ok = pos && acc && r;
+        if (!ok) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            status = FC_OUT_OF_MEMORY;
+        }
+        ptrdiff_t lo, hi;
+        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            fc_real *ob = out + b * Tn * K;
+            memset(ob, 0, sizeof(fc_real) * Tn * K);
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+            for (ptrdiff_t k = 0; k < n; ++k) {
+                const fc_real *e = emb + pos[k] * K;
+                for (ptrdiff_t y = 0; y < K; ++y) acc[y] = (double)e[y];
+                if (k == 0 && wf != 0.0) {
+                    double l = FC_NAME(fc_memm_lse)(e, r + K, K);
+                    for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wf * l;
+                }
+                if (k == n - 1 && wb != 0.0) {
+                    double l = FC_NAME(fc_memm_lse)(e, r + K, K);
+                    for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wb * l;
+                }
+                if (k < n - 1 && wf != 0.0) { /* L_{k+1}(y) = lse_c(G[y,c] + f_{k+1}(c)) */
+                    const fc_real *en = emb + pos[k + 1] * K;
+                    for (ptrdiff_t y = 0; y < K; ++y) {
+                        for (ptrdiff_t c = 0; c < K; ++c) r[c] = trans[y * K + c] + en[c];
+                        double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                        acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wf * l;
+                    }
+                }
+                if (k > 0 && wb != 0.0) { /* M_{k-1}(y) = lse_a(G[a,y] + f_{k-1}(a)) */
+                    const fc_real *ep = emb + pos[k - 1] * K;
+                    for (ptrdiff_t y = 0; y < K; ++y) {
+                        for (ptrdiff_t a = 0; a < K; ++a) r[a] = trans[a * K + y] + ep[a];
+                        double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                        acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wb * l;
+                    }
+                }
+                for (ptrdiff_t y = 0; y < K; ++y) ob[pos[k] * K + y] = (fc_real)acc[y];
+            }
+        }
+        free(pos); free(acc); free(r);
+    }
+    return status;
+}
+
+#undef FC_CRF_TINY
+#undef FC_CRF_SUMTOL

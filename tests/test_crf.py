@@ -1,0 +1,781 @@
+"""fastcore.crf against brute-force enumeration, finite differences, NumPy log-space
+references and pytorch-crf."""
+import itertools
+
+import numpy as np
+import pytest
+
+from fastcore import crf
+from _helpers import FLOAT_DTYPES, needs, tol, variants
+
+
+# ---------------------------------------------------------------- references
+def _lse(v):
+    v = np.asarray(v, dtype=np.float64)
+    fin = v[np.isfinite(v)]
+    if fin.size == 0:
+        return -np.inf
+    m = fin.max()
+    return m + np.log(np.exp(fin - m).sum())
+
+
+def path_score(em, tr, st, en, pos, y):
+    """Score of labels y at kept positions pos (float64)."""
+    if len(pos) == 0:
+        return 0.0
+    s = (0.0 if st is None else st[y[0]]) + sum(float(em[p, k]) for p, k in zip(pos, y))
+    s += sum(float(tr[y[i - 1], y[i]]) for i in range(1, len(y)))
+    return s + (0.0 if en is None else en[y[-1]])
+
+
+def brute(em, tr, st=None, en=None, keep=None):
+    """Enumerate all label paths of one sequence (T, K).
+
+    Returns dict: pos, paths (list of tuples), scores, logz, node (T,K), pair (T,K,K)."""
+    em = np.asarray(em, np.float64)
+    tr = np.asarray(tr, np.float64)
+    st = None if st is None else np.asarray(st, np.float64)
+    en = None if en is None else np.asarray(en, np.float64)
+    T, K = em.shape
+    keep = np.ones(T, bool) if keep is None else np.asarray(keep, bool)
+    pos = np.flatnonzero(keep)
+    paths = list(itertools.product(range(K), repeat=len(pos)))
+    scores = np.array([path_score(em, tr, st, en, pos, y) for y in paths])
+    logz = _lse(scores) if len(pos) else 0.0
+    node = np.zeros((T, K))
+    pair = np.zeros((T, K, K))
+    if len(pos) and np.isfinite(logz):
+        p = np.exp(scores - logz)
+        for y, pr in zip(paths, p):
+            for k, t in enumerate(pos):
+                node[t, y[k]] += pr
+                if k:
+                    pair[t, y[k - 1], y[k]] += pr
+    return dict(pos=pos, paths=paths, scores=scores, logz=logz, node=node, pair=pair)
+
+
+def random_problem(rng, B, T, K, dtype=np.float64, constraints=True, mask=True, start_end=True):
+    em = rng.standard_normal((B, T, K)) * 2
+    tr = rng.standard_normal((K, K))
+    st = rng.standard_normal(K) if start_end else None
+    en = rng.standard_normal(K) if start_end else None
+    if constraints and K > 1:
+        tr[rng.random((K, K)) < 0.25] = -np.inf
+        if start_end:
+            st[rng.integers(K)] = -np.inf
+            en[rng.integers(K)] = -np.inf
+    m = None
+    if mask:
+        m = rng.random((B, T)) < 0.7
+        m[0] = True
+        if B > 2:
+            m[2] = False  # an empty sequence
+        if B > 1 and T > 1:
+            m[1, 0] = False  # masked first token
+    cast = lambda a: None if a is None else a.astype(dtype)
+    return cast(em), cast(tr), cast(st), cast(en), m
+
+
+def assert_close(actual, expected, dtype, scale=1.0):
+    rtol, atol = tol(dtype)
+    if np.dtype(dtype) == np.float32:
+        rtol, atol = 1e-4, 1e-4 * scale
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * max(scale, 1.0))
+
+
+def logspace_logz(em, tr, st, en, keep):
+    """Plain float64 log-space forward of one sequence (reference for long/extreme inputs)."""
+    pos = np.flatnonzero(keep)
+    if len(pos) == 0:
+        return 0.0
+    a = em[pos[0]].astype(np.float64) + (0 if st is None else st)
+    for p in pos[1:]:
+        v = a[:, None] + tr
+        m = np.max(v, axis=0)
+        m = np.where(np.isfinite(m), m, 0.0)
+        a = m + np.log(np.exp(v - m).sum(0)) + em[p]
+    return _lse(a + (0 if en is None else en))
+
+
+# ---------------------------------------------------------------- log Z / score / likelihood
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(4, 5, 3), (3, 4, 4), (3, 1, 2), (3, 5, 1), (4, 3, 3)])
+@pytest.mark.parametrize("constraints", [False, True])
+def test_partition_score_likelihood_brute_force(rng, dtype, shape, constraints):
+    B, T, K = shape
+    em, tr, st, en, m = random_problem(rng, B, T, K, dtype, constraints=constraints)
+    tags = rng.integers(0, K, (B, T))
+    logz = crf.crf_log_partition(em, tr, st, en, mask=m)
+    score = crf.crf_score(em, tags, tr, st, en, mask=m)
+    ll = crf.crf_log_likelihood(em, tags, tr, st, en, mask=m)
+    assert logz.dtype == dtype and score.dtype == dtype and ll.dtype == dtype
+    for b in range(B):
+        ref = brute(em[b], tr, st, en, m[b])
+        y = tags[b, ref["pos"]]
+        s_ref = path_score(em[b].astype(np.float64), tr.astype(np.float64), st.astype(np.float64),
+                           en.astype(np.float64), ref["pos"], y)
+        assert_close(logz[b], ref["logz"], dtype)
+        if np.isfinite(s_ref):
+            assert_close(score[b], s_ref, dtype)
+            assert_close(ll[b], s_ref - ref["logz"], dtype)
+        else:
+            assert score[b] == -np.inf and ll[b] == -np.inf
+        assert logz[b] >= (ref["scores"].max() if len(ref["pos"]) else 0.0) - 1e-4
+    assert logz[2] == 0 and score[2] == 0 and ll[2] == 0  # empty sequence
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_no_start_end_and_lengths(rng, dtype):
+    em, tr, _, _, _ = random_problem(rng, 4, 5, 3, dtype, constraints=False, start_end=False, mask=False)
+    lengths = np.array([5, 3, 0, 1])
+    m = np.arange(5)[None] < lengths[:, None]
+    a = crf.crf_log_partition(em, tr, lengths=lengths)
+    b = crf.crf_log_partition(em, tr, mask=m)
+    np.testing.assert_array_equal(a, b)
+    for i in range(4):
+        assert_close(a[i], brute(em[i], tr, None, None, m[i])["logz"], dtype)
+    # integer 0/1 mask accepted, equal to bool mask
+    np.testing.assert_array_equal(crf.crf_log_partition(em, tr, mask=m.astype(np.int64)), b)
+
+
+def test_masked_positions_are_removed_not_carried(rng):
+    """Masking position t equals deleting it from the sequence."""
+    em, tr, st, en, _ = random_problem(rng, 1, 6, 4, constraints=False, mask=False)
+    keep = np.array([[False, True, True, False, True, True]])
+    tags = rng.integers(0, 4, (1, 6))
+    sub = em[:, keep[0]]
+    np.testing.assert_allclose(crf.crf_log_partition(em, tr, st, en, mask=keep),
+                               crf.crf_log_partition(sub, tr, st, en), rtol=1e-13)
+    np.testing.assert_allclose(crf.crf_log_likelihood(em, tags, tr, st, en, mask=keep),
+                               crf.crf_log_likelihood(sub, tags[:, keep[0]], tr, st, en), rtol=1e-13)
+
+
+def test_no_allowed_path(rng):
+    em = rng.standard_normal((2, 3, 2))
+    tr = np.full((2, 2), -np.inf)
+    lz = crf.crf_log_partition(em, tr)
+    assert np.all(lz == -np.inf)
+    ll = crf.crf_log_likelihood(em, np.zeros((2, 3), int), tr)
+    assert np.all(ll == -np.inf)
+    node = crf.crf_marginals(em, tr)
+    assert np.all(node == 0)
+    paths, scores = crf.viterbi(em, tr)
+    assert np.all(paths == -1) and np.all(scores == -np.inf)
+    # one position: transitions do not matter
+    assert np.isfinite(crf.crf_log_partition(em[:, :1], tr)).all()
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_extreme_scores_use_exact_fallback(rng, dtype):
+    """Score ranges that underflow the exp-space recursion, and constraints leaving a thin path."""
+    big = 300.0 if dtype == np.float32 else 3000.0
+    B, T, K = 4, 40, 5
+    em = (rng.standard_normal((B, T, K)) * big).astype(dtype)
+    tr = (rng.standard_normal((K, K)) * big).astype(dtype)
+    tr[0, :] = -np.inf
+    tr[0, 1] = 0
+    st = (rng.standard_normal(K) * big).astype(dtype)
+    en = (rng.standard_normal(K) * big).astype(dtype)
+    m = rng.random((B, T)) < 0.8
+    lz = crf.crf_log_partition(em, tr, st, en, mask=m)
+    for b in range(B):
+        ref = logspace_logz(em[b].astype(np.float64), tr.astype(np.float64), st.astype(np.float64),
+                            en.astype(np.float64), m[b])
+        np.testing.assert_allclose(lz[b], ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    node = crf.crf_marginals(em, tr, st, en, mask=m)
+    assert np.isfinite(node).all()
+    np.testing.assert_allclose(node.sum(-1)[m], 1.0, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_long_sequence_no_underflow(rng, dtype):
+    B, T, K = 2, 3000, 6
+    em = (rng.standard_normal((B, T, K)) * 3).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    tr[1, 2] = -np.inf
+    lz = crf.crf_log_partition(em, tr)
+    ref = [logspace_logz(em[b].astype(np.float64), tr.astype(np.float64), None, None, np.ones(T, bool))
+           for b in range(B)]
+    np.testing.assert_allclose(lz, ref, rtol=2e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_float32_close_to_float64(rng):
+    em, tr, st, en, m = random_problem(rng, 8, 30, 7)
+    tags = rng.integers(0, 7, (8, 30))
+    for fn in (lambda e, t, s, n: crf.crf_log_partition(e, t, s, n, mask=m),
+               lambda e, t, s, n: crf.crf_marginals(e, t, s, n, mask=m),
+               lambda e, t, s, n: crf.crf_nll_grad(e, tags, t, s, n, mask=m)[1]["transitions"]):
+        r64 = fn(em, tr, st, en)
+        r32 = fn(*(a.astype(np.float32) for a in (em, tr, st, en)))
+        np.testing.assert_allclose(r32, r64, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- marginals
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(4, 5, 3), (3, 4, 4), (3, 1, 2)])
+def test_marginals_brute_force(rng, dtype, shape):
+    B, T, K = shape
+    em, tr, st, en, m = random_problem(rng, B, T, K, dtype)
+    node, pair = crf.crf_marginals(em, tr, st, en, mask=m, pairwise=True)
+    only_node = crf.crf_marginals(em, tr, st, en, mask=m)
+    np.testing.assert_array_equal(node, only_node)
+    assert node.dtype == dtype and pair.shape == (B, T, K, K)
+    for b in range(B):
+        ref = brute(em[b], tr, st, en, m[b])
+        assert_close(node[b], ref["node"], dtype)
+        assert_close(pair[b], ref["pair"], dtype)
+    feasible = np.isfinite(crf.crf_log_partition(em, tr, st, en, mask=m))
+    np.testing.assert_allclose(node.sum(-1), (m & feasible[:, None]).astype(float), atol=1e-5)
+
+
+# ---------------------------------------------------------------- gradients
+def _nll_total(em, tags, tr, st, en, m, reduction):
+    return float(np.sum(crf.crf_nll_grad(em, tags, tr, st, en, mask=m, reduction=reduction)[0]))
+
+
+def _fd(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        if not np.isfinite(x[i]):
+            continue
+        xp, xm = x.copy(), x.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        g[i] = (f(xp) - f(xm)) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "token_mean", "none"])
+def test_nll_grad_finite_differences(rng, reduction):
+    B, T, K = 4, 5, 3
+    em, tr, st, en, m = random_problem(rng, B, T, K)
+    tags = np.zeros((B, T), int)
+    # gold tags along allowed paths (the brute force best path), so the loss is finite
+    for b in range(B):
+        ref = brute(em[b], tr, st, en, m[b])
+        if len(ref["pos"]):
+            tags[b, ref["pos"]] = ref["paths"][int(np.argmax(ref["scores"]))]
+    loss, g = crf.crf_nll_grad(em, tags, tr, st, en, mask=m, reduction=reduction)
+    assert np.all(np.isfinite(loss))
+    if reduction == "none":
+        assert loss.shape == (B,)
+        ll = crf.crf_log_likelihood(em, tags, tr, st, en, mask=m)
+        np.testing.assert_allclose(loss, -ll, rtol=1e-12)
+    f = lambda **kw: _nll_total(kw.get("em", em), tags, kw.get("tr", tr), kw.get("st", st), kw.get("en", en),
+                                m, reduction)
+    np.testing.assert_allclose(g["emissions"], _fd(lambda x: f(em=x), em), atol=1e-6)
+    np.testing.assert_allclose(g["transitions"], _fd(lambda x: f(tr=x), tr), atol=1e-6)
+    np.testing.assert_allclose(g["start"], _fd(lambda x: f(st=x), st), atol=1e-6)
+    np.testing.assert_allclose(g["end"], _fd(lambda x: f(en=x), en), atol=1e-6)
+    assert np.all(g["emissions"][~m] == 0)
+    assert np.all(g["transitions"][np.isneginf(tr)] == 0)
+
+
+def test_nll_grad_is_marginals_minus_counts(rng):
+    em, tr, st, en, m = random_problem(rng, 3, 6, 4, constraints=False)
+    tags = rng.integers(0, 4, (3, 6))
+    _, g = crf.crf_nll_grad(em, tags, tr, st, en, mask=m)
+    node = crf.crf_marginals(em, tr, st, en, mask=m)
+    onehot = np.eye(4)[tags] * m[..., None]
+    np.testing.assert_allclose(g["emissions"], node - onehot, atol=1e-12)
+    _, g2 = crf.crf_nll_grad(em, tags, tr, mask=m)
+    assert g2["start"] is None and g2["end"] is None
+
+
+def test_nll_grad_float32_extreme_falls_back(rng):
+    em = (rng.standard_normal((3, 20, 4)) * 200).astype(np.float32)
+    tr = (rng.standard_normal((4, 4)) * 200).astype(np.float32)
+    tags = rng.integers(0, 4, (3, 20))
+    _, g32 = crf.crf_nll_grad(em, tags, tr)
+    _, g64 = crf.crf_nll_grad(em.astype(np.float64), tags, tr.astype(np.float64))
+    for k in ("emissions", "transitions"):
+        assert np.isfinite(g32[k]).all()
+        np.testing.assert_allclose(g32[k], g64[k], atol=1e-3)
+
+
+@needs("torchcrf")
+@pytest.mark.parametrize("reduction", ["sum", "mean", "token_mean", "none"])
+def test_against_pytorch_crf(rng, reduction):
+    import torch
+    from torchcrf import CRF
+
+    B, T, K = 5, 7, 4
+    em = rng.standard_normal((B, T, K))
+    lengths = np.array([7, 5, 1, 3, 6])
+    m = np.arange(T)[None] < lengths[:, None]  # pytorch-crf needs the first token unmasked
+    tags = rng.integers(0, K, (B, T))
+    model = CRF(K, batch_first=True).double()
+    with torch.no_grad():
+        model.transitions.copy_(torch.from_numpy(rng.standard_normal((K, K))))
+        model.start_transitions.copy_(torch.from_numpy(rng.standard_normal(K)))
+        model.end_transitions.copy_(torch.from_numpy(rng.standard_normal(K)))
+    e_t = torch.tensor(em, requires_grad=True)
+    ll_t = model(e_t, torch.from_numpy(tags), mask=torch.from_numpy(m), reduction=reduction)
+    (-ll_t).sum().backward()
+    tr = model.transitions.detach().numpy()
+    st = model.start_transitions.detach().numpy()
+    en = model.end_transitions.detach().numpy()
+    loss, g = crf.crf_nll_grad(em, tags, tr, st, en, mask=m, reduction=reduction)
+    np.testing.assert_allclose(loss, -ll_t.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(g["emissions"], e_t.grad.numpy(), atol=1e-10)
+    np.testing.assert_allclose(g["transitions"], model.transitions.grad.numpy(), atol=1e-10)
+    np.testing.assert_allclose(g["start"], model.start_transitions.grad.numpy(), atol=1e-10)
+    np.testing.assert_allclose(g["end"], model.end_transitions.grad.numpy(), atol=1e-10)
+    paths, _ = crf.viterbi(em, tr, st, en, mask=m)
+    ref = model.decode(torch.from_numpy(em), mask=torch.from_numpy(m))
+    for b in range(B):
+        assert list(paths[b, :lengths[b]]) == ref[b]
+
+
+# ---------------------------------------------------------------- Viterbi
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(5, 5, 3), (4, 4, 2), (3, 3, 3), (3, 2, 1), (4, 1, 3)])
+@pytest.mark.parametrize("top_k", [1, 3, 7])
+def test_viterbi_brute_force(rng, dtype, shape, top_k):
+    B, T, K = shape
+    em, tr, st, en, m = random_problem(rng, B, T, K, dtype)
+    paths, scores = crf.viterbi(em, tr, st, en, mask=m, top_k=top_k)
+    if top_k == 1:
+        assert paths.shape == (B, T) and scores.shape == (B,)
+        paths, scores = paths[:, None], scores[:, None]
+    else:
+        assert paths.shape == (B, top_k, T) and scores.shape == (B, top_k)
+    assert paths.dtype == np.int64 and scores.dtype == dtype
+    for b in range(B):
+        ref = brute(em[b], tr, st, en, m[b])
+        order = np.argsort(-ref["scores"], kind="stable")
+        ref_scores = ref["scores"][order]
+        ref_scores = ref_scores[np.isfinite(ref_scores)][:top_k]
+        n = len(ref_scores)
+        if len(ref["pos"]) == 0:
+            n = 1  # the empty path
+            ref_scores = np.array([0.0])
+        assert_close(scores[b, :n], ref_scores, dtype)
+        assert np.all(scores[b, n:] == -np.inf) and np.all(paths[b, n:] == -1)
+        seen = set()
+        for q in range(n):
+            p = paths[b, q]
+            assert np.all(p[~m[b]] == -1)
+            y = tuple(p[ref["pos"]])
+            assert y not in seen  # distinct
+            seen.add(y)
+            s = path_score(em[b].astype(np.float64), tr.astype(np.float64), st.astype(np.float64),
+                           en.astype(np.float64), ref["pos"], y)
+            assert_close(scores[b, q], s, dtype)
+
+
+def test_viterbi_ties_lowest_index():
+    em = np.zeros((2, 4, 3))
+    tr = np.zeros((3, 3))
+    paths, scores = crf.viterbi(em, tr)
+    np.testing.assert_array_equal(paths, 0)
+    np.testing.assert_array_equal(scores, 0)
+    tr[0, :] = -np.inf  # label 0 cannot be followed: the first labels become 1, the last 0
+    paths, _ = crf.viterbi(em, tr)
+    np.testing.assert_array_equal(paths[0], [1, 1, 1, 0])
+    # n-best of an all-tie problem: distinct paths, all score 0
+    pk, sk = crf.viterbi(em[:1], np.zeros((3, 3)), top_k=5)
+    assert len({tuple(p) for p in pk[0]}) == 5 and np.all(sk == 0)
+
+
+def test_viterbi_fewer_paths_than_k():
+    em = np.zeros((1, 2, 2))
+    paths, scores = crf.viterbi(em, np.zeros((2, 2)), top_k=6)
+    assert np.all(np.isfinite(scores[0, :4])) and np.all(scores[0, 4:] == -np.inf)
+    assert np.all(paths[0, 4:] == -1)
+    assert {tuple(p) for p in paths[0, :4]} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+
+
+@pytest.mark.parametrize("K", [5, 12, 19, 40])
+def test_viterbi_top1_kernels_match_nbest(rng, K):
+    """Both top-1 kernels (backpointers for small K, max-only steps with the argmax recovered
+    in the backtrack for larger K, the switch depends on the dtype) against the n-best kernel."""
+    em, tr, st, en, m = random_problem(rng, 6, 30, K)
+    p1, s1 = crf.viterbi(em, tr, st, en, mask=m)
+    pk, sk = crf.viterbi(em, tr, st, en, mask=m, top_k=2)
+    np.testing.assert_array_equal(p1, pk[:, 0])
+    np.testing.assert_allclose(s1, sk[:, 0], rtol=1e-12)
+    assert np.all(sk[:, 0] >= sk[:, 1])
+    # float32 decoding (exactly representable integer scores: no rounding ties)
+    em32, tr32 = np.round(em * 4).astype(np.float32), np.round(tr * 4).astype(np.float32)
+    tr32[np.isneginf(tr)] = -np.inf
+    p32, s32 = crf.viterbi(em32, tr32, mask=m)
+    _, sk64 = crf.viterbi(em32.astype(np.float64), tr32.astype(np.float64), mask=m)
+    np.testing.assert_allclose(s32, sk64, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [3, 20, 40])
+def test_viterbi_ties_lowest_index_all_kernels(dtype, K):
+    em = np.zeros((2, 5, K), dtype)
+    tr = np.zeros((K, K), dtype)
+    tr[0, :] = -np.inf
+    paths, scores = crf.viterbi(em, tr)
+    np.testing.assert_array_equal(paths, [[1, 1, 1, 1, 0]] * 2)
+    np.testing.assert_array_equal(scores, 0)
+    tr[:, 1] = -np.inf  # nothing may enter label 1: the lowest allowed is 2, then 0 last
+    paths, _ = crf.viterbi(em, tr)
+    np.testing.assert_array_equal(paths, [[1, 2, 2, 2, 0]] * 2)
+
+
+# ---------------------------------------------------------------- constraints
+def _valid(scheme, labels, seq):
+    """Direct chunk-validity check of a label sequence (independent of allowed_transitions)."""
+    parse = []
+    for lab in seq:
+        if lab == "O":
+            parse.append(("O", None))
+        else:
+            p, t = (lab[0], lab[2:] if len(lab) > 1 else None)
+            p = {"U": "S", "L": "E", "M": "I"}.get(p, p)
+            parse.append((p, t))
+    open_t = None
+    for p, t in parse:
+        if scheme == "BIO":
+            if p == "I" and open_t != t:
+                return False
+            open_t = t if p in ("B", "I") else None
+        else:
+            if open_t is not None:
+                if p not in ("I", "E") or t != open_t[0]:
+                    return False
+                open_t = (t,) if p == "I" else None
+            else:
+                if p in ("I", "E"):
+                    return False
+                open_t = (t,) if p == "B" else None
+    return scheme == "BIO" or open_t is None
+
+
+@pytest.mark.parametrize("scheme,labels", [
+    ("BIO", ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]),
+    ("BIOES", ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]),
+    ("BIOUL", ["O", "B-X", "I-X", "L-X", "U-X"]),
+    ("BMES", ["S", "B", "M", "E"]),
+])
+def test_allowed_transitions_match_validity(scheme, labels):
+    allowed, st, en = crf.allowed_transitions(scheme, labels)
+    K = len(labels)
+    assert allowed.shape == (K, K) and allowed.dtype == bool
+    t, s, e = crf.constraint_scores(allowed, st, en)
+    sch = "BIOES" if scheme in ("BIOUL", "BMES", "BIOES") else "BIO"
+    for n in (1, 2, 3):
+        for y in itertools.product(range(K), repeat=n):
+            ok_c = st[y[0]] and en[y[-1]] and all(allowed[y[i - 1], y[i]] for i in range(1, n))
+            assert ok_c == _valid(sch, labels, [labels[i] for i in y]), [labels[i] for i in y]
+    # decoding under the constraints only yields valid sequences
+    rng = np.random.default_rng(5)
+    em = rng.standard_normal((20, 6, K)) * 3
+    paths, scores = crf.viterbi(em, t, s, e)
+    assert np.isfinite(scores).all()
+    for p in paths:
+        assert _valid(sch, labels, [labels[i] for i in p])
+    assert np.isfinite(crf.crf_log_partition(em, t, s, e)).all()
+
+
+def test_allowed_transitions_bad_input():
+    with pytest.raises(ValueError, match="scheme"):
+        crf.allowed_transitions("XYZ", ["O"])
+    with pytest.raises(ValueError, match="prefix"):
+        crf.allowed_transitions("BIO", ["O", "E-PER"])
+    with pytest.raises(ValueError, match="empty"):
+        crf.allowed_transitions("BIO", [])
+
+
+# ---------------------------------------------------------------- MEMM
+def memm_ref(em, tr, keep, tags, bidir):
+    """Direct per-step softmax log-likelihood (float64)."""
+    pos = np.flatnonzero(keep)
+    y = tags[pos]
+    e = em[pos].astype(np.float64)
+    tr = tr.astype(np.float64)
+    n = len(pos)
+    if n == 0:
+        return 0.0
+
+    def lsm(v, i):
+        return v[i] - _lse(v) if np.isfinite(_lse(v)) else -np.inf
+
+    f = lsm(e[0], y[0]) + sum(lsm(tr[y[k - 1]] + e[k], y[k]) for k in range(1, n))
+    if not bidir:
+        return f
+    b = lsm(e[n - 1], y[n - 1]) + sum(lsm(tr[:, y[k + 1]] + e[k], y[k]) for k in range(n - 1))
+    return 0.5 * (f + b)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("bidir", [False, True])
+def test_memm_log_likelihood(rng, dtype, bidir):
+    B, T, K = 5, 6, 4
+    em, tr, _, _, m = random_problem(rng, B, T, K, dtype, constraints=False)
+    tags = rng.integers(0, K, (B, T))
+    ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=bidir)
+    assert ll.dtype == dtype
+    ref = [memm_ref(em[b], tr, m[b], tags[b], bidir) for b in range(B)]
+    assert_close(ll, ref, dtype)
+    # a one-token sequence is softmax(f_1) in every variant
+    one = crf.memm_log_likelihood(em[:, :1], tags[:, :1], tr, bidirectional=bidir)
+    e0 = em[:, 0].astype(np.float64)
+    assert_close(one, [e0[b, tags[b, 0]] - _lse(e0[b]) for b in range(B)], dtype)
+
+
+@pytest.mark.parametrize("bidir", [False, True])
+@pytest.mark.parametrize("reduction", ["sum", "mean", "token_mean", "none"])
+def test_memm_grad_finite_differences(rng, bidir, reduction):
+    B, T, K = 4, 5, 3
+    em, tr, _, _, m = random_problem(rng, B, T, K, constraints=False)
+    tags = rng.integers(0, K, (B, T))
+    loss, g = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction=reduction)
+    f = lambda e, t: float(np.sum(crf.memm_nll_grad(e, tags, t, mask=m, bidirectional=bidir,
+                                                    reduction=reduction)[0]))
+    np.testing.assert_allclose(g["emissions"], _fd(lambda x: f(x, tr), em), atol=1e-7)
+    np.testing.assert_allclose(g["transitions"], _fd(lambda x: f(em, x), tr), atol=1e-7)
+    ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=bidir)
+    if reduction == "none":
+        np.testing.assert_allclose(loss, -ll, rtol=1e-13)
+
+
+@pytest.mark.parametrize("bidir", [False, True])
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_memm_decode_exact_brute_force(rng, bidir, top_k):
+    B, T, K = 4, 4, 3
+    em, tr, _, _, m = random_problem(rng, B, T, K, constraints=False)
+    paths, scores = crf.memm_decode(em, tr, mask=m, bidirectional=bidir, top_k=top_k)
+    if top_k == 1:
+        paths, scores = paths[:, None], scores[:, None]
+    for b in range(B):
+        pos = np.flatnonzero(m[b])
+        if len(pos) == 0:
+            assert scores[b, 0] == 0 and np.all(paths[b, 0] == -1)
+            continue
+        cands = []
+        for y in itertools.product(range(K), repeat=len(pos)):
+            t = np.zeros(T, int)
+            t[pos] = y
+            cands.append(memm_ref(em[b], tr, m[b], t, bidir))
+        cands = np.sort(cands)[::-1][:top_k]
+        np.testing.assert_allclose(scores[b], cands, rtol=1e-10)
+        for q in range(top_k):
+            t = np.where(paths[b, q] < 0, 0, paths[b, q])
+            np.testing.assert_allclose(memm_ref(em[b], tr, m[b], t, bidir), scores[b, q], rtol=1e-10)
+    raw_p, raw_s = crf.memm_decode(em, tr, mask=m, mode="raw")
+    vp, vs = crf.viterbi(em, tr, mask=m)
+    np.testing.assert_array_equal(raw_p, vp)
+    np.testing.assert_array_equal(crf.memm_decode(em, tr, mask=m, mode="crf")[0], vp)
+
+
+def test_memm_forbidden_transition():
+    em = np.zeros((1, 3, 2))
+    tr = np.array([[-np.inf, 0.0], [0.0, 0.0]])
+    ll = crf.memm_log_likelihood(em, np.array([[0, 0, 1]]), tr)
+    assert ll[0] == -np.inf
+    ll = crf.memm_log_likelihood(em, np.array([[0, 1, 1]]), tr, bidirectional=True)
+    assert np.isfinite(ll[0])
+    p, s = crf.memm_decode(em, tr)
+    assert np.isfinite(s).all() and not (p[0, 0] == 0 and p[0, 1] == 0)
+
+
+# ---------------------------------------------------------------- threads, layouts, empties
+def test_threads_identical(rng):
+    B, T, K = 37, 25, 6
+    em, tr, st, en, m = random_problem(rng, B, T, K, np.float32)
+    tags = rng.integers(0, K, (B, T))
+    calls = [
+        lambda n: crf.crf_log_partition(em, tr, st, en, mask=m, n_threads=n),
+        lambda n: crf.crf_marginals(em, tr, st, en, mask=m, pairwise=True, n_threads=n),
+        lambda n: crf.crf_nll_grad(em, tags, tr, st, en, mask=m, n_threads=n),
+        lambda n: crf.viterbi(em, tr, st, en, mask=m, top_k=3, n_threads=n),
+        lambda n: crf.viterbi(em, tr, st, en, mask=m, n_threads=n),
+        lambda n: crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=True, n_threads=n),
+        lambda n: crf.memm_decode(em, tr, mask=m, bidirectional=True, n_threads=n),
+    ]
+
+    def flat(r):
+        if isinstance(r, dict):
+            return [v for v in r.values() if v is not None]
+        if isinstance(r, tuple):
+            return [x for v in r for x in flat(v)]
+        return [np.asarray(r)]
+
+    for call in calls:
+        a, b, c = flat(call(1)), flat(call(2)), flat(call(3))
+        for x, y, z in zip(a, b, c):
+            np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(x, z)
+
+
+def test_layout_variants_and_inputs_unchanged(rng):
+    em, tr, st, en, m = random_problem(rng, 3, 5, 4)
+    tags = rng.integers(0, 4, (3, 5))
+    ref = crf.crf_nll_grad(em, tags, tr, st, en, mask=m)[0]
+    for name, e in variants(em).items():
+        for name2, t in variants(tr).items():
+            assert crf.crf_nll_grad(e, tags, t, st, en, mask=m)[0] == ref, (name, name2)
+    copies = [a.copy() for a in (em, tr, st, en, m, tags)]
+    crf.crf_nll_grad(em, tags, tr, st, en, mask=m)
+    crf.viterbi(em, tr, st, en, mask=m, top_k=2)
+    crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=True)
+    crf.memm_decode(em, tr, mask=m)
+    for a, c in zip((em, tr, st, en, m, tags), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_empty_shapes():
+    for B, T in ((0, 4), (3, 0), (0, 0)):
+        em = np.zeros((B, T, 3))
+        tr = np.zeros((3, 3))
+        tags = np.zeros((B, T), int)
+        assert crf.crf_log_partition(em, tr).shape == (B,)
+        np.testing.assert_array_equal(crf.crf_log_likelihood(em, tags, tr), 0)
+        loss, g = crf.crf_nll_grad(em, tags, tr, reduction="mean")
+        assert loss == 0 and g["emissions"].shape == (B, T, 3) and np.all(g["transitions"] == 0)
+        assert crf.crf_nll_grad(em, tags, tr, reduction="token_mean")[0] == 0
+        assert crf.crf_marginals(em, tr).shape == (B, T, 3)
+        p, s = crf.viterbi(em, tr)
+        assert p.shape == (B, T) and np.all(s == 0)
+        p, s = crf.viterbi(em, tr, top_k=2)
+        assert p.shape == (B, 2, T)
+        assert crf.memm_nll_grad(em, tags, tr)[0] == 0
+        assert crf.memm_decode(em, tr)[0].shape == (B, T)
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_inputs(rng):
+    em = rng.standard_normal((2, 3, 4))
+    tr = rng.standard_normal((4, 4))
+    tags = rng.integers(0, 4, (2, 3))
+    for bad in (np.nan, np.inf, -np.inf):
+        e = em.copy()
+        e[0, 1, 2] = bad
+        with pytest.raises(ValueError, match="emissions"):
+            crf.crf_log_partition(e, tr)
+    for bad in (np.nan, np.inf):
+        t = tr.copy()
+        t[1, 2] = bad
+        with pytest.raises(ValueError, match="transitions"):
+            crf.crf_log_partition(em, t)
+        with pytest.raises(ValueError, match="transitions"):
+            crf.memm_nll_grad(em, tags, t)
+        v = np.zeros(4)
+        v[0] = bad
+        with pytest.raises(ValueError, match="start"):
+            crf.viterbi(em, tr, v)
+        with pytest.raises(ValueError, match="end"):
+            crf.crf_nll_grad(em, tags, tr, None, v)
+    with pytest.raises(ValueError, match="float32"):
+        crf.crf_log_partition(em.astype(np.float32), np.full((4, 4), 1e300))
+    # huge but finite emissions are accepted (their float64 sum overflows: exact check decides)
+    huge = np.zeros((2, 3, 4))
+    huge[0, :2, 0] = 1e308
+    crf.viterbi(huge, tr)  # no ValueError
+    inf_case = huge.copy()
+    inf_case[1, 2, 3] = np.inf
+    with pytest.raises(ValueError, match="emissions contains infinite"):
+        crf.viterbi(inf_case, tr)
+    with pytest.raises(ValueError, match="tags"):
+        crf.crf_log_likelihood(em, tags + 4, tr)
+    with pytest.raises(ValueError, match="tags"):
+        crf.memm_log_likelihood(em, tags - 5, tr)
+    # out-of-range tags at masked positions are ignored
+    t2 = tags.copy()
+    t2[0, 2] = 99
+    m = np.ones((2, 3), bool)
+    m[0, 2] = False
+    assert np.isfinite(crf.crf_log_likelihood(em, t2, tr, mask=m)).all()
+    with pytest.raises(TypeError, match="tags"):
+        crf.crf_score(em, tags.astype(float), tr)
+    with pytest.raises(ValueError, match="tags"):
+        crf.crf_score(em, tags[:, :2], tr)
+    with pytest.raises(ValueError, match="transitions"):
+        crf.crf_log_partition(em, tr[:3])
+    with pytest.raises(ValueError, match="start"):
+        crf.crf_log_partition(em, tr, np.zeros(3))
+    with pytest.raises(ValueError, match="emissions"):
+        crf.crf_log_partition(em[0], tr)
+    with pytest.raises(ValueError, match="emissions"):
+        crf.crf_log_partition(np.zeros((2, 3, 0)), np.zeros((0, 0)))
+    with pytest.raises(TypeError, match="emissions"):
+        crf.crf_log_partition(em.astype(complex), tr)
+    with pytest.raises(ValueError, match="mask"):
+        crf.crf_log_partition(em, tr, mask=np.ones((2, 4), bool))
+    with pytest.raises(TypeError, match="mask"):
+        crf.crf_log_partition(em, tr, mask=np.ones((2, 3)))
+    with pytest.raises(ValueError, match="lengths"):
+        crf.crf_log_partition(em, tr, lengths=[1, 4])
+    with pytest.raises(ValueError, match="lengths"):
+        crf.crf_log_partition(em, tr, lengths=[1, 2, 3])
+    with pytest.raises(TypeError, match="lengths"):
+        crf.crf_log_partition(em, tr, lengths=[1.0, 2.0])
+    with pytest.raises(ValueError, match="not both"):
+        crf.crf_log_partition(em, tr, mask=np.ones((2, 3), bool), lengths=[1, 2])
+    with pytest.raises(ValueError, match="reduction"):
+        crf.crf_nll_grad(em, tags, tr, reduction="avg")
+    with pytest.raises(ValueError, match="top_k"):
+        crf.viterbi(em, tr, top_k=0)
+    with pytest.raises(TypeError, match="top_k"):
+        crf.viterbi(em, tr, top_k=1.5)
+    with pytest.raises(ValueError, match="mode"):
+        crf.memm_decode(em, tr, mode="fast")
+    with pytest.raises(ValueError, match="n_threads"):
+        crf.crf_log_partition(em, tr, n_threads=0)
+
+
+# ---------------------------------------------------------------- objects
+def test_crf_and_memm_objects(rng):
+    labels = ["O", "B-X", "I-X"]
+    model = crf.CRF(3, rng=0, dtype=np.float64).constrain("BIO", labels)
+    assert model.transitions.shape == (3, 3) and np.all(np.abs(model.transitions) <= 0.1)
+    em = rng.standard_normal((4, 5, 3))
+    tags = np.array([[0, 1, 2, 2, 0]] * 4)
+    t, s, e = crf.constraint_scores(*crf.allowed_transitions("BIO", labels))
+    tr, st, en = model.transitions + t, model.start + s, model.end + e
+    np.testing.assert_array_equal(model.log_likelihood(em, tags), crf.crf_log_likelihood(em, tags, tr, st, en))
+    loss, g = model.nll_grad(em, tags, reduction="mean")
+    loss2, g2 = crf.crf_nll_grad(em, tags, tr, st, en, reduction="mean")
+    assert loss == loss2
+    np.testing.assert_array_equal(g["transitions"], g2["transitions"])
+    paths, _ = model.decode(em)
+    assert not np.any((paths[:, :-1] == 0) & (paths[:, 1:] == 2))  # O -> I-X is forbidden
+    np.testing.assert_array_equal(model.marginals(em), crf.crf_marginals(em, tr, st, en))
+    assert np.isfinite(model.log_partition(em)).all()
+    m2 = crf.CRF(3, start_end=False, rng=1)
+    assert m2.start is None and m2.nll_grad(em, tags)[1]["start"] is None
+    with pytest.raises(ValueError, match="num_tags"):
+        crf.CRF(0)
+    memm = crf.MEMM(3, bidirectional=True, rng=0, dtype=np.float64)
+    np.testing.assert_array_equal(memm.log_likelihood(em, tags),
+                                  crf.memm_log_likelihood(em, tags, memm.transitions, bidirectional=True))
+    assert memm.nll_grad(em, tags)[1]["transitions"].shape == (3, 3)
+    np.testing.assert_array_equal(memm.decode(em)[0],
+                                  crf.memm_decode(em, memm.transitions, bidirectional=True)[0])
+
+
+# ---------------------------------------------------------------- properties
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(B=st.integers(1, 4), T=st.integers(0, 7), K=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
+       scale=st.sampled_from([0.1, 1.0, 30.0]))
+def test_invariants(B, T, K, seed, scale):
+    rng = np.random.default_rng(seed)
+    em, tr, st_, en, m = random_problem(rng, B, T, K)
+    em = em * scale
+    lz = crf.crf_log_partition(em, tr, st_, en, mask=m)
+    p1, s1 = crf.viterbi(em, tr, st_, en, mask=m)
+    pk, sk = crf.viterbi(em, tr, st_, en, mask=m, top_k=3)
+    node = crf.crf_marginals(em, tr, st_, en, mask=m)
+    feasible = np.isfinite(lz)
+    assert np.all(lz[feasible] >= s1[feasible] - 1e-9)  # log Z >= best path score
+    assert np.all(s1[~feasible] == -np.inf)
+    np.testing.assert_allclose(s1, sk[:, 0], rtol=1e-12)
+    assert np.all(sk[:, 1:] <= sk[:, :-1] + 1e-9)  # n-best in decreasing order
+    kept = m & feasible[:, None]
+    np.testing.assert_allclose(node.sum(-1), kept.astype(float), atol=1e-9)
+    # the Viterbi path's likelihood is the largest of the n-best
+    ok = np.isfinite(s1)
+    if ok.any():
+        ll = crf.crf_log_likelihood(em[ok], np.where(p1[ok] < 0, 0, p1[ok]), tr, st_, en, mask=m[ok])
+        np.testing.assert_allclose(ll, s1[ok] - lz[ok], rtol=1e-9, atol=1e-9)
