@@ -1,0 +1,93 @@
+/* Exact optimal transport (earth mover's distance) by the primal network simplex.
+ *
+ * The transportation problem
+ *     min_G  sum_ij G_ij M_ij   s.t.  G >= 0,  G 1 = a,  G^T 1 = b
+ * for n sources, m sinks and a dense, C-contiguous float64 cost matrix M (n, m).
+ *
+ * Solver (csrc/emd.c):
+ *   - rows/columns with zero mass are removed before solving (their duals are filled in
+ *     afterwards as the tightest dual-feasible values);
+ *   - the initial basic feasible solution is a greedy "matrix minimum" allocation on the
+ *     cheapest entries of each row and column (rounds on the still-unsatisfied rows and
+ *     columns), a forest of positive flows; its components hang from an artificial root
+ *     by zero-flow arcs pointing to the root (they can never carry flow), so the starting
+ *     tree is strongly feasible with no big-M phase;
+ *   - block-search pricing over whole rows (a vectorised row minimum of M_ij - v_j);
+ *   - Cunningham's leaving-arc rule (last blocking arc from the apex), which keeps the
+ *     tree strongly feasible, so degenerate pivots cannot cycle;
+ *   - spanning tree stored as parent / depth / child lists; potentials and depths of the
+ *     re-hung subtree are updated in one walk; potentials are recomputed from the tree
+ *     periodically and before optimality is declared.
+ * Masses: sum(a) and sum(b) should agree to rounding (the Python layer rescales b);
+ * the last few ulps of imbalance are left untransported.
+ *
+ * Everything is float64; nothing is printed or allocated behind the caller's back
+ * except the solver's O(n + m) workspace (and an (n', m') copy of M only when zero-mass
+ * rows/columns were removed).
+ */
+#ifndef FC_EMD_H
+#define FC_EMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "fc_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Solve one problem.
+ *   a (n), b (m): nonnegative masses with equal sums (to rounding).
+ *   M (n, m): finite costs, row stride ldm (>= m).
+ *   G: NULL, or (n, m) C-contiguous output for the plan (overwritten, zeros off support).
+ *   u (n), v (m): NULL, or outputs for dual potentials with u_i + v_j <= M_ij and
+ *                 equality where G_ij > 0 (not centred).
+ *   cost: output sum_ij G_ij M_ij.
+ *   max_iter: pivot limit; <= 0 means no limit.
+ *   n_iter: NULL or output pivot count.
+ * Returns FC_OK, FC_MAX_ITER_REACHED (the plan is feasible but may be suboptimal),
+ * FC_BAD_ARGUMENT, FC_OUT_OF_MEMORY or FC_INTERNAL. */
+int fc_emd(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M, ptrdiff_t ldm,
+           double *G, double *u, double *v, double *cost, long long max_iter, long long *n_iter);
+
+/* Sparse form of the plan: at most n + m - 1 nonzeros written to rows/cols/vals (each of
+ * capacity n + m), their count to *nnz.  Same other arguments as fc_emd. */
+int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
+                  ptrdiff_t ldm, int64_t *rows, int64_t *cols, double *vals, ptrdiff_t *nnz,
+                  double *u, double *v, double *cost, long long max_iter, long long *n_iter);
+
+/* Many independent problems, costs only, threaded over problems (dynamic schedule).
+ * Problem k: sizes ns[k], ms[k], pointers as[k], bs[k], Ms[k] (C-contiguous).
+ * costs[k], status[k] (fc_status per problem) and iters[k] (may be NULL) are outputs.
+ * Returns FC_OK unless an argument is invalid; per-problem failures are in status. */
+int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms,
+                  const double *const *as, const double *const *bs, const double *const *Ms,
+                  double *costs, int *status, long long *iters, long long max_iter, int n_threads);
+
+/* Document distances between sets of word vectors (all float64, C-contiguous).
+ * Documents are row blocks of one matrix: doc k of set A is rows offa[k] .. offa[k+1]-1 of
+ * XA (dimension d), with weights wa[offa[k] .. offa[k+1]-1] (each document's weights sum
+ * to 1).  metric 0 = WMD (Euclidean cost), 1 = WRD (rows of XA/XB must be unit vectors,
+ * cost 1 - cosine, clamped to >= 0).
+ * fc_doc_pairwise: out (na, nb) of exact distances.  status: first non-OK status met. */
+int fc_doc_pairwise(int metric, ptrdiff_t d,
+                    const double *XA, const double *wa, const int64_t *offa, ptrdiff_t na,
+                    const double *XB, const double *wb, const int64_t *offb, ptrdiff_t nb,
+                    double *out, int n_threads);
+
+/* k nearest corpus documents of each query, exact, with pruning.
+ * bound_a (nq, d) and bound_b (nc, d): the weighted centroids sum_i w_i x_i (WMD; the
+ * centroid distance is a lower bound) or sum_i w_i x_i (WRD on unit vectors; then
+ * 0.5 * ||.||^2 is the bound).  If prune == 0 every pair is solved exactly.
+ * Outputs: idx (nq, k) and dist (nq, k) sorted by (distance, index); n_exact (nq): the
+ * number of exact solves per query; n_rwmd (nq): relaxed bounds evaluated. */
+int fc_doc_knn(int metric, ptrdiff_t d,
+               const double *XQ, const double *wq, const int64_t *offq, ptrdiff_t nq,
+               const double *XC, const double *wc, const int64_t *offc, ptrdiff_t nc,
+               const double *cent_q, const double *cent_c, ptrdiff_t k, int prune,
+               int64_t *idx, double *dist, int64_t *n_exact, int64_t *n_rwmd, int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FC_EMD_H */
