@@ -74,6 +74,21 @@ FC_INLINE double row_min_diff(const double *c, const double *p, ptrdiff_t m)
     return r;
 }
 
+FC_INLINE double row_max_abs(const double *c, ptrdiff_t m)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t j = 0;
+    for (; j + 8 <= m; j += 8)
+        for (int l = 0; l < 8; l++) {
+            double t = fabs(c[j + l]);
+            acc[l] = t > acc[l] ? t : acc[l];
+        }
+    double r = 0.0;
+    for (; j < m; j++) r = fabs(c[j]) > r ? fabs(c[j]) : r;
+    for (int l = 0; l < 8; l++) r = acc[l] > r ? acc[l] : r;
+    return r;
+}
+
 FC_INLINE double sq_dist(const double *x, const double *y, ptrdiff_t d)
 {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -107,13 +122,40 @@ typedef struct {
     ptrdiff_t n, m;   /* compacted sizes; nodes 0..n-1 sources, n..n+m-1 sinks, n+m root */
     const double *C;  /* (n, m) costs, row stride ldc */
     ptrdiff_t ldc;
-    int32_t *parent, *first_child, *next_sib, *prev_sib, *depth;
+    int32_t *parent, *first_child, *next_sib, *prev_sib, *succ; /* succ: subtree sizes */
     double *flow;     /* flow on the arc between a node and its parent */
     double *pi;       /* node potentials: reduced cost of arc s->t is c + pi[s] - pi[t] */
     double cmax;      /* max |C| */
     double eps;       /* entering threshold: reduced cost < -eps */
     long long iters;
+    /* working set of candidate arcs (with their costs, so pricing reads them in order) */
+    struct fc_arc *W;
+    ptrdiff_t nw, wcap, wpos, wblock;
+    int w_all;        /* W holds every arc: no full scans needed */
+    long long n_scans;
 } fc_ns;
+
+typedef struct fc_arc {
+    int32_t i, j;
+    double c;
+} fc_arc;
+
+static int ns_w_reserve(fc_ns *s, ptrdiff_t extra)
+{
+    if (s->nw + extra <= s->wcap) return FC_OK;
+    ptrdiff_t cap = s->wcap * 2 > s->nw + extra ? s->wcap * 2 : s->nw + extra;
+    fc_arc *w = realloc(s->W, sizeof(fc_arc) * (size_t)cap);
+    if (!w) return FC_OUT_OF_MEMORY;
+    s->W = w;
+    s->wcap = cap;
+    return FC_OK;
+}
+
+FC_INLINE void ns_w_push(fc_ns *s, int32_t i, int32_t j, double c)
+{
+    fc_arc *e = &s->W[s->nw++];
+    e->i = i; e->j = j; e->c = c;
+}
 
 #define NS_ROOT(s) ((int32_t)((s)->n + (s)->m))
 
@@ -150,8 +192,8 @@ FC_INLINE void ns_link(fc_ns *s, int32_t v, int32_t p)
     s->parent[v] = p;
 }
 
-/* Walk the subtree of top (top's own pi/depth already set), fixing depth and adding
- * shift to pi of every proper descendant. */
+/* Add shift to pi of every proper descendant of top, or (recompute) set their pi from
+ * their parents'. */
 static void ns_walk_subtree(fc_ns *s, int32_t top, double shift, int recompute)
 {
     int32_t u = top;
@@ -164,10 +206,26 @@ static void ns_walk_subtree(fc_ns *s, int32_t top, double shift, int recompute)
             if (u == top) return;
             u = s->next_sib[u];
         }
-        int32_t p = s->parent[u];
-        s->depth[u] = s->depth[p] + 1;
-        if (recompute) s->pi[u] = ns_child_pi(s, u, p);
+        if (recompute) s->pi[u] = ns_child_pi(s, u, s->parent[u]);
         else s->pi[u] += shift;
+    }
+}
+
+/* Add shift to pi of every node outside the subtree of skip (the root included). */
+static void ns_shift_complement(fc_ns *s, int32_t skip, double shift)
+{
+    int32_t R = NS_ROOT(s), u = R;
+    s->pi[R] += shift;
+    for (;;) {
+        int32_t c = u == skip ? -1 : s->first_child[u];
+        if (c >= 0) {
+            u = c;
+        } else {
+            while (u != R && s->next_sib[u] < 0) u = s->parent[u];
+            if (u == R) return;
+            u = s->next_sib[u];
+        }
+        if (u != skip) s->pi[u] += shift;
     }
 }
 
@@ -175,7 +233,6 @@ static void ns_recompute_potentials(fc_ns *s)
 {
     int32_t r = NS_ROOT(s);
     s->pi[r] = 0.0;
-    s->depth[r] = 0;
     ns_walk_subtree(s, r, 0.0, 1);
     double pmax = 0.0;
     for (int32_t u = 0; u < r; u++) {
@@ -187,7 +244,12 @@ static void ns_recompute_potentials(fc_ns *s)
 }
 
 /* ------------------------------------------------------------------ initial tree */
-#define GREEDY_K 4
+#define GREEDY_K 8   /* cheapest entries per row kept in round 1 (greedy candidates and W) */
+#define GREEDY_K2 4  /* per row in later rounds */
+#ifndef GREEDY_K_SMALL
+#define GREEDY_K_SMALL 3 /* round 1 when W holds every arc anyway */
+#endif
+#define SCAN_ADD 4   /* most negative arcs per row added to W by a full scan */
 
 /* Greedy matrix-minimum allocation on the cheapest K entries of each active row and the
  * cheapest entry of each active column, repeated on what is left.  Every allocation
@@ -196,7 +258,8 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
                      ptrdiff_t *n_edges)
 {
     ptrdiff_t n = s->n, m = s->m, ne = 0;
-    int32_t K = GREEDY_K;
+    int32_t K = s->w_all ? GREEDY_K_SMALL : GREEDY_K;
+    int first_round = 1;
     double *ra = malloc(sizeof(double) * (size_t)(n + m));
     int32_t *rows = malloc(sizeof(int32_t) * (size_t)(n + m));
     fc_cand *cand = malloc(sizeof(fc_cand) * (size_t)(n * K + m + 1));
@@ -237,6 +300,15 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
             cand[nca].c = colmin[q]; cand[nca].i = colarg[q]; cand[nca].j = cols[q];
             nca++;
         }
+        if (first_round && !s->w_all) {
+            if (ns_w_reserve(s, nca) != FC_OK) {
+                free(ra); free(rows); free(cand); free(colmin); free(colarg);
+                return FC_OUT_OF_MEMORY;
+            }
+            for (ptrdiff_t t = 0; t < nca; t++) ns_w_push(s, cand[t].i, cand[t].j, cand[t].c);
+        }
+        first_round = 0;
+        K = K < GREEDY_K2 ? K : GREEDY_K2;
         cand_sort(cand, nca);
         for (ptrdiff_t t = 0; t < nca; t++) {
             int32_t i = cand[t].i, j = cand[t].j;
@@ -288,14 +360,13 @@ static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const d
         s->parent[u] = -2; s->first_child[u] = -1; s->next_sib[u] = -1; s->prev_sib[u] = -1;
     }
     s->parent[R] = -1;
-    s->depth[R] = 0;
     s->pi[R] = 0.0;
     s->flow[R] = 0.0;
+    int32_t qh = 0, qt = 0; /* BFS order over all components */
     for (int32_t r0 = 0; r0 < N; r0++) {
         if (s->parent[r0] != -2) continue;
         ns_link(s, r0, R);
         s->flow[r0] = 0.0;
-        int32_t qh = 0, qt = 0;
         queue[qt++] = r0;
         while (qh < qt) {
             int32_t u = queue[qh++];
@@ -308,6 +379,8 @@ static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const d
             }
         }
     }
+    for (int32_t u = 0; u <= N; u++) s->succ[u] = 1;
+    for (int32_t t = qt - 1; t >= 0; t--) s->succ[s->parent[queue[t]]] += s->succ[queue[t]];
     free(deg); free(adj); free(adjf); free(queue);
     ns_recompute_potentials(s);
     return FC_OK;
@@ -323,11 +396,12 @@ FC_INLINE int ns_dir_up(const fc_ns *s, int32_t u)
 static int ns_pivot(fc_ns *s, int32_t i, int32_t j, double rc)
 {
     int32_t first = i, second = (int32_t)s->n + j;
-    int32_t *parent = s->parent, *depth = s->depth;
+    int32_t *parent = s->parent, *succ = s->succ;
     int32_t u = first, w = second;
-    while (depth[u] > depth[w]) u = parent[u];
-    while (depth[w] > depth[u]) w = parent[w];
-    while (u != w) { u = parent[u]; w = parent[w]; }
+    while (u != w) {  /* an ancestor has a strictly larger subtree */
+        if (succ[u] < succ[w]) u = parent[u];
+        else w = parent[w];
+    }
     int32_t join = u;
 
     /* Cunningham: last blocking arc met going round the cycle from the apex in the
@@ -349,23 +423,33 @@ static int ns_pivot(fc_ns *s, int32_t i, int32_t j, double rc)
 
     /* Re-hang the subtree cut off at u_out: reverse the path p0 .. u_out. */
     int32_t p0 = side == 1 ? first : second, q = side == 1 ? second : first;
-    int32_t v = p0, newpar = q;
+    int32_t sz = succ[u_out];
+    /* subtree sizes: ancestors of u_out lose it, q and its ancestors gain it (up to join) */
+    for (u = parent[u_out]; u != join; u = parent[u]) succ[u] -= sz;
+    for (u = q; u != join; u = parent[u]) succ[u] += sz;
+    int32_t v = p0, newpar = q, prev_old = 0;
     double newflow = delta;
     for (;;) {
-        int32_t oldpar = parent[v];
+        int32_t oldpar = parent[v], old_size = succ[v];
         double oldflow = s->flow[v];
         ns_unlink(s, v);
         ns_link(s, v, newpar);
         s->flow[v] = newflow;
+        succ[v] = sz - prev_old;  /* new size along the reversed path */
         if (v == u_out) break;
+        prev_old = old_size;
         newpar = v;
         newflow = oldflow;
         v = oldpar;
     }
+    /* make the entering arc's reduced cost zero: shift the smaller side */
     double shift = side == 1 ? -rc : rc;
-    s->pi[p0] += shift;
-    depth[p0] = depth[q] + 1;
-    ns_walk_subtree(s, p0, shift, 0);
+    if (2 * (ptrdiff_t)sz <= s->n + s->m + 1) {
+        s->pi[p0] += shift;
+        ns_walk_subtree(s, p0, shift, 0);
+    } else {
+        ns_shift_complement(s, p0, -shift);
+    }
     return FC_OK;
 }
 
@@ -375,51 +459,66 @@ FC_INLINE int ns_is_tree_arc(const fc_ns *s, int32_t i, int32_t j)
     return s->parent[i] == jn || s->parent[jn] == i;
 }
 
-/* Most negative reduced cost of row i over non-tree arcs (scalar; rare path). */
-static int32_t ns_row_best_nontree(const fc_ns *s, int32_t i, double *best)
+/* Block search over the working set W: the most negative reduced cost in the first block
+ * (of wblock arcs, cyclically from the last position) that has one.  1 if found. */
+static FC_MULTIVERSION int ns_price_w(fc_ns *s, int32_t *bi, int32_t *bj, double *brc)
 {
-    const double *Ci = s->C + (ptrdiff_t)i * s->ldc, *pv = s->pi + s->n;
-    double pii = s->pi[i], b = *best;
-    int32_t bj = -1;
-    for (int32_t j = 0; j < (int32_t)s->m; j++) {
-        double r = (Ci[j] - pv[j]) + pii;
-        if (r < b && !ns_is_tree_arc(s, i, j)) { b = r; bj = j; }
+    ptrdiff_t nw = s->nw, B = s->wblock, pos = s->wpos, cnt = 0, bk = -1;
+    const fc_arc *W = s->W;
+    const double *pi = s->pi, *pv = s->pi + s->n;
+    double best = -s->eps;
+    for (ptrdiff_t t = 0; t < nw; t++) {
+        const fc_arc *e = &W[pos];
+        double rc = (e->c + pi[e->i]) - pv[e->j];
+        if (rc < best) { best = rc; bk = pos; }
+        if (++pos == nw) pos = 0;
+        if (++cnt == B) {
+            if (bk >= 0) break;
+            cnt = 0;
+        }
     }
-    *best = b;
-    return bj;
+    s->wpos = pos;
+    if (bk < 0) return 0;
+    *bi = W[bk].i; *bj = W[bk].j; *brc = best;
+    return 1;
 }
 
-/* Block search over whole rows.  Returns 1 and the arc if one with reduced cost < -eps
- * exists, 0 if none (after a full cycle over the rows). */
-static FC_MULTIVERSION int ns_price(fc_ns *s, ptrdiff_t *row_ptr, ptrdiff_t block, int32_t *bi, int32_t *bj,
-                                    double *brc)
+/* Full pricing pass over M with the current potentials: for every row whose minimum
+ * reduced cost is < -eps, add its SCAN_ADD most negative arcs to W.  Returns the number
+ * added (0 = optimal), or -1 when out of memory. */
+static FC_MULTIVERSION ptrdiff_t ns_full_scan(fc_ns *s)
 {
-    ptrdiff_t n = s->n, m = s->m, r = *row_ptr, scanned = 0;
+    ptrdiff_t n = s->n, m = s->m, added = 0;
     const double *pv = s->pi + n;
-    double best = -s->eps;
-    int32_t ii = -1, jj = -1;
-    for (ptrdiff_t seen = 0; seen < n; seen++) {
-        const double *Ci = s->C + r * s->ldc;
-        double target = row_min_diff(Ci, pv, m);
-        double mn = target + s->pi[r];
-        if (mn < best) {
-            int32_t j = 0;
-            while (j < m && (Ci[j] - pv[j]) != target) j++;
-            if (j < m && !ns_is_tree_arc(s, (int32_t)r, j)) {
-                best = mn; ii = (int32_t)r; jj = j;
-            } else {
-                int32_t j2 = ns_row_best_nontree(s, (int32_t)r, &best);
-                if (j2 >= 0) { ii = (int32_t)r; jj = j2; }
+    s->n_scans++;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double *Ci = s->C + i * s->ldc;
+        double pii = s->pi[i];
+        if (row_min_diff(Ci, pv, m) + pii >= -s->eps) continue;
+        double tv[SCAN_ADD];
+        int32_t tj[SCAN_ADD];
+        int nt = 0;
+        for (ptrdiff_t j = 0; j < m; j++) {
+            double rc = (Ci[j] - pv[j]) + pii;
+            if (rc < -s->eps && (nt < SCAN_ADD || rc < tv[SCAN_ADD - 1])) {
+                if (ns_is_tree_arc(s, (int32_t)i, (int32_t)j)) continue;
+                int t = nt < SCAN_ADD ? nt++ : SCAN_ADD - 1;
+                while (t > 0 && tv[t - 1] > rc) { tv[t] = tv[t - 1]; tj[t] = tj[t - 1]; t--; }
+                tv[t] = rc; tj[t] = (int32_t)j;
             }
         }
-        scanned += m;
-        r = r + 1 == n ? 0 : r + 1;
-        if (ii >= 0 && scanned >= block) break;
+        if (nt == 0) continue;
+        if (ns_w_reserve(s, nt) != FC_OK) return -1;
+        for (int t = 0; t < nt; t++) ns_w_push(s, (int32_t)i, tj[t], Ci[tj[t]]);
+        added += nt;
     }
-    *row_ptr = r;
-    if (ii < 0) return 0;
-    *bi = ii; *bj = jj; *brc = best;
-    return 1;
+    return added;
+}
+
+static void ns_set_block(fc_ns *s)
+{
+    ptrdiff_t B = (ptrdiff_t)sqrt((double)s->nw);
+    s->wblock = B < 16 ? 16 : B;
 }
 
 /* Solve the compacted problem (all masses > 0).  Fills s->flow/parent/pi. */
@@ -427,39 +526,53 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
 {
     ptrdiff_t n = s->n, m = s->m, N = n + m;
     int status = FC_OK;
-    s->cmax = 0.0;
+    double cmax = 0.0;
     for (ptrdiff_t i = 0; i < n; i++) {
-        const double *Ci = s->C + i * s->ldc;
-        for (ptrdiff_t j = 0; j < m; j++) {
-            double x = fabs(Ci[j]);
-            s->cmax = x > s->cmax ? x : s->cmax;
-        }
+        double x = row_max_abs(s->C + i * s->ldc, m);
+        cmax = x > cmax ? x : cmax;
     }
+    s->cmax = cmax;
     int32_t *ei = malloc(sizeof(int32_t) * (size_t)(2 * N));
     double *ef = malloc(sizeof(double) * (size_t)N);
     if (!ei || !ef) { free(ei); free(ef); return FC_OUT_OF_MEMORY; }
     ptrdiff_t ne = 0;
+    s->W = NULL; s->nw = 0; s->wcap = 0; s->wpos = 0; s->n_scans = 0;
+    s->w_all = n * m <= 4096 || n * m <= (GREEDY_K + 2) * (n + m);
+    if (s->w_all) {
+        if (ns_w_reserve(s, n * m) != FC_OK) { free(ei); free(ef); return FC_OUT_OF_MEMORY; }
+        for (ptrdiff_t i = 0; i < n; i++)
+            for (ptrdiff_t j = 0; j < m; j++) ns_w_push(s, (int32_t)i, (int32_t)j, s->C[i * s->ldc + j]);
+    }
     status = ns_greedy(s, a, b, ei, ei + N, ef, &ne);
     if (status == FC_OK) status = ns_build_tree(s, ei, ei + N, ef, ne);
     free(ei); free(ef);
     if (status != FC_OK) return status;
 
-    ptrdiff_t block = (ptrdiff_t)sqrt((double)n * (double)m);
-    if (block < 64) block = 64;
-    ptrdiff_t row_ptr = 0;
+    ns_set_block(s);
     long long it = 0;
-    int verified = 0;
+    int verified = 0, tree_guard = 0;
     const long long refresh = 4096;
     for (;;) {
         int32_t bi, bj;
         double rc;
-        if (!ns_price(s, &row_ptr, block, &bi, &bj, &rc)) {
-            if (verified) break;
+        if (!ns_price_w(s, &bi, &bj, &rc)) {
+            if (s->w_all && verified) break;
             ns_recompute_potentials(s);
-            verified = 1;
+            if (s->w_all) { verified = 1; continue; }
+            ptrdiff_t added = ns_full_scan(s);
+            if (added < 0) { status = FC_OUT_OF_MEMORY; break; }
+            if (added == 0) break;
+            ns_set_block(s);
             continue;
         }
         verified = 0;
+        if (ns_is_tree_arc(s, bi, bj)) {
+            /* potentials drifted: refresh them (then tree arcs price to ~0) */
+            if (++tree_guard > 2) { status = FC_INTERNAL; break; }
+            ns_recompute_potentials(s);
+            continue;
+        }
+        tree_guard = 0;
         if (max_iter > 0 && it >= max_iter) { status = FC_MAX_ITER_REACHED; break; }
         status = ns_pivot(s, bi, bj, rc);
         if (status != FC_OK) break;
@@ -533,7 +646,7 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
         work = malloc(sizeof(double) * 2 * N1);
         if (!iwork || !work) { status = FC_OUT_OF_MEMORY; goto done; }
         s.parent = iwork; s.first_child = iwork + N1; s.next_sib = iwork + 2 * N1;
-        s.prev_sib = iwork + 3 * N1; s.depth = iwork + 4 * N1;
+        s.prev_sib = iwork + 3 * N1; s.succ = iwork + 4 * N1;
         s.flow = work; s.pi = work + N1;
     }
     status = ns_solve(&s, ab, ab + nn, max_iter);
@@ -591,7 +704,7 @@ duals:
         free(uu); free(vv); free(ua);
     }
 done:
-    free(Cc); free(work); free(iwork); free(ri); free(ab);
+    free(s.W); free(Cc); free(work); free(iwork); free(ri); free(ab);
     return status;
 }
 
