@@ -55,38 +55,70 @@ static void cand_sort(fc_cand *v, ptrdiff_t n)
 }
 
 /* ------------------------------------------------------------------ vector helpers */
-/* min_j (c[j] - p[j]); 8 independent lanes so that it vectorises without -ffast-math. */
+/* GCC vector extensions: the compiler does not vectorise a floating-point min/max
+ * reduction without -ffinite-math-only, so the blend is written out (lowered to SSE2 in
+ * the baseline clone, AVX in the others). */
+typedef double fc_v4d __attribute__((vector_size(32), aligned(8)));
+typedef long long fc_v4l __attribute__((vector_size(32), aligned(8)));
+
+FC_INLINE fc_v4d v4_load(const double *p)
+{
+    fc_v4d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+FC_INLINE fc_v4d v4_min(fc_v4d a, fc_v4d b)
+{
+    fc_v4l k = a < b;
+    return (fc_v4d)(((fc_v4l)a & k) | ((fc_v4l)b & ~k));
+}
+
+/* min_j (c[j] - p[j]) */
 FC_INLINE double row_min_diff(const double *c, const double *p, ptrdiff_t m)
 {
-    double acc[8] = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    const fc_v4d inf = {INFINITY, INFINITY, INFINITY, INFINITY};
+    fc_v4d a0 = inf, a1 = inf;
     ptrdiff_t j = 0;
-    for (; j + 8 <= m; j += 8)
-        for (int l = 0; l < 8; l++) {
-            double t = c[j + l] - p[j + l];
-            acc[l] = t < acc[l] ? t : acc[l];
-        }
+    for (; j + 8 <= m; j += 8) {
+        a0 = v4_min(v4_load(c + j) - v4_load(p + j), a0);
+        a1 = v4_min(v4_load(c + j + 4) - v4_load(p + j + 4), a1);
+    }
+    if (j + 4 <= m) {
+        a0 = v4_min(v4_load(c + j) - v4_load(p + j), a0);
+        j += 4;
+    }
+    a0 = v4_min(a0, a1);
     double r = INFINITY;
     for (; j < m; j++) {
         double t = c[j] - p[j];
         r = t < r ? t : r;
     }
-    for (int l = 0; l < 8; l++) r = acc[l] < r ? acc[l] : r;
+    for (int l = 0; l < 4; l++) r = a0[l] < r ? a0[l] : r;
     return r;
 }
 
+/* max_j |c[j]|, or NaN if some c[j] is not finite */
 FC_INLINE double row_max_abs(const double *c, ptrdiff_t m)
 {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const fc_v4d zero = {0, 0, 0, 0};
+    fc_v4d a0 = zero, bad = zero;
     ptrdiff_t j = 0;
-    for (; j + 8 <= m; j += 8)
-        for (int l = 0; l < 8; l++) {
-            double t = fabs(c[j + l]);
-            acc[l] = t > acc[l] ? t : acc[l];
-        }
-    double r = 0.0;
-    for (; j < m; j++) r = fabs(c[j]) > r ? fabs(c[j]) : r;
-    for (int l = 0; l < 8; l++) r = acc[l] > r ? acc[l] : r;
-    return r;
+    for (; j + 4 <= m; j += 4) {
+        fc_v4d x = v4_load(c + j);
+        a0 = v4_min(v4_min(x, zero - x), a0);  /* -|x| */
+        bad += x * zero;                       /* NaN once any x is NaN or inf */
+    }
+    double r = 0.0, nb = 0.0;
+    for (; j < m; j++) {
+        r = fabs(c[j]) > r ? fabs(c[j]) : r;
+        nb += c[j] * 0.0;
+    }
+    for (int l = 0; l < 4; l++) {
+        r = -a0[l] > r ? -a0[l] : r;
+        nb += bad[l];
+    }
+    return nb == 0.0 ? r : NAN;
 }
 
 FC_INLINE double sq_dist(const double *x, const double *y, ptrdiff_t d)
@@ -246,6 +278,9 @@ static void ns_recompute_potentials(fc_ns *s)
 /* ------------------------------------------------------------------ initial tree */
 #define GREEDY_K 8   /* cheapest entries per row kept in round 1 (greedy candidates and W) */
 #define GREEDY_K2 4  /* per row in later rounds */
+#ifndef ROW_BLOCK_FACTOR
+#define ROW_BLOCK_FACTOR 1.0
+#endif
 #ifndef GREEDY_K_SMALL
 #define GREEDY_K_SMALL 3 /* round 1 when W holds every arc anyway */
 #endif
@@ -515,6 +550,34 @@ static FC_MULTIVERSION ptrdiff_t ns_full_scan(fc_ns *s)
     return added;
 }
 
+/* Small problems: block search over whole rows of M (vectorised row minimum), block of
+ * `block` entries.  1 if an arc with reduced cost < -eps was found. */
+static FC_MULTIVERSION int ns_price_rows(fc_ns *s, ptrdiff_t *row_ptr, ptrdiff_t block, int32_t *bi, int32_t *bj,
+                                         double *brc)
+{
+    ptrdiff_t n = s->n, m = s->m, r = *row_ptr, scanned = 0;
+    const double *pv = s->pi + n;
+    double best = -s->eps;
+    int32_t ii = -1, jj = -1;
+    for (ptrdiff_t seen = 0; seen < n; seen++) {
+        const double *Ci = s->C + r * s->ldc;
+        double target = row_min_diff(Ci, pv, m);
+        double mn = target + s->pi[r];
+        if (mn < best) {
+            int32_t j = 0;
+            while (j < m && (Ci[j] - pv[j]) != target) j++;
+            if (j < m) { best = mn; ii = (int32_t)r; jj = j; }
+        }
+        scanned += m;
+        r = r + 1 == n ? 0 : r + 1;
+        if (ii >= 0 && scanned >= block) break;
+    }
+    *row_ptr = r;
+    if (ii < 0) return 0;
+    *bi = ii; *bj = jj; *brc = best;
+    return 1;
+}
+
 static void ns_set_block(fc_ns *s)
 {
     ptrdiff_t B = (ptrdiff_t)sqrt((double)s->nw);
@@ -529,6 +592,7 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
     double cmax = 0.0;
     for (ptrdiff_t i = 0; i < n; i++) {
         double x = row_max_abs(s->C + i * s->ldc, m);
+        if (!(x >= 0.0)) return FC_NON_FINITE;
         cmax = x > cmax ? x : cmax;
     }
     s->cmax = cmax;
@@ -538,24 +602,21 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
     ptrdiff_t ne = 0;
     s->W = NULL; s->nw = 0; s->wcap = 0; s->wpos = 0; s->n_scans = 0;
     s->w_all = n * m <= 4096 || n * m <= (GREEDY_K + 2) * (n + m);
-    if (s->w_all) {
-        if (ns_w_reserve(s, n * m) != FC_OK) { free(ei); free(ef); return FC_OUT_OF_MEMORY; }
-        for (ptrdiff_t i = 0; i < n; i++)
-            for (ptrdiff_t j = 0; j < m; j++) ns_w_push(s, (int32_t)i, (int32_t)j, s->C[i * s->ldc + j]);
-    }
     status = ns_greedy(s, a, b, ei, ei + N, ef, &ne);
     if (status == FC_OK) status = ns_build_tree(s, ei, ei + N, ef, ne);
     free(ei); free(ef);
     if (status != FC_OK) return status;
 
     ns_set_block(s);
+    ptrdiff_t row_ptr = 0, rblock = (ptrdiff_t)(ROW_BLOCK_FACTOR * sqrt((double)n * (double)m));
     long long it = 0;
     int verified = 0, tree_guard = 0;
     const long long refresh = 4096;
     for (;;) {
         int32_t bi, bj;
         double rc;
-        if (!ns_price_w(s, &bi, &bj, &rc)) {
+        int found = s->w_all ? ns_price_rows(s, &row_ptr, rblock, &bi, &bj, &rc) : ns_price_w(s, &bi, &bj, &rc);
+        if (!found) {
             if (s->w_all && verified) break;
             ns_recompute_potentials(s);
             if (s->w_all) { verified = 1; continue; }
