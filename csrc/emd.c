@@ -677,6 +677,16 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
         if (!(b[j] >= 0.0) || !isfinite(b[j])) { free(ri); free(ab); return FC_BAD_ARGUMENT; }
         if (b[j] > 0.0) { cj[mm] = (int32_t)j; ab[nn + mm++] = b[j]; }
     }
+    /* rescale b to a's mass (the caller checked they agree to its tolerance) */
+    {
+        double sa = 0.0, sb = 0.0;
+        for (ptrdiff_t i = 0; i < nn; i++) sa += ab[i];
+        for (ptrdiff_t j = 0; j < mm; j++) sb += ab[nn + j];
+        if (sa != sb && sb > 0.0) {
+            double r = sa / sb;
+            for (ptrdiff_t j = 0; j < mm; j++) ab[nn + j] *= r;
+        }
+    }
     int status = FC_OK;
     fc_ns s;
     memset(&s, 0, sizeof s);
@@ -774,6 +784,33 @@ int fc_emd(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const dou
 {
     fc_plan_out out = {NULL, NULL, NULL, 0, G, m};
     return emd_core(n, m, a, b, M, ldm, G ? &out : NULL, u, v, cost, max_iter, n_iter);
+}
+
+int fc_emd2_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
+                    double mass_rtol, double *cost)
+{
+    if (n < 1 || m < 1 || !M || !cost) return FC_BAD_ARGUMENT;
+    double *ua = NULL, *ub = NULL;
+    if (!a || !b) {
+        ua = malloc(sizeof(double) * (size_t)(n + m));
+        if (!ua) return FC_OUT_OF_MEMORY;
+        ub = ua + n;
+        for (ptrdiff_t i = 0; i < n; i++) ua[i] = 1.0 / (double)n;
+        for (ptrdiff_t j = 0; j < m; j++) ub[j] = 1.0 / (double)m;
+        if (!a) a = ua;
+        if (!b) b = ub;
+    }
+    double sa = 0.0, sb = 0.0;
+    int ok = 1;
+    for (ptrdiff_t i = 0; i < n; i++) { ok &= a[i] >= 0.0 && a[i] <= DBL_MAX; sa += a[i]; }
+    for (ptrdiff_t j = 0; j < m; j++) { ok &= b[j] >= 0.0 && b[j] <= DBL_MAX; sb += b[j]; }
+    int status;
+    if (!ok || !(sa > 0.0) || !(sb > 0.0) || fabs(sa - sb) > mass_rtol * (sa > sb ? sa : sb))
+        status = FC_BAD_ARGUMENT;
+    else
+        status = fc_emd(n, m, a, b, M, m, NULL, NULL, NULL, cost, 0, NULL);
+    free(ua);
+    return status;
 }
 
 int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,

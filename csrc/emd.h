@@ -50,6 +50,13 @@ extern "C" {
 int fc_emd(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M, ptrdiff_t ldm,
            double *G, double *u, double *v, double *cost, long long max_iter, long long *n_iter);
 
+/* One cost with the checks of the Python layer done in C (the fast path of emd2):
+ * a / b NULL = uniform; BAD_ARGUMENT if a weight is negative or not finite, a total is
+ * not positive or |sum a - sum b| > mass_rtol * max(sum a, sum b); NON_FINITE for
+ * non-finite costs.  M is C-contiguous (n, m).  No iteration limit. */
+int fc_emd2_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
+                    double mass_rtol, double *cost);
+
 /* Sparse form of the plan: at most n + m - 1 nonzeros written to rows/cols/vals (each of
  * capacity n + m), their count to *nnz.  Same other arguments as fc_emd. */
 int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,

@@ -12,6 +12,8 @@ cdef extern from "emd.h" nogil:
     int fc_emd(Py_ssize_t n, Py_ssize_t m, const double *a, const double *b, const double *M,
                Py_ssize_t ldm, double *G, double *u, double *v, double *cost,
                long long max_iter, long long *n_iter)
+    int fc_emd2_checked(Py_ssize_t n, Py_ssize_t m, const double *a, const double *b, const double *M,
+                        double mass_rtol, double *cost)
     int fc_emd2_batch(Py_ssize_t n_problems, const Py_ssize_t *ns, const Py_ssize_t *ms,
                       const double *const *as_, const double *const *bs, const double *const *Ms,
                       double *costs, int *status, long long *iters, long long max_iter, int n_threads)
@@ -26,6 +28,48 @@ cdef extern from "emd.h" nogil:
                    int64_t *idx, double *dist, int64_t *n_exact, int64_t *n_rwmd, int n_threads)
 
 MAX_ITER_REACHED = 4
+cdef int FC_OK_ = 0
+_float64 = np.float64
+_ndarray = np.ndarray
+_f64 = np.dtype(np.float64)
+
+
+cdef inline bint _is_empty(object w):
+    return w is None or ((type(w) is list or type(w) is tuple) and len(w) == 0)
+
+
+cdef inline bint _plain_vector(object w, Py_ssize_t n):
+    return (type(w) is _ndarray and w.dtype is _f64 and w.ndim == 1 and w.shape[0] == n
+            and w.flags.c_contiguous)
+
+
+def emd2_fast(object a, object b, const double[:, ::1] M, double mass_rtol):
+    """The cost, or None when the inputs need the general path (other types, or bad values:
+    the general path then reports them)."""
+    cdef Py_ssize_t n = M.shape[0], m = M.shape[1]
+    cdef const double[::1] av
+    cdef const double[::1] bv
+    cdef const double *ap = NULL
+    cdef const double *bp = NULL
+    cdef double cost = 0.0
+    cdef int status
+    if n == 0 or m == 0:
+        return None
+    if not _is_empty(a):
+        if not _plain_vector(a, n):
+            return None
+        av = a
+        ap = &av[0]
+    if not _is_empty(b):
+        if not _plain_vector(b, m):
+            return None
+        bv = b
+        bp = &bv[0]
+    with nogil:
+        status = fc_emd2_checked(n, m, ap, bp, &M[0, 0], mass_rtol, &cost)
+    if status != FC_OK_:
+        return None
+    return _float64(cost)
 
 
 def emd(const double[::1] a, const double[::1] b, const double[:, ::1] M, bint want_plan,

@@ -68,13 +68,14 @@ def _check_weights(w, name, fname):
     return s
 
 
-def _balance(a, b, fname, aname="a", bname="b"):
-    """b rescaled to a's mass; ValueError if they differ beyond MASS_RTOL."""
+def _balance(a, b, fname, aname="a", bname="b", rescale=True):
+    """b rescaled to a's mass; ValueError if they differ beyond MASS_RTOL.  The C solver
+    rescales itself (rescale=False), identically on every path."""
     sa, sb = a.sum(), b.sum()
     if abs(sa - sb) > MASS_RTOL * max(sa, sb):
         raise ValueError(f"{fname}: {aname} and {bname} must have the same total mass "
                          f"(|sum({aname}) - sum({bname})| <= {MASS_RTOL:g} relative); got {sa!r} and {sb!r}")
-    if sa != sb:
+    if rescale and sa != sb:
         b = b * (sa / sb)
     return b
 
@@ -118,7 +119,7 @@ def _solve(a, b, M, fname, numItermax, raise_on_limit, want_plan, want_duals, ce
     n, m = M.shape
     a = _weights(a, n, "a", fname)
     b = _weights(b, m, "b", fname)
-    b = _balance(a, b, fname)
+    b = _balance(a, b, fname, rescale=False)
     plan, cost, u, v, status, n_iter = _emd.emd(a, b, M, want_plan, want_duals, _max_iter(numItermax))
     warning = None
     if status == _emd.MAX_ITER_REACHED:
@@ -217,6 +218,11 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
     cost : float (a scalar of ``M``'s dtype), or ndarray of shape (k,) for 2-d ``b``
     log : dict or list of dict, only if ``log=True``
     """
+    if (not log and numItermax is None and type(M) is np.ndarray and M.dtype == _F64 and M.ndim == 2
+            and M.flags.c_contiguous):
+        cost = _emd.emd2_fast(a, b, M, MASS_RTOL)  # None: not applicable, or bad input
+        if cost is not None:
+            return cost
     M, out_dtype = _cost_matrix(M, "emd2")
     if b is not None and np.ndim(b) == 2:
         bb = as_float_array(b, "b", dtype=np.float64, ndim=2)
@@ -552,7 +558,7 @@ def emd2_batch(problems, numItermax=None, n_threads=None, *, raise_on_limit=Fals
         fname = f"emd2_batch: problems[{k}]"
         M, _ = _cost_matrix(M, fname)
         a = _weights(a, M.shape[0], "a", fname)
-        b = _balance(a, _weights(b, M.shape[1], "b", fname), fname)
+        b = _balance(a, _weights(b, M.shape[1], "b", fname), fname, rescale=False)
         prepared.append((a, b, M))
     costs, status, _ = _emd.emd2_batch(prepared, _max_iter(numItermax), n_threads)
     hit = np.flatnonzero(status == _emd.MAX_ITER_REACHED)
