@@ -845,21 +845,66 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
 }
 
 /* ------------------------------------------------------------------ documents */
-static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y,
-                                     ptrdiff_t m, double *D)
+FC_INLINE double v4_sum(fc_v4d v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+
+/* G = X Y^T for X (n, d), Y (m, d): 2 x 4 register tiles of 4-wide vectors. */
+FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, ptrdiff_t m, double *G)
 {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        const double *x = X + i * d;
-        for (ptrdiff_t j = 0; j < m; j++) {
-            const double *y = Y + j * d;
-            double c;
-            if (metric == 0) {
-                c = sqrt(sq_dist(x, y, d));
-            } else {
-                c = 1.0 - dot(x, y, d);
-                c = c > 0.0 ? c : 0.0;
+    ptrdiff_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        const double *x0 = X + i * d, *x1 = x0 + d;
+        ptrdiff_t j = 0;
+        for (; j + 4 <= m; j += 4) {
+            const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
+            fc_v4d z = {0, 0, 0, 0};
+            fc_v4d s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
+            ptrdiff_t k = 0;
+            for (; k + 4 <= d; k += 4) {
+                fc_v4d a0 = v4_load(x0 + k), a1 = v4_load(x1 + k);
+                fc_v4d b0 = v4_load(y0 + k), b1 = v4_load(y1 + k), b2 = v4_load(y2 + k), b3 = v4_load(y3 + k);
+                s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+                s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
             }
-            D[i * m + j] = c;
+            double r[8] = {v4_sum(s00), v4_sum(s01), v4_sum(s02), v4_sum(s03),
+                           v4_sum(s10), v4_sum(s11), v4_sum(s12), v4_sum(s13)};
+            for (; k < d; k++) {
+                r[0] += x0[k] * y0[k]; r[1] += x0[k] * y1[k]; r[2] += x0[k] * y2[k]; r[3] += x0[k] * y3[k];
+                r[4] += x1[k] * y0[k]; r[5] += x1[k] * y1[k]; r[6] += x1[k] * y2[k]; r[7] += x1[k] * y3[k];
+            }
+            for (int t = 0; t < 4; t++) { G[i * m + j + t] = r[t]; G[(i + 1) * m + j + t] = r[4 + t]; }
+        }
+        for (; j < m; j++) {
+            G[i * m + j] = dot(x0, Y + j * d, d);
+            G[(i + 1) * m + j] = dot(x1, Y + j * d, d);
+        }
+    }
+    for (; i < n; i++)
+        for (ptrdiff_t j = 0; j < m; j++) G[i * m + j] = dot(X + i * d, Y + j * d, d);
+}
+
+/* Ground costs between the rows of X (n, d) and Y (m, d).  WMD: Euclidean distance from
+ * ||x||^2 + ||y||^2 - 2 x.y, recomputed as sqrt(sum (x - y)^2) wherever cancellation
+ * could cost more than ~1e-13 relative (so identical vectors give exactly 0).
+ * WRD (unit rows): max(1 - x.y, 0).  work: n + m doubles. */
+static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y,
+                                     ptrdiff_t m, double *D, double *work)
+{
+    gram(d, X, n, Y, m, D);
+    if (metric != 0) {
+        for (ptrdiff_t t = 0; t < n * m; t++) {
+            double c = 1.0 - D[t];
+            D[t] = c > 0.0 ? c : 0.0;
+        }
+        return;
+    }
+    double *nx = work, *ny = work + n;
+    for (ptrdiff_t i = 0; i < n; i++) nx[i] = dot(X + i * d, X + i * d, d);
+    for (ptrdiff_t j = 0; j < m; j++) ny[j] = dot(Y + j * d, Y + j * d, d);
+    for (ptrdiff_t i = 0; i < n; i++) {
+        for (ptrdiff_t j = 0; j < m; j++) {
+            double s = nx[i] + ny[j], d2 = s - 2.0 * D[i * m + j];
+            if (d2 < 1e-3 * s) d2 = sq_dist(X + i * d, Y + j * d, d);
+            D[i * m + j] = sqrt(d2 > 0.0 ? d2 : 0.0);
         }
     }
 }
@@ -905,7 +950,7 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        double *D = malloc(sizeof(double) * (size_t)(la * lb + 1));
+        double *D = malloc(sizeof(double) * (size_t)(la * lb + la + lb + 1));
         int st_local = D ? FC_OK : FC_OUT_OF_MEMORY;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
@@ -914,7 +959,7 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
             ptrdiff_t ka = t / nb, kb = t % nb;
             if (!D) { out[t] = NAN; continue; }
             ptrdiff_t n = (ptrdiff_t)(offa[ka + 1] - offa[ka]), m = (ptrdiff_t)(offb[kb + 1] - offb[kb]);
-            doc_cost(metric, d, XA + offa[ka] * d, n, XB + offb[kb] * d, m, D);
+            doc_cost(metric, d, XA + offa[ka] * d, n, XB + offb[kb] * d, m, D, D + la * lb);
             double c = NAN;
             int st = emd_core(n, m, wa + offa[ka], wb + offb[kb], D, m, NULL, NULL, NULL, &c, 0, NULL);
             out[t] = c;
@@ -963,7 +1008,7 @@ int fc_doc_knn(int metric, ptrdiff_t d,
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        double *D = malloc(sizeof(double) * (size_t)(lq * lc + 1));
+        double *D = malloc(sizeof(double) * (size_t)(lq * lc + lq + lc + 1));
         fc_cand *order = malloc(sizeof(fc_cand) * (size_t)nc);
         int st_local = (D && order) ? FC_OK : FC_OUT_OF_MEMORY;
 #ifdef _OPENMP
@@ -993,7 +1038,7 @@ int fc_doc_knn(int metric, ptrdiff_t d,
                 if (prune && cnt == k && order[t].c > margin) break;
                 ptrdiff_t m = (ptrdiff_t)(offc[c + 1] - offc[c]);
                 const double *pc = wc + offc[c];
-                doc_cost(metric, d, Xq, n, XC + offc[c] * d, m, D);
+                doc_cost(metric, d, Xq, n, XC + offc[c] * d, m, D, D + lq * lc);
                 if (prune && cnt == k) {
                     nr++;
                     if (doc_rwmd(D, n, m, pq, pc) > margin) continue;
