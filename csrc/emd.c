@@ -10,6 +10,11 @@
 #include "fc_math.h"
 #include "fc_parallel.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
+/* the 32-byte vector helpers below are always inlined: no ABI is involved */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 /* ------------------------------------------------------------------ sorting */
 typedef struct {
     double c;
@@ -276,7 +281,9 @@ static void ns_recompute_potentials(fc_ns *s)
 }
 
 /* ------------------------------------------------------------------ initial tree */
+#ifndef GREEDY_K
 #define GREEDY_K 8   /* cheapest entries per row kept in round 1 (greedy candidates and W) */
+#endif
 #define GREEDY_K2 4  /* per row in later rounds */
 #ifndef ROW_BLOCK_FACTOR
 #define ROW_BLOCK_FACTOR 1.0
@@ -284,7 +291,12 @@ static void ns_recompute_potentials(fc_ns *s)
 #ifndef GREEDY_K_SMALL
 #define GREEDY_K_SMALL 3 /* round 1 when W holds every arc anyway */
 #endif
+#ifndef SCAN_ADD
 #define SCAN_ADD 4   /* most negative arcs per row added to W by a full scan */
+#endif
+#ifndef W_BLOCK_FACTOR
+#define W_BLOCK_FACTOR 1.0
+#endif
 
 /* Greedy matrix-minimum allocation on the cheapest K entries of each active row and the
  * cheapest entry of each active column, repeated on what is left.  Every allocation
@@ -580,7 +592,7 @@ static FC_MULTIVERSION int ns_price_rows(fc_ns *s, ptrdiff_t *row_ptr, ptrdiff_t
 
 static void ns_set_block(fc_ns *s)
 {
-    ptrdiff_t B = (ptrdiff_t)sqrt((double)s->nw);
+    ptrdiff_t B = (ptrdiff_t)(W_BLOCK_FACTOR * sqrt((double)s->nw));
     s->wblock = B < 16 ? 16 : B;
 }
 
