@@ -798,8 +798,9 @@ int fc_emd(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const dou
     return emd_core(n, m, a, b, M, ldm, G ? &out : NULL, u, v, cost, max_iter, n_iter);
 }
 
-int fc_emd2_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
-                    double mass_rtol, double *cost)
+/* checks of the Python layer, uniform weights for NULL a / b, then the solve */
+static int emd_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
+                       double mass_rtol, double *cost, long long max_iter, long long *n_iter)
 {
     if (n < 1 || m < 1 || !M || !cost) return FC_BAD_ARGUMENT;
     double *ua = NULL, *ub = NULL;
@@ -820,9 +821,15 @@ int fc_emd2_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
     if (!ok || !(sa > 0.0) || !(sb > 0.0) || fabs(sa - sb) > mass_rtol * (sa > sb ? sa : sb))
         status = FC_BAD_ARGUMENT;
     else
-        status = fc_emd(n, m, a, b, M, m, NULL, NULL, NULL, cost, 0, NULL);
+        status = emd_core(n, m, a, b, M, m, NULL, NULL, NULL, cost, max_iter, n_iter);
     free(ua);
     return status;
+}
+
+int fc_emd2_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
+                    double mass_rtol, double *cost)
+{
+    return emd_checked(n, m, a, b, M, mass_rtol, cost, 0, NULL);
 }
 
 int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
@@ -838,7 +845,8 @@ int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, co
 
 int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms,
                   const double *const *as, const double *const *bs, const double *const *Ms,
-                  double *costs, int *status, long long *iters, long long max_iter, int n_threads)
+                  double mass_rtol, double *costs, int *status, long long *iters, long long max_iter,
+                  int n_threads)
 {
     if (n_problems < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
     if (n_problems == 0) return FC_OK;
@@ -850,7 +858,7 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
 #endif
     for (ptrdiff_t k = 0; k < n_problems; k++) {
         long long it = 0;
-        status[k] = emd_core(ns[k], ms[k], as[k], bs[k], Ms[k], ms[k], NULL, NULL, NULL, &costs[k], max_iter, &it);
+        status[k] = emd_checked(ns[k], ms[k], as[k], bs[k], Ms[k], mass_rtol, &costs[k], max_iter, &it);
         if (iters) iters[k] = it;
     }
     return FC_OK;

@@ -64,12 +64,14 @@ int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, co
                   double *u, double *v, double *cost, long long max_iter, long long *n_iter);
 
 /* Many independent problems, costs only, threaded over problems (dynamic schedule).
- * Problem k: sizes ns[k], ms[k], pointers as[k], bs[k], Ms[k] (C-contiguous).
- * costs[k], status[k] (fc_status per problem) and iters[k] (may be NULL) are outputs.
- * Returns FC_OK unless an argument is invalid; per-problem failures are in status. */
+ * Problem k: sizes ns[k], ms[k], pointers as[k], bs[k] (NULL = uniform), Ms[k]
+ * (C-contiguous), checked as in fc_emd2_checked.  costs[k], status[k] (fc_status per
+ * problem) and iters[k] (may be NULL) are outputs.  Returns FC_OK unless an argument is
+ * invalid; per-problem failures are in status. */
 int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms,
                   const double *const *as, const double *const *bs, const double *const *Ms,
-                  double *costs, int *status, long long *iters, long long max_iter, int n_threads);
+                  double mass_rtol, double *costs, int *status, long long *iters, long long max_iter,
+                  int n_threads);
 
 /* Document distances between sets of word vectors (all float64, C-contiguous).
  * Documents are row blocks of one matrix: doc k of set A is rows offa[k] .. offa[k+1]-1 of

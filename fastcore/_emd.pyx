@@ -16,7 +16,8 @@ cdef extern from "emd.h" nogil:
                         double mass_rtol, double *cost)
     int fc_emd2_batch(Py_ssize_t n_problems, const Py_ssize_t *ns, const Py_ssize_t *ms,
                       const double *const *as_, const double *const *bs, const double *const *Ms,
-                      double *costs, int *status, long long *iters, long long max_iter, int n_threads)
+                      double mass_rtol, double *costs, int *status, long long *iters, long long max_iter,
+                      int n_threads)
     int fc_doc_pairwise(int metric, Py_ssize_t d,
                         const double *XA, const double *wa, const int64_t *offa, Py_ssize_t na,
                         const double *XB, const double *wb, const int64_t *offb, Py_ssize_t nb,
@@ -106,8 +107,10 @@ def emd(const double[::1] a, const double[::1] b, const double[:, ::1] M, bint w
     return plan, cost, uo, vo, status, n_iter
 
 
-def emd2_batch(list problems, long long max_iter, int n_threads):
-    """costs (k,), status (k,), iterations (k,) for a list of (a, b, M) float64 C-contiguous."""
+def emd2_batch(list problems, double mass_rtol, long long max_iter, int n_threads):
+    """costs (k,), status (k,), iterations (k,) for a list of (a, b, M): M float64
+    C-contiguous (n, m), a / b float64 contiguous of the right length or None (uniform).
+    Weights and masses are checked in C (status BAD_ARGUMENT / NON_FINITE per problem)."""
     cdef Py_ssize_t k = len(problems), t
     costs = np.zeros(k, dtype=np.float64)
     stat = np.zeros(k, dtype=np.intc)
@@ -130,16 +133,20 @@ def emd2_batch(list problems, long long max_iter, int n_threads):
     try:
         for t in range(k):
             a, b, M = problems[t]
-            av = a
-            bv = b
             Mv = M
             ns[t] = Mv.shape[0]
             ns[k + t] = Mv.shape[1]
-            ptrs[t] = &av[0]
-            ptrs[k + t] = &bv[0]
             ptrs[2 * k + t] = &Mv[0, 0]
+            ptrs[t] = NULL
+            ptrs[k + t] = NULL
+            if a is not None:
+                av = a
+                ptrs[t] = &av[0]
+            if b is not None:
+                bv = b
+                ptrs[k + t] = &bv[0]
         with nogil:
-            status = fc_emd2_batch(k, ns, ns + k, ptrs, ptrs + k, ptrs + 2 * k,
+            status = fc_emd2_batch(k, ns, ns + k, ptrs, ptrs + k, ptrs + 2 * k, mass_rtol,
                                    &cv[0], &sv[0], &iv[0], max_iter, n_threads)
     finally:
         free(ns)

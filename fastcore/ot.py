@@ -549,18 +549,28 @@ def emd2_batch(problems, numItermax=None, n_threads=None, *, raise_on_limit=Fals
     ndarray of shape (len(problems),), float64
     """
     n_threads = resolve_n_threads(n_threads)
+    problems = list(problems)
     prepared = []
     for k, pb in enumerate(problems):
         try:
             a, b, M = pb
         except (TypeError, ValueError):
             raise ValueError(f"emd2_batch: problems[{k}] must be a tuple (a, b, M)") from None
-        fname = f"emd2_batch: problems[{k}]"
-        M, _ = _cost_matrix(M, fname)
-        a = _weights(a, M.shape[0], "a", fname)
-        b = _balance(a, _weights(b, M.shape[1], "b", fname), fname, rescale=False)
-        prepared.append((a, b, M))
-    costs, status, _ = _emd.emd2_batch(prepared, _max_iter(numItermax), n_threads)
+        if type(M) is np.ndarray and M.dtype == _F64 and M.ndim == 2 and M.flags.c_contiguous and M.size:
+            n, m = M.shape
+            a = None if _is_empty(a) else a
+            b = None if _is_empty(b) else b
+            if (a is None or _plain_vector(a, n)) and (b is None or _plain_vector(b, m)):
+                prepared.append((a, b, M))  # values are checked in C
+                continue
+        prepared.append(_batch_prepare(pb, k))
+    costs, status, _ = _emd.emd2_batch(prepared, MASS_RTOL, _max_iter(numItermax), n_threads)
+    bad = np.flatnonzero((status != 0) & (status != _emd.MAX_ITER_REACHED))
+    for k in bad:
+        _batch_prepare(problems[k], k)  # raises the precise error
+        from fastcore._common import raise_for_status
+
+        raise_for_status(int(status[k]), f"emd2_batch: problems[{k}]")
     hit = np.flatnonzero(status == _emd.MAX_ITER_REACHED)
     if hit.size:
         from fastcore._common import raise_for_status
@@ -568,6 +578,24 @@ def emd2_batch(problems, numItermax=None, n_threads=None, *, raise_on_limit=Fals
         raise_for_status(int(status[hit[0]]), f"emd2_batch ({hit.size} problem(s), first {hit[0]})",
                          warn_on_limit=not raise_on_limit)
     return costs
+
+
+def _is_empty(w):
+    return w is None or (isinstance(w, (list, tuple)) and len(w) == 0) or \
+        (isinstance(w, np.ndarray) and w.ndim == 1 and w.shape[0] == 0)
+
+
+def _plain_vector(w, n):
+    return type(w) is np.ndarray and w.dtype == _F64 and w.ndim == 1 and w.shape[0] == n and w.flags.c_contiguous
+
+
+def _batch_prepare(pb, k):
+    a, b, M = pb
+    fname = f"emd2_batch: problems[{k}]"
+    M, _ = _cost_matrix(M, fname)
+    a = _weights(a, M.shape[0], "a", fname)
+    b = _balance(a, _weights(b, M.shape[1], "b", fname), fname, rescale=False)
+    return a, b, M
 
 
 _METRIC_CODES = {"wmd": 0, "wrd": 1}

@@ -159,6 +159,18 @@ def test_layouts_and_inputs_untouched(rng, name):
         np.testing.assert_array_equal(x, c)
 
 
+def test_fast_path_equals_general_path(rng):
+    for kind in KINDS:
+        a, b, M = random_problem(rng, kind, 13, 8)
+        fast = ot.emd2(a, b, M)
+        assert fast == ot.emd2(list(a), list(b), np.asfortranarray(M))
+        assert fast == ot.emd2(a, b, M, log=True)[0]
+        b2 = b * (1 + 3e-9)  # within MASS_RTOL: rescaled the same way on both paths
+        assert ot.emd2(a, b2, M, log=True)[0] == ot.emd2(a, b2, M)
+        assert ot.emd2(a, b2, M) == pytest.approx(fast, rel=1e-12, abs=1e-15)
+    assert ot.emd2([], [], M) == ot.emd2(None, None, np.asfortranarray(M))
+
+
 def test_float32_in_float32_out(rng):
     a, b, M = random_problem(rng, "uniform_real", 12, 9)
     G32 = ot.emd(a.astype(np.float32), b.astype(np.float32), M.astype(np.float32))
@@ -368,6 +380,10 @@ def test_document_bad_input(rng):
         ot.wrd(X, np.zeros((2, 4)))
     with pytest.raises(ValueError, match="metric"):
         ot.pairwise([X], [X], metric="cosine")
+    with pytest.raises(ValueError, match="n_threads"):
+        ot.pairwise([X], [X], n_threads=0)
+    with pytest.raises(TypeError):
+        ot.pairwise(X, [X])
 
 
 # ---------------------------------------------------------------- batched
@@ -389,6 +405,12 @@ def test_emd2_batch_matches_loop(rng):
         ot.emd2_batch([problems[0], (np.ones(2), np.ones(3), np.ones((2, 3)))])
     with pytest.warns(RuntimeWarning):
         ot.emd2_batch([random_problem(rng, "uniform_real", 30, 30)], numItermax=1)
+    good = problems[0]
+    for bad, msg in [((good[0], good[1] * 2, good[2]), "same total mass"),
+                     ((-good[0], good[1], good[2]), "negative"),
+                     ((good[0], good[1], np.full_like(good[2], np.nan)), "NaN")]:
+        with pytest.raises(ValueError, match=msg):
+            ot.emd2_batch([good, bad])
 
 
 @pytest.mark.parametrize("metric", ["wmd", "wrd"])
