@@ -159,7 +159,10 @@ typedef struct {
     ptrdiff_t n, m;   /* compacted sizes; nodes 0..n-1 sources, n..n+m-1 sinks, n+m root */
     const double *C;  /* (n, m) costs, row stride ldc */
     ptrdiff_t ldc;
-    int32_t *parent, *first_child, *next_sib, *prev_sib, *succ; /* succ: subtree sizes */
+    int32_t *parent, *succ;           /* parent node, subtree sizes */
+    int32_t *thread, *rev, *last;      /* preorder successor / predecessor, last node of the subtree */
+    int32_t *first_child, *next_sib;   /* child lists, only while building the first tree */
+    int32_t *pbuf;                     /* 4 (N + 1) scratch for pivots */
     double *flow;     /* flow on the arc between a node and its parent */
     double *pi;       /* node potentials: reduced cost of arc s->t is c + pi[s] - pi[t] */
     double cmax;      /* max |C| */
@@ -212,57 +215,43 @@ FC_INLINE double ns_child_pi(const fc_ns *s, int32_t u, int32_t p)
     return u < (int32_t)s->n ? s->pi[p] - c : s->pi[p] + c;
 }
 
-FC_INLINE void ns_unlink(fc_ns *s, int32_t v)
-{
-    int32_t p = s->parent[v], pv = s->prev_sib[v], nx = s->next_sib[v];
-    if (pv >= 0) s->next_sib[pv] = nx; else s->first_child[p] = nx;
-    if (nx >= 0) s->prev_sib[nx] = pv;
-}
-
 FC_INLINE void ns_link(fc_ns *s, int32_t v, int32_t p)
 {
-    int32_t f = s->first_child[p];
-    s->next_sib[v] = f;
-    s->prev_sib[v] = -1;
-    if (f >= 0) s->prev_sib[f] = v;
+    s->next_sib[v] = s->first_child[p];
     s->first_child[p] = v;
     s->parent[v] = p;
 }
 
-/* Add shift to pi of every proper descendant of top, or (recompute) set their pi from
- * their parents'. */
-static void ns_walk_subtree(fc_ns *s, int32_t top, double shift, int recompute)
+FC_INLINE void th_link(fc_ns *s, int32_t x, int32_t y)
 {
-    int32_t u = top;
+    s->thread[x] = y;
+    s->rev[y] = x;
+}
+
+/* pi += shift on the subtree of top (a contiguous piece of the preorder thread) */
+static void ns_shift_subtree(fc_ns *s, int32_t top, double shift)
+{
+    int32_t u = top, stop = s->last[top];
     for (;;) {
-        int32_t c = s->first_child[u];
-        if (c >= 0) {
-            u = c;
-        } else {
-            while (u != top && s->next_sib[u] < 0) u = s->parent[u];
-            if (u == top) return;
-            u = s->next_sib[u];
-        }
-        if (recompute) s->pi[u] = ns_child_pi(s, u, s->parent[u]);
-        else s->pi[u] += shift;
+        s->pi[u] += shift;
+        if (u == stop) return;
+        u = s->thread[u];
     }
 }
 
-/* Add shift to pi of every node outside the subtree of skip (the root included). */
+/* pi += shift on every node outside the subtree of skip (the root included) */
 static void ns_shift_complement(fc_ns *s, int32_t skip, double shift)
 {
     int32_t R = NS_ROOT(s), u = R;
-    s->pi[R] += shift;
     for (;;) {
-        int32_t c = u == skip ? -1 : s->first_child[u];
-        if (c >= 0) {
-            u = c;
-        } else {
-            while (u != R && s->next_sib[u] < 0) u = s->parent[u];
+        if (u == skip) {
+            u = s->thread[s->last[skip]];
             if (u == R) return;
-            u = s->next_sib[u];
+            continue;
         }
-        if (u != skip) s->pi[u] += shift;
+        s->pi[u] += shift;
+        u = s->thread[u];
+        if (u == R) return;
     }
 }
 
@@ -270,7 +259,7 @@ static void ns_recompute_potentials(fc_ns *s)
 {
     int32_t r = NS_ROOT(s);
     s->pi[r] = 0.0;
-    ns_walk_subtree(s, r, 0.0, 1);
+    for (int32_t u = s->thread[r]; u != r; u = s->thread[u]) s->pi[u] = ns_child_pi(s, u, s->parent[u]);
     double pmax = 0.0;
     for (int32_t u = 0; u < r; u++) {
         double a = fabs(s->pi[u]);
@@ -404,7 +393,7 @@ static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const d
         adj[pos[y]] = x; adjf[pos[y]++] = ef[e];
     }
     for (int32_t u = 0; u <= N; u++) {
-        s->parent[u] = -2; s->first_child[u] = -1; s->next_sib[u] = -1; s->prev_sib[u] = -1;
+        s->parent[u] = -2; s->first_child[u] = -1; s->next_sib[u] = -1;
     }
     s->parent[R] = -1;
     s->pi[R] = 0.0;
@@ -428,6 +417,22 @@ static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const d
     }
     for (int32_t u = 0; u <= N; u++) s->succ[u] = 1;
     for (int32_t t = qt - 1; t >= 0; t--) s->succ[s->parent[queue[t]]] += s->succ[queue[t]];
+    /* preorder thread from the child lists; last[u] = order[index(u) + succ(u) - 1] */
+    {
+        int32_t *order = s->pbuf, *index = s->pbuf + (N + 1), k = 0, u = R, prev = R;
+        for (;;) {
+            order[k] = u; index[u] = k++;
+            if (u != R) th_link(s, prev, u);
+            prev = u;
+            int32_t c = s->first_child[u];
+            if (c >= 0) { u = c; continue; }
+            while (u != R && s->next_sib[u] < 0) u = s->parent[u];
+            if (u == R) break;
+            u = s->next_sib[u];
+        }
+        th_link(s, prev, R);
+        for (int32_t x = 0; x <= N; x++) s->last[x] = order[index[x] + s->succ[x] - 1];
+    }
     free(deg); free(adj); free(adjf); free(queue);
     ns_recompute_potentials(s);
     return FC_OK;
@@ -468,10 +473,48 @@ static int ns_pivot(fc_ns *s, int32_t i, int32_t j, double rc)
     }
     s->flow[u_out] = 0.0;
 
-    /* Re-hang the subtree cut off at u_out: reverse the path p0 .. u_out. */
+    /* Re-hang the subtree S cut off at u_out: reverse the path p0 = v_0 .. v_t = u_out. */
     int32_t p0 = side == 1 ? first : second, q = side == 1 ? second : first;
     int32_t sz = succ[u_out];
-    /* subtree sizes: ancestors of u_out lose it, q and its ancestors gain it (up to join) */
+    int32_t *thread = s->thread, *rev = s->rev, *last = s->last;
+    /* (1) old thread values along the path, read before any write:
+     * piece of v_0: [v_0 .. last(v_0)]; piece of v_k: [v_k .. rev(v_{k-1})] and, unless
+     * empty, [thread(last(v_{k-1})) .. last(v_k)]: its old subtree minus v_{k-1}'s. */
+    int32_t N1 = (int32_t)(s->n + s->m + 1);
+    int32_t *path = s->pbuf, *a_end = s->pbuf + N1, *b_start = s->pbuf + 2 * N1, *b_end = s->pbuf + 3 * N1;
+    int32_t t = 0;
+    for (int32_t v = p0;; v = parent[v]) {
+        path[t] = v;
+        if (t > 0) {
+            int32_t prevv = path[t - 1];
+            a_end[t] = rev[prevv];
+            b_start[t] = last[prevv] == last[v] ? -1 : thread[last[prevv]];
+            b_end[t] = last[v];
+        }
+        if (v == u_out) break;
+        t++;
+    }
+    int32_t s_last_old = last[u_out], before = rev[u_out], after = thread[s_last_old];
+    /* (2) the new preorder of S */
+    int32_t tail = last[p0];
+    for (int32_t k = 1; k <= t; k++) {
+        th_link(s, tail, path[k]);
+        tail = a_end[k];
+        if (b_start[k] >= 0) { th_link(s, tail, b_start[k]); tail = b_end[k]; }
+    }
+    int32_t s_end = tail;
+    /* (3) cut S out of the old place; ancestors that ended with S now end before it */
+    th_link(s, before, after);
+    for (int32_t x = parent[u_out]; x >= 0 && last[x] == s_last_old; x = parent[x]) last[x] = before;
+    /* (4) insert S right after q (as its first child) */
+    int32_t nq = thread[q];
+    th_link(s, q, p0);
+    th_link(s, s_end, nq);
+    if (last[q] == q)
+        for (int32_t x = q; x >= 0 && last[x] == q; x = parent[x]) last[x] = s_end;
+    for (int32_t k = 0; k <= t; k++) last[path[k]] = s_end;
+
+    /* subtree sizes: ancestors of u_out lose S, q and its ancestors gain it (up to join) */
     for (u = parent[u_out]; u != join; u = parent[u]) succ[u] -= sz;
     for (u = q; u != join; u = parent[u]) succ[u] += sz;
     int32_t v = p0, newpar = q, prev_old = 0;
@@ -479,8 +522,7 @@ static int ns_pivot(fc_ns *s, int32_t i, int32_t j, double rc)
     for (;;) {
         int32_t oldpar = parent[v], old_size = succ[v];
         double oldflow = s->flow[v];
-        ns_unlink(s, v);
-        ns_link(s, v, newpar);
+        parent[v] = newpar;
         s->flow[v] = newflow;
         succ[v] = sz - prev_old;  /* new size along the reversed path */
         if (v == u_out) break;
@@ -491,12 +533,8 @@ static int ns_pivot(fc_ns *s, int32_t i, int32_t j, double rc)
     }
     /* make the entering arc's reduced cost zero: shift the smaller side */
     double shift = side == 1 ? -rc : rc;
-    if (2 * (ptrdiff_t)sz <= s->n + s->m + 1) {
-        s->pi[p0] += shift;
-        ns_walk_subtree(s, p0, shift, 0);
-    } else {
-        ns_shift_complement(s, p0, -shift);
-    }
+    if (2 * (ptrdiff_t)sz <= s->n + s->m + 1) ns_shift_subtree(s, p0, shift);
+    else ns_shift_complement(s, p0, -shift);
     return FC_OK;
 }
 
@@ -725,11 +763,12 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
     s.m = mm;
     {
         size_t N1 = (size_t)(nn + mm + 1);
-        iwork = malloc(sizeof(int32_t) * 5 * N1);
+        iwork = malloc(sizeof(int32_t) * 12 * N1);
         work = malloc(sizeof(double) * 2 * N1);
         if (!iwork || !work) { status = FC_OUT_OF_MEMORY; goto done; }
         s.parent = iwork; s.first_child = iwork + N1; s.next_sib = iwork + 2 * N1;
-        s.prev_sib = iwork + 3 * N1; s.succ = iwork + 4 * N1;
+        s.succ = iwork + 3 * N1; s.thread = iwork + 4 * N1; s.rev = iwork + 5 * N1;
+        s.last = iwork + 6 * N1; s.pbuf = iwork + 8 * N1;
         s.flow = work; s.pi = work + N1;
     }
     status = ns_solve(&s, ab, ab + nn, max_iter);
