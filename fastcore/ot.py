@@ -435,7 +435,6 @@ def _wrd_doc(X, name, fname, d=None):
     return np.ascontiguousarray(X / norms[:, None]), norms / norms.sum()
 
 
-_OFF1 = np.array([0, 1], dtype=np.int64)
 
 
 def _single(metric, X, a, Y, b):

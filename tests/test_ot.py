@@ -114,6 +114,20 @@ def test_matches_pot(rng, n, m, d, uniform):
 
 
 @needs("ot")
+@pytest.mark.parametrize("shift", [0.25, 1.0])
+def test_shifted_clouds_match_pot(rng, shift):
+    # the optimum uses long arcs: exercises the switch from the working set to row pricing
+    import ot as pot
+
+    n = 300
+    x, y = rng.random((n, 2)), rng.random((n, 2)) + shift
+    M = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
+    a = np.full(n, 1 / n)
+    G, lg = ot.emd(a, a, M, log=True)
+    check_solution(a, a, M, G, lg, pot.emd2(a, a, M, numItermax=10**8))
+
+
+@needs("ot")
 def test_integer_costs_assignment_matches_pot(rng):
     import ot as pot
 
