@@ -6,9 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef EMD_DEBUG
-#include <stdio.h>
-#endif
 
 #include "fc_math.h"
 #include "fc_parallel.h"
@@ -674,9 +671,6 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
             ns_recompute_potentials(s);
             if (s->w_all) { verified = 1; continue; }
             ptrdiff_t added = ns_full_scan(s);
-#ifdef EMD_DEBUG
-            fprintf(stderr, "scan %lld at pivot %lld: added %td (W %td)\n", s->n_scans, it, added, s->nw);
-#endif
             if (added < 0) { status = FC_OUT_OF_MEMORY; break; }
             if (added == 0) break;
             /* W keeps missing many good arcs (the optimum is not local, e.g. shifted
