@@ -16,10 +16,10 @@ def _threads():
     return int(os.environ.get("FASTCORE_BENCH_THREADS", "1"))
 
 
-def _cloud(n, d, uniform, seed=0):
+def _cloud(n, d, uniform, seed=0, shift=0.0):
     def setup():
         rng = np.random.default_rng(seed)
-        x, y = rng.random((n, d)), rng.random((n, d))
+        x, y = rng.random((n, d)), rng.random((n, d)) + shift
         M = np.sqrt(np.maximum((x * x).sum(1)[:, None] + (y * y).sum(1)[None] - 2 * x @ y.T, 0))
         if uniform:
             a = b = np.full(n, 1.0 / n)
@@ -54,6 +54,13 @@ def _emd_cases():
                 impls["POT default limit"] = lambda s: ot.emd2(s["a"], s["b"], s["M"])
         w = "uniform" if uniform else "random w"
         out.append(Case("ot", f"emd2 n=m={n} d={d} {w}", _cloud(n, d, uniform), impls, None, _check_close()))
+    impls = {"fastcore": lambda s: fot.emd2(s["a"], s["b"], s["M"])}
+    if have("ot"):
+        import ot
+
+        impls["POT"] = lambda s: ot.emd2(s["a"], s["b"], s["M"], numItermax=10**8)
+    out.append(Case("ot", "emd2 n=m=1000 d=2 uniform, clouds shifted by 1", _cloud(1000, 2, True, shift=1.0),
+                    impls, None, _check_close()))
     return out
 
 
