@@ -12,18 +12,23 @@
  *     columns), a forest of positive flows; its components hang from an artificial root
  *     by zero-flow arcs pointing to the root (they can never carry flow), so the starting
  *     tree is strongly feasible with no big-M phase;
- *   - block-search pricing over whole rows (a vectorised row minimum of M_ij - v_j);
+ *   - pricing: block search over a working set of arcs stored with their costs (the
+ *     K cheapest of each row and column to start); when it holds no entering arc, one
+ *     pass over M adds the most violated arcs of every row (and certifies optimality
+ *     when there are none).  Problems whose optimum is not local (many arcs added per
+ *     pass), and small problems, price whole rows of M instead (vectorised row minimum);
  *   - Cunningham's leaving-arc rule (last blocking arc from the apex), which keeps the
  *     tree strongly feasible, so degenerate pivots cannot cycle;
- *   - spanning tree stored as parent / depth / child lists; potentials and depths of the
- *     re-hung subtree are updated in one walk; potentials are recomputed from the tree
- *     periodically and before optimality is declared.
- * Masses: sum(a) and sum(b) should agree to rounding (the Python layer rescales b);
- * the last few ulps of imbalance are left untransported.
+ *   - spanning tree stored as parent, subtree sizes (apex search) and a preorder thread
+ *     with last-successor links (potential updates walk the smaller side of the cut);
+ *     potentials are recomputed from the tree periodically and before optimality is
+ *     declared.
+ * Masses: the caller checks that sum(a) and sum(b) agree to its tolerance; b is then
+ * rescaled to a's mass here, and the last ulps of imbalance are left untransported.
  *
- * Everything is float64; nothing is printed or allocated behind the caller's back
- * except the solver's O(n + m) workspace (and an (n', m') copy of M only when zero-mass
- * rows/columns were removed).
+ * Everything is float64; nothing is printed.  Memory: O(n + m) for the tree, the
+ * working set (about 9 (n + m) arcs plus those added by passes), and an (n', m') copy
+ * of M only when zero-mass rows/columns were removed; never a dense plan unless asked.
  */
 #ifndef FC_EMD_H
 #define FC_EMD_H
@@ -85,9 +90,8 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
                     double *out, int n_threads);
 
 /* k nearest corpus documents of each query, exact, with pruning.
- * bound_a (nq, d) and bound_b (nc, d): the weighted centroids sum_i w_i x_i (WMD; the
- * centroid distance is a lower bound) or sum_i w_i x_i (WRD on unit vectors; then
- * 0.5 * ||.||^2 is the bound).  If prune == 0 every pair is solved exactly.
+ * cent_q (nq, d) and cent_c (nc, d): the weighted centroids sum_i w_i x_i of each
+ * document (WMD: their distance is a lower bound; WRD on unit vectors: 0.5 * ||.||^2 is).  If prune == 0 every pair is solved exactly.
  * Outputs: idx (nq, k) and dist (nq, k) sorted by (distance, index); n_exact (nq): the
  * number of exact solves per query; n_rwmd (nq): relaxed bounds evaluated. */
 int fc_doc_knn(int metric, ptrdiff_t d,
