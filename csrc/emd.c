@@ -278,7 +278,7 @@ static void ns_recompute_potentials(fc_ns *s)
 #define ROW_BLOCK_FACTOR 1.0
 #endif
 #ifndef GREEDY_K_SMALL
-#define GREEDY_K_SMALL 3 /* round 1 when W holds every arc anyway */
+#define GREEDY_K_SMALL 1 /* per row when whole rows are priced (small problems) */
 #endif
 #ifndef SCAN_ADD
 #define SCAN_ADD 4   /* most negative arcs per row added to W by a full scan */
