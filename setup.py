@@ -24,6 +24,7 @@ EXTENSIONS = {
     "fastcore._softmax": ["csrc/softmax.c"],
     "fastcore._optim": ["csrc/optim.c", "csrc/norm.c"],
     "fastcore._crf": ["csrc/crf.c"],
+    "fastcore._emd": ["csrc/emd.c"],
 }
 COMMON_SOURCES = ["csrc/fc_status.c"]
 

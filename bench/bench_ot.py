@@ -1,0 +1,162 @@
+"""fastcore.ot (exact EMD, batched WMD, k-NN) beside POT on the same inputs.
+
+POT (``ot.emd2``) is run with a pivot limit large enough to reach the optimum
+(``numItermax=10**8``), except where its default limit is named.  Costs are checked
+to agree to 1e-9 relative where both reach the optimum.
+"""
+import os
+
+import numpy as np
+
+from fastcore import ot as fot
+from _harness import Case, benchmark_tests, have
+
+
+def _threads():
+    return int(os.environ.get("FASTCORE_BENCH_THREADS", "1"))
+
+
+def _cloud(n, d, uniform, seed=0, shift=0.0):
+    def setup():
+        rng = np.random.default_rng(seed)
+        x, y = rng.random((n, d)), rng.random((n, d)) + shift
+        M = np.sqrt(np.maximum((x * x).sum(1)[:, None] + (y * y).sum(1)[None] - 2 * x @ y.T, 0))
+        if uniform:
+            a = b = np.full(n, 1.0 / n)
+        else:
+            a, b = rng.random(n), rng.random(n)
+            a, b = a / a.sum(), b / b.sum()
+        return {"a": a, "b": b, "M": M}
+
+    return setup
+
+
+def _check_close(rtol=1e-9):
+    def check(results):
+        ref = np.asarray(results["fastcore"], dtype=np.float64)
+        for name, value in results.items():
+            if name.endswith("default limit"):
+                continue
+            np.testing.assert_allclose(np.asarray(value, dtype=np.float64), ref, rtol=rtol, err_msg=name)
+
+    return check
+
+
+def _emd_cases():
+    out = []
+    for n, d, uniform in [(500, 64, True), (1000, 64, True), (1000, 2, False), (2000, 64, True)]:
+        impls = {"fastcore": lambda s: fot.emd2(s["a"], s["b"], s["M"])}
+        if have("ot"):
+            import ot
+
+            impls["POT"] = lambda s: ot.emd2(s["a"], s["b"], s["M"], numItermax=10**8)
+            if n == 2000:
+                impls["POT default limit"] = lambda s: ot.emd2(s["a"], s["b"], s["M"])
+        w = "uniform" if uniform else "random w"
+        out.append(Case("ot", f"emd2 n=m={n} d={d} {w}", _cloud(n, d, uniform), impls, None, _check_close()))
+    impls = {"fastcore": lambda s: fot.emd2(s["a"], s["b"], s["M"])}
+    if have("ot"):
+        import ot
+
+        impls["POT"] = lambda s: ot.emd2(s["a"], s["b"], s["M"], numItermax=10**8)
+    out.append(Case("ot", "emd2 n=m=1000 d=2 uniform, clouds shifted by 1", _cloud(1000, 2, True, shift=1.0),
+                    impls, None, _check_close()))
+    return out
+
+
+def _docs(count, lo, hi, d, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((int(rng.integers(lo, hi + 1)), d)) for _ in range(count)]
+
+
+def _dist(X, Y):
+    return np.sqrt(np.maximum((X * X).sum(1)[:, None] + (Y * Y).sum(1)[None] - 2 * X @ Y.T, 0))
+
+
+def _overhead_case():
+    def setup():
+        X, Y = _docs(2, 26, 26, 300, 1)
+        return {"a": np.full(26, 1 / 26), "M": _dist(X, Y)}
+
+    impls = {"fastcore": lambda s: fot.emd2(s["a"], s["a"], s["M"])}
+    if have("ot"):
+        import ot
+
+        impls["POT"] = lambda s: ot.emd2(s["a"], s["a"], s["M"])
+    return Case("ot", "emd2 one 26x26 WMD (cost given)", setup, impls, ("call", 1), _check_close(1e-12))
+
+
+def _batch_cases():
+    na, nb = 40, 50  # 2,000 pairs of 10-50 words, d = 300
+
+    def setup():
+        return {"A": _docs(na, 10, 50, 300, 2), "B": _docs(nb, 10, 50, 300, 3)}
+
+    def pot_loop(s):
+        import ot
+
+        out = np.empty((na, nb))
+        for i, X in enumerate(s["A"]):
+            for j, Y in enumerate(s["B"]):
+                out[i, j] = ot.emd2([], [], ot.dist(X, Y, metric="euclidean"))
+        return out
+
+    def setup_batch():
+        s = setup()
+        return [([], [], _dist(X, Y)) for X in s["A"][:10] for Y in s["B"]]
+
+    def pot_batch_loop(probs):
+        import ot
+
+        return np.array([ot.emd2(a, b, M) for a, b, M in probs])
+
+    impls = {"fastcore": lambda s: fot.pairwise(s["A"], s["B"], "wmd", n_threads=_threads())}
+    impls2 = {"fastcore": lambda probs: fot.emd2_batch(probs, n_threads=_threads())}
+    if have("ot"):
+        impls["POT loop"] = pot_loop
+        impls2["POT loop"] = pot_batch_loop
+    return [
+        Case("ot", f"pairwise WMD {na}x{nb} docs, 10-50 words, d=300", setup, impls, ("pair", na * nb),
+             _check_close(1e-9)),
+        Case("ot", "emd2_batch 500 WMD problems (costs given)", setup_batch, impls2, ("problem", 500),
+             _check_close(1e-9)),
+    ]
+
+
+def _knn_case():
+    nq, nc, k = 10, 1000, 5
+
+    def setup():
+        rng = np.random.default_rng(4)
+        topics = rng.standard_normal((50, 100))
+        def doc(t):
+            return topics[t] + 0.8 * rng.standard_normal((int(rng.integers(10, 31)), 100))
+        return {"Q": [doc(int(rng.integers(50))) for _ in range(nq)],
+                "C": [doc(int(rng.integers(50))) for _ in range(nc)]}
+
+    def fc(s):
+        return fot.knn(s["Q"], s["C"], k, n_threads=_threads())[0]
+
+    def brute_pot(s):
+        import ot
+
+        D = np.array([[ot.emd2([], [], ot.dist(X, Y, metric="euclidean")) for Y in s["C"]] for X in s["Q"]])
+        idx = np.argsort(D, axis=1, kind="stable")[:, :k]
+        return idx
+
+    def check(results):
+        for name, value in results.items():
+            np.testing.assert_array_equal(value, results["fastcore"], err_msg=name)
+
+    impls = {"fastcore": fc, "fastcore brute force": lambda s: fot.knn(s["Q"], s["C"], k, prune=False,
+                                                                       n_threads=_threads())[0]}
+    if have("ot"):
+        impls["POT brute force"] = brute_pot
+    return Case("ot", f"knn {nq} queries x {nc} docs, k={k}, d=100", setup, impls, ("query", nq), check)
+
+
+def cases():
+    return _emd_cases() + [_overhead_case()] + _batch_cases() + [_knn_case()]
+
+
+test_ot = benchmark_tests(cases)
