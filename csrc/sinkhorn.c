@@ -1,0 +1,78 @@
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "sinkhorn.h"
+#include "fc_math.h"
+#include "fc_parallel.h"
+
+#define FC_SK_LANES 8      /* independent partial sums / maxima per reduction */
+#define FC_SK_CBLOCK 256   /* columns per task of the exact column log-sum-exp */
+
+/* Iterations synchronise the threads twice; below this many entries of M (times k) a
+ * pass is too short for that to pay, above all on a loaded machine. */
+#define FC_SK_MIN_PARALLEL 200000.0
+#define FC_SK_RATE_FROM 20  /* auto over-relaxation: first window starts at iteration 20 */
+#define FC_SK_RATE_WIN 50   /* of the last stage, and windows are 50 iterations long */
+#define FC_SK_OMEGA_MAX 1.95
+
+/* exp(x), but exactly 0 below exp(-600): the products and sums of the fused pass then
+ * never meet subnormal numbers, which the processor handles 100x slower (the argument
+ * is clamped first, so that even the discarded lanes compute no subnormal). */
+FC_INLINE double fc_sk_exp(double x)
+{
+    double e = fc_exp_f64(x > -600.0 ? x : -600.0);
+    return x >= -600.0 ? e : 0.0;
+}
+
+/* exp(x), exactly 0 where the result would be subnormal (x < -708). */
+FC_INLINE double fc_sk_exp_normal(double x)
+{
+    double e = fc_exp_f64(x > -708.0 ? x : -708.0);
+    return x >= -708.0 ? e : 0.0;
+}
+
+#ifdef _OPENMP
+#define FC_SK_BARRIER FC_PRAGMA(omp barrier)
+#else
+#define FC_SK_BARRIER
+#endif
+
+/* Rows per block and number of blocks: a function of n only (never of the thread
+ * count), so that column sums are added in the same order whatever n_threads is. */
+static void fc_sk_blocks(ptrdiff_t n, ptrdiff_t *rb, ptrdiff_t *nb)
+{
+    ptrdiff_t r = (n + 63) / 64;
+    if (r < 16) r = 16;
+    *rb = r;
+    *nb = (n + r - 1) / r;
+}
+
+static void fc_sk_reduce_cols(const double *part, ptrdiff_t nb, ptrdiff_t k, ptrdiff_t m,
+                              const ptrdiff_t *act, ptrdiff_t nact, double *colsum, int tid, int nth)
+{
+    ptrdiff_t lo, hi;
+    fc_split(nact * m, nth, tid, &lo, &hi);
+    while (lo < hi) {
+        ptrdiff_t q = lo / m, j0 = lo % m;
+        ptrdiff_t j1 = (hi - q * m) < m ? hi - q * m : m;
+        ptrdiff_t h = act[q];
+        double *c = colsum + h * m;
+        const double *p0 = part + h * m;
+        for (ptrdiff_t j = j0; j < j1; ++j) c[j] = p0[j];
+        for (ptrdiff_t bk = 1; bk < nb; ++bk) {
+            const double *p = part + (bk * k + h) * m;
+            for (ptrdiff_t j = j0; j < j1; ++j) c[j] += p[j];
+        }
+        lo = q * m + j1;
+    }
+}
+
+#define FC_REAL_DOUBLE 0
+#include "fc_real.h"
+#include "sinkhorn_impl.h"
+
+#undef FC_REAL_DOUBLE
+#define FC_REAL_DOUBLE 1
+#include "fc_real.h"
+#include "sinkhorn_impl.h"
