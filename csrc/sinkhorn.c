@@ -6,7 +6,7 @@
 #include "fc_math.h"
 #include "fc_parallel.h"
 
-#define FC_SK_LANES 8      /* independent partial sums / maxima per reduction */
+#define FC_SK_LANES 16     /* independent partial sums / maxima per reduction */
 #define FC_SK_CBLOCK 256   /* columns per task of the exact column log-sum-exp */
 
 /* Iterations synchronise the threads twice; below this many entries of M (times k) a
