@@ -58,8 +58,12 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
     double c = log_a - alpha_old; /* the previous row log-sum-exp */
     double s = 0.0;
     if (c > -INFINITY && c < INFINITY) {
-        for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = fc_sk_exp(beta[j] - (double)Mi[j] * inv_reg - c);
-        s = FC_NAME(fc_sk_suml)(tbuf, m);
+        FC_SK_SIMD_SUM(s)
+        for (ptrdiff_t j = 0; j < m; ++j) {
+            double e = fc_sk_exp(beta[j] - (double)Mi[j] * inv_reg - c);
+            tbuf[j] = e;
+            s += e;
+        }
     }
     if (!(s >= 1e-30 && s <= 1e30)) {
         for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = beta[j] - (double)Mi[j] * inv_reg;
