@@ -87,26 +87,18 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
     return alpha_new;
 }
 
-/* Scaling row update: u_i = a_i / (K_i . v); adds K_ij u_i to colpart.  With
- * update == 0, u_i is given and only the column sums are accumulated. */
-FC_INLINE double FC_NAME(fc_sk_kroww)(const fc_real *Ki, const double *v, ptrdiff_t m, double a_i,
-                                      double u_i, int update, double *colpart)
+/* Scaling rows i, i + 1: r_q = K_q . v in double (v is loaded once for both rows). */
+FC_INLINE void FC_NAME(fc_sk_kdot2)(const fc_real *restrict K0, const fc_real *restrict K1,
+                                    const double *restrict v, ptrdiff_t m, double *r0, double *r1)
 {
-    if (update) {
-        double sl[FC_SK_LANES];
-        for (int l = 0; l < FC_SK_LANES; ++l) sl[l] = 0.0;
-        ptrdiff_t mb = m - m % FC_SK_LANES, j = 0;
-        for (; j < mb; j += FC_SK_LANES)
-            for (int l = 0; l < FC_SK_LANES; ++l) sl[l] += (double)Ki[j + l] * v[j + l];
-        double r = 0.0;
-        for (; j < m; ++j) r += (double)Ki[j] * v[j];
-        for (int l = 0; l < FC_SK_LANES; ++l) r += sl[l];
-        if (!(a_i > 0.0)) return 0.0;
-        u_i = a_i / r; /* r == 0 gives inf: a breakdown the caller detects */
+    double t0 = 0.0, t1 = 0.0;
+    FC_SK_SIMD_SUM2(t0, t1)
+    for (ptrdiff_t j = 0; j < m; ++j) {
+        t0 += (double)K0[j] * v[j];
+        t1 += (double)K1[j] * v[j];
     }
-    if (u_i != 0.0)
-        for (ptrdiff_t j = 0; j < m; ++j) colpart[j] += (double)Ki[j] * u_i;
-    return u_i;
+    *r0 = t0;
+    *r1 = t1;
 }
 
 static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t m, ptrdiff_t k,
@@ -127,19 +119,38 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t 
         }
 }
 
+/* Scaling pass over rows [r0, r1), two rows at a time (v and the column sums are
+ * loaded once per pair): u_i = a_i / (K_i . v) (kept as given when update == 0) and
+ * part += K_i u_i.  r == 0 gives u = inf: a breakdown the caller detects. */
 static FC_MULTIVERSION void FC_NAME(fc_sk_kblock)(const fc_real *K, ptrdiff_t m, ptrdiff_t k,
                                                   ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
                                                   const ptrdiff_t *act, ptrdiff_t nact,
                                                   const double *v, const double *a, double *u,
                                                   int update, double *part)
 {
+    (void)k;
     for (ptrdiff_t q = 0; q < nact; ++q) memset(part + act[q] * m, 0, (size_t)m * sizeof(double));
-    for (ptrdiff_t i = r0; i < r1; ++i)
+    for (ptrdiff_t i = r0; i < r1; i += 2) {
+        int pair = i + 1 < r1;
+        const fc_real *restrict K0 = K + i * m;
+        const fc_real *restrict K1 = pair ? K0 + m : K0;
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];
-            u[h * n + i] = FC_NAME(fc_sk_kroww)(K + i * m, v + h * m, m, a[i], u[h * n + i], update,
-                                                part + h * m);
+            double *uh = u + h * n;
+            double *restrict cp = part + h * m;
+            if (update) {
+                double d0, d1;
+                FC_NAME(fc_sk_kdot2)(K0, K1, v + h * m, m, &d0, &d1);
+                uh[i] = a[i] > 0.0 ? a[i] / d0 : 0.0;
+                if (pair) uh[i + 1] = a[i + 1] > 0.0 ? a[i + 1] / d1 : 0.0;
+            }
+            double u0 = uh[i], u1 = pair ? uh[i + 1] : 0.0;
+            if (pair)
+                for (ptrdiff_t j = 0; j < m; ++j) cp[j] += (double)K0[j] * u0 + (double)K1[j] * u1;
+            else
+                for (ptrdiff_t j = 0; j < m; ++j) cp[j] += (double)K0[j] * u0;
         }
+    }
 }
 
 /* Exact log-sum-exp down the columns cols[0..nc) (all columns when cols == NULL,
