@@ -159,7 +159,11 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
                 f"method='sinkhorn': exp(-M/reg) under- or overflows in {M.dtype} (a row or column of "
                 f"the kernel is 0, or an entry is infinite) at reg={reg:g}; use method='sinkhorn_log' "
                 f"or 'sinkhorn_epsilon_scaling'")
-        u = np.full((k, n), 1.0 / n) if ws is None else np.exp(ws[0])
+        with np.errstate(over="ignore"):
+            u = np.full((k, n), 1.0 / n) if ws is None else np.exp(ws[0])
+        if not np.isfinite(u).all():
+            raise ValueError("warmstart[0] overflows exp() for method='sinkhorn' (the scaling u is "
+                             "infinite); use method='sinkhorn_log'")
         v = np.empty((k, m))
         hist = np.zeros((k, numItermax))
         _sinkhorn.sinkhorn_knopp(M, a, B, reg, numItermax, stopThr, u, v, niter, err, state, hist,

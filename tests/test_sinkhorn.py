@@ -369,6 +369,8 @@ def test_bad_arguments_are_clear_errors(rng):
         sinkhorn(a, b, M, 0.1, warmstart=(np.zeros(4), np.zeros(4)))
     with pytest.raises(ValueError, match="warmstart"):
         sinkhorn(a, b, M, 0.1, warmstart=(np.full(5, np.nan), np.zeros(4)))
+    with pytest.raises(ValueError, match="overflows exp"):
+        sinkhorn(a, b, M, 0.1, method="sinkhorn", warmstart=(np.full(5, 800.0), np.zeros(4)))
     with pytest.raises(TypeError, match="M must be a real numeric array"):
         sinkhorn(a, b, M.astype(complex), 0.1)
     with pytest.raises(ValueError, match="objective must be"):
