@@ -237,6 +237,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
     fc_sk_blocks(n, &rb, &nb);
     int nt = fc_clamp_threads(n_threads, nb);
     if ((double)n * (double)m * (double)k < FC_SK_MIN_PARALLEL) nt = 1;
+    (void)nt;
 
     double *part = malloc((size_t)nb * (size_t)k * (size_t)m * sizeof(double));
     double *tbuf = malloc((size_t)nt * (size_t)m * sizeof(double));
@@ -409,6 +410,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
     fc_sk_blocks(n, &rb, &nb);
     int nt = fc_clamp_threads(n_threads, nb);
     if ((double)n * (double)m * (double)k < 4.0 * FC_SK_MIN_PARALLEL) nt = 1;
+    (void)nt;
 
     fc_real *K = malloc((size_t)n * (size_t)m * sizeof(fc_real));
     double *part = malloc((size_t)nb * (size_t)k * (size_t)m * sizeof(double));
@@ -423,6 +425,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
     {
         int ntk = fc_clamp_threads(n_threads, n);
         if ((double)n * (double)m < 65536.0) ntk = 1;
+        (void)ntk; /* unused without OpenMP */
         double inv_reg = 1.0 / reg;
         FC_OMP_PARALLEL(ntk)
         {
@@ -565,6 +568,7 @@ int FC_NAME(fc_sinkhorn_plan)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdif
     if (!rc || !rl) { free(rc); free(rl); return FC_OUT_OF_MEMORY; }
     int nt = fc_clamp_threads(n_threads, n);
     if ((double)n * (double)m * (double)k < 16384.0) nt = 1;
+    (void)nt;
     FC_OMP_PARALLEL(nt)
     {
         ptrdiff_t lo, hi;
