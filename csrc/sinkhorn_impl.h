@@ -87,18 +87,24 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
     return alpha_new;
 }
 
-/* Scaling rows i, i + 1: r_q = K_q . v in double (v is loaded once for both rows). */
-FC_INLINE void FC_NAME(fc_sk_kdot2)(const fc_real *restrict K0, const fc_real *restrict K1,
-                                    const double *restrict v, ptrdiff_t m, double *r0, double *r1)
+/* Scaling rows i .. i + 3: r_q = K_q . v in double (v is loaded once for the four rows). */
+FC_INLINE void FC_NAME(fc_sk_kdot4)(const fc_real *restrict K0, const fc_real *restrict K1,
+                                    const fc_real *restrict K2, const fc_real *restrict K3,
+                                    const double *restrict v, ptrdiff_t m, double *r)
 {
-    double t0 = 0.0, t1 = 0.0;
-    FC_SK_SIMD_SUM2(t0, t1)
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
+    FC_SK_SIMD_SUM4(t0, t1, t2, t3)
     for (ptrdiff_t j = 0; j < m; ++j) {
-        t0 += (double)K0[j] * v[j];
-        t1 += (double)K1[j] * v[j];
+        double vj = v[j];
+        t0 += (double)K0[j] * vj;
+        t1 += (double)K1[j] * vj;
+        t2 += (double)K2[j] * vj;
+        t3 += (double)K3[j] * vj;
     }
-    *r0 = t0;
-    *r1 = t1;
+    r[0] = t0;
+    r[1] = t1;
+    r[2] = t2;
+    r[3] = t3;
 }
 
 static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t m, ptrdiff_t k,
@@ -119,8 +125,9 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t 
         }
 }
 
-/* Scaling pass over rows [r0, r1), two rows at a time (v and the column sums are
- * loaded once per pair): u_i = a_i / (K_i . v) (kept as given when update == 0) and
+/* Scaling pass over rows [r0, r1), four rows at a time (v and the column sums are
+ * loaded once per group; a short last group repeats its first row with u = 0, which
+ * adds exact zeros): u_i = a_i / (K_i . v) (kept as given when update == 0) and
  * part += K_i u_i.  r == 0 gives u = inf: a breakdown the caller detects. */
 static FC_MULTIVERSION void FC_NAME(fc_sk_kblock)(const fc_real *K, ptrdiff_t m, ptrdiff_t k,
                                                   ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
@@ -130,25 +137,26 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kblock)(const fc_real *K, ptrdiff_t m,
 {
     (void)k;
     for (ptrdiff_t q = 0; q < nact; ++q) memset(part + act[q] * m, 0, (size_t)m * sizeof(double));
-    for (ptrdiff_t i = r0; i < r1; i += 2) {
-        int pair = i + 1 < r1;
-        const fc_real *restrict K0 = K + i * m;
-        const fc_real *restrict K1 = pair ? K0 + m : K0;
+    for (ptrdiff_t i = r0; i < r1; i += 4) {
+        int g = r1 - i < 4 ? (int)(r1 - i) : 4;
+        const fc_real *restrict Kq[4];
+        for (int t = 0; t < 4; ++t) Kq[t] = K + (i + (t < g ? t : 0)) * m;
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];
             double *uh = u + h * n;
             double *restrict cp = part + h * m;
             if (update) {
-                double d0, d1;
-                FC_NAME(fc_sk_kdot2)(K0, K1, v + h * m, m, &d0, &d1);
-                uh[i] = a[i] > 0.0 ? a[i] / d0 : 0.0;
-                if (pair) uh[i + 1] = a[i + 1] > 0.0 ? a[i + 1] / d1 : 0.0;
+                double d[4];
+                FC_NAME(fc_sk_kdot4)(Kq[0], Kq[1], Kq[2], Kq[3], v + h * m, m, d);
+                for (int t = 0; t < g; ++t) uh[i + t] = a[i + t] > 0.0 ? a[i + t] / d[t] : 0.0;
             }
-            double u0 = uh[i], u1 = pair ? uh[i + 1] : 0.0;
-            if (pair)
-                for (ptrdiff_t j = 0; j < m; ++j) cp[j] += (double)K0[j] * u0 + (double)K1[j] * u1;
-            else
-                for (ptrdiff_t j = 0; j < m; ++j) cp[j] += (double)K0[j] * u0;
+            double w[4];
+            for (int t = 0; t < 4; ++t) w[t] = t < g ? uh[i + t] : 0.0;
+            const fc_real *restrict A = Kq[0], *restrict B = Kq[1], *restrict C = Kq[2],
+                                    *restrict D = Kq[3];
+            double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+            for (ptrdiff_t j = 0; j < m; ++j)
+                cp[j] += (double)A[j] * w0 + (double)B[j] * w1 + (double)C[j] * w2 + (double)D[j] * w3;
         }
     }
 }
