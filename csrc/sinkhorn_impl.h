@@ -51,10 +51,14 @@ FC_INLINE double FC_NAME(fc_sk_suml)(const double *restrict x, ptrdiff_t m)
 FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double *restrict beta,
                                        ptrdiff_t m, double inv_reg, double log_a, double a_i,
                                        double alpha_old, double omega, double *restrict tbuf,
-                                       double *restrict colpart, double *roworr)
+                                       double *w_out, double *roworr)
 {
     *roworr = 0.0;
-    if (!(a_i > 0.0)) return -INFINITY; /* no mass on this row: nothing to add */
+    *w_out = 0.0;
+    if (!(a_i > 0.0)) { /* no mass on this row: nothing to add */
+        memset(tbuf, 0, (size_t)m * sizeof(double));
+        return -INFINITY;
+    }
     double c = log_a - alpha_old; /* the previous row log-sum-exp */
     double s = 0.0;
     if (c > -INFINITY && c < INFINITY) {
@@ -68,7 +72,10 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
     if (!(s >= 1e-30 && s <= 1e30)) {
         for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = beta[j] - (double)Mi[j] * inv_reg;
         c = FC_NAME(fc_sk_maxl)(tbuf, m);
-        if (!(c > -INFINITY)) return -INFINITY; /* cannot happen when b has mass */
+        if (!(c > -INFINITY)) { /* cannot happen when b has mass */
+            memset(tbuf, 0, (size_t)m * sizeof(double));
+            return -INFINITY;
+        }
         for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = fc_sk_exp(tbuf[j] - c);
         s = FC_NAME(fc_sk_suml)(tbuf, m); /* >= 1: the largest term is exp(0) */
     }
@@ -83,7 +90,7 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
         w *= ed;
         *roworr = a_i * (ed - 1.0);
     }
-    for (ptrdiff_t j = 0; j < m; ++j) colpart[j] += tbuf[j] * w;
+    *w_out = w; /* the plan row is tbuf * w */
     return alpha_new;
 }
 
@@ -115,14 +122,28 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t 
                                                     const double *a, double *alpha, double *tbuf,
                                                     double *part, double *rowerr)
 {
+    /* four rows at a time: their plan rows are added to the column sums in one sweep
+     * (a short last group adds exact zeros) */
     for (ptrdiff_t q = 0; q < nact; ++q) memset(part + act[q] * m, 0, (size_t)m * sizeof(double));
-    for (ptrdiff_t i = r0; i < r1; ++i)
+    for (ptrdiff_t i = r0; i < r1; i += 4) {
+        int g = r1 - i < 4 ? (int)(r1 - i) : 4;
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];
-            double *ai = alpha + h * n + i;
-            *ai = FC_NAME(fc_sk_logrow)(M + i * m, beta + h * m, m, inv_reg[h], la[i], a[i], *ai,
-                                        omega[h], tbuf, part + h * m, rowerr + h * n + i);
+            double w[4] = {0.0, 0.0, 0.0, 0.0};
+            for (int t = 0; t < g; ++t) {
+                double *ai = alpha + h * n + i + t;
+                *ai = FC_NAME(fc_sk_logrow)(M + (i + t) * m, beta + h * m, m, inv_reg[h], la[i + t],
+                                            a[i + t], *ai, omega[h], tbuf + t * m, &w[t],
+                                            rowerr + h * n + i + t);
+            }
+            const double *restrict A = tbuf, *restrict B = g > 1 ? tbuf + m : tbuf,
+                                   *restrict C = g > 2 ? tbuf + 2 * m : tbuf,
+                                   *restrict D = g > 3 ? tbuf + 3 * m : tbuf;
+            double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+            double *restrict cp = part + h * m;
+            for (ptrdiff_t j = 0; j < m; ++j) cp[j] += A[j] * w0 + B[j] * w1 + C[j] * w2 + D[j] * w3;
         }
+    }
 }
 
 /* Scaling pass over rows [r0, r1), four rows at a time (v and the column sums are
@@ -248,7 +269,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
     (void)nt;
 
     double *part = malloc((size_t)nb * (size_t)k * (size_t)m * sizeof(double));
-    double *tbuf = malloc((size_t)nt * (size_t)m * sizeof(double));
+    double *tbuf = malloc((size_t)nt * 4 * (size_t)m * sizeof(double));
     double *colsum = malloc((size_t)k * (size_t)m * sizeof(double));
     double *work = malloc((size_t)m * sizeof(double));
     double *la = malloc((size_t)n * sizeof(double));
@@ -306,7 +327,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
             for (ptrdiff_t bk = lo; bk < hi; ++bk) {
                 ptrdiff_t r0 = bk * rb, r1 = r0 + rb < n ? r0 + rb : n;
                 FC_NAME(fc_sk_logblock)(M, m, k, n, r0, r1, act, nact, beta, inv_reg, omega, la, a,
-                                        alpha, tbuf + (ptrdiff_t)tid * m, part + bk * k * m,
+                                        alpha, tbuf + (ptrdiff_t)tid * 4 * m, part + bk * k * m,
                                         rowerr);
             }
             FC_SK_BARRIER;
