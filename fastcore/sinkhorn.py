@@ -33,6 +33,8 @@ MASS_RTOL = 1e-6
 
 # exp(-x) of the stored kernel underflows to 0 beyond these (scaling method)
 _KERNEL_LIMIT = {np.dtype(np.float32): 103.0, np.dtype(np.float64): 744.0}
+# ... and overflows to inf beyond these
+_KERNEL_OVERFLOW = {np.dtype(np.float32): 88.0, np.dtype(np.float64): 709.0}
 
 
 # ---------------------------------------------------------------- validation
@@ -151,10 +153,11 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
     state = np.zeros(k, dtype=np.intc)
     if method == "sinkhorn":
         lim = _KERNEL_LIMIT[M.dtype]
-        pos = a > 0
-        rmin = M[pos].min(axis=1) / reg
-        cmin = M[:, (B > 0).any(axis=0)].min(axis=0) / reg
-        if rmin.max() > lim or cmin.max() > lim or -M.min() / reg > lim:
+        row_min = M.min(axis=1)  # (no copies of M)
+        rmin = row_min[a > 0] / reg
+        cmin = M.min(axis=0)[(B > 0).any(axis=0)] / reg
+        over = _KERNEL_OVERFLOW[M.dtype]
+        if rmin.max() > lim or cmin.max() > lim or -row_min.min() / reg > over:
             raise ValueError(
                 f"method='sinkhorn': exp(-M/reg) under- or overflows in {M.dtype} (a row or column of "
                 f"the kernel is 0, or an entry is infinite) at reg={reg:g}; use method='sinkhorn_log' "

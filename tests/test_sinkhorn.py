@@ -181,6 +181,14 @@ def test_scaling_method_kernel_underflow_is_an_error(rng):
         sinkhorn(a, b, M, 1e-3, method="sinkhorn")
     with pytest.raises(ValueError, match="under- or overflows in float32"):
         sinkhorn(a, b, M.astype(np.float32), 0.05, method="sinkhorn")
+    a2, b2, M2 = problem(rng, 20, 20)
+    Mneg = M2 - M2.max()  # exp(-M/reg) overflows (even on a row of zero weight)
+    Mneg[1:] = 0.0
+    a0 = a2.copy()
+    a0[0] = 0.0
+    assert (Mneg.min(axis=1) / 2e-3 < 744).all() and (Mneg.min(axis=0) / 2e-3 < 744).all()
+    with pytest.raises(ValueError, match="under- or overflows"):
+        sinkhorn(a0 / a0.sum(), b2, Mneg, 2e-3, method="sinkhorn")
     P = sinkhorn(a, b, M, 1e-3, method="sinkhorn_epsilon_scaling")  # the stable methods work
     assert np.isfinite(P).all()
 
