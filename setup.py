@@ -25,6 +25,7 @@ EXTENSIONS = {
     "fastcore._optim": ["csrc/optim.c", "csrc/norm.c"],
     "fastcore._crf": ["csrc/crf.c"],
     "fastcore._emd": ["csrc/emd.c"],
+    "fastcore._sinkhorn": ["csrc/sinkhorn.c"],
 }
 COMMON_SOURCES = ["csrc/fc_status.c"]
 

@@ -1,0 +1,110 @@
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "sinkhorn.h"
+#include "fc_math.h"
+#include "fc_parallel.h"
+
+#define FC_SK_LANES 16     /* independent partial sums / maxima per reduction */
+#define FC_SK_CBLOCK 256   /* columns per task of the exact column log-sum-exp */
+
+/* Iterations synchronise the threads twice; below this many entries of M (times k) a
+ * pass is too short for that to pay, above all on a loaded machine. */
+#define FC_SK_MIN_PARALLEL 200000.0
+#define FC_SK_RATE_FROM 20  /* auto over-relaxation: first window starts at iteration 20 */
+#define FC_SK_RATE_WIN 50   /* of the last stage, and windows are 50 iterations long */
+#define FC_SK_OMEGA_MAX 1.95
+
+/* exp(x) for the fused pass: exactly 0 below exp(-600), so that the products and sums
+ * never meet subnormal numbers (which the processor handles 100x slower).  It is
+ * fc_exp_f64 without what this range does not need: the argument is clamped to
+ * [-600, 700] first (even discarded lanes compute no subnormal), so 2^n is one
+ * normal factor and NaN cannot occur (inputs are finite).  Same polynomial, so the
+ * same accuracy (<= 3 ulp). */
+FC_INLINE double fc_sk_exp(double x)
+{
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    const double log2e = 1.4426950408889634074;
+    const double ln2_hi = 6.93145751953125e-1;
+    const double ln2_lo = 1.42860682030941723212e-6;
+    double xc = x > -600.0 ? x : -600.0;
+    xc = xc < 700.0 ? xc : 700.0;
+    double t = xc * log2e + magic;
+    int64_t n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
+    double nf = t - magic;
+    double r = xc - nf * ln2_hi;
+    r = r - nf * ln2_lo;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    double y = p * fc_bits_to_f64((uint64_t)(n + 1023) << 52);
+    return x >= -600.0 ? y : 0.0;
+}
+
+/* exp(x), exactly 0 where the result would be subnormal (x < -708). */
+FC_INLINE double fc_sk_exp_normal(double x)
+{
+    double e = fc_exp_f64(x > -708.0 ? x : -708.0);
+    return x >= -708.0 ? e : 0.0;
+}
+
+#ifdef _OPENMP
+#define FC_SK_BARRIER FC_PRAGMA(omp barrier)
+/* a vectorised sum (the order of its terms depends on the vector width only) */
+#define FC_SK_SIMD_SUM(s) FC_PRAGMA(omp simd reduction(+ : s))
+#define FC_SK_SIMD_SUM4(s, t, u, v) FC_PRAGMA(omp simd reduction(+ : s, t, u, v))
+#else
+#define FC_SK_SIMD_SUM4(s, t, u, v)
+#define FC_SK_BARRIER
+#define FC_SK_SIMD_SUM(s)
+#endif
+
+/* Rows per block and number of blocks: a function of n only (never of the thread
+ * count), so that column sums are added in the same order whatever n_threads is. */
+static void fc_sk_blocks(ptrdiff_t n, ptrdiff_t *rb, ptrdiff_t *nb)
+{
+    ptrdiff_t r = (n + 63) / 64;
+    if (r < 16) r = 16;
+    *rb = r;
+    *nb = (n + r - 1) / r;
+}
+
+static void fc_sk_reduce_cols(const double *part, ptrdiff_t nb, ptrdiff_t k, ptrdiff_t m,
+                              const ptrdiff_t *act, ptrdiff_t nact, double *colsum, int tid, int nth)
+{
+    ptrdiff_t lo, hi;
+    fc_split(nact * m, nth, tid, &lo, &hi);
+    while (lo < hi) {
+        ptrdiff_t q = lo / m, j0 = lo % m;
+        ptrdiff_t j1 = (hi - q * m) < m ? hi - q * m : m;
+        ptrdiff_t h = act[q];
+        double *c = colsum + h * m;
+        const double *p0 = part + h * m;
+        for (ptrdiff_t j = j0; j < j1; ++j) c[j] = p0[j];
+        for (ptrdiff_t bk = 1; bk < nb; ++bk) {
+            const double *p = part + (bk * k + h) * m;
+            for (ptrdiff_t j = j0; j < j1; ++j) c[j] += p[j];
+        }
+        lo = q * m + j1;
+    }
+}
+
+#define FC_REAL_DOUBLE 0
+#include "fc_real.h"
+#include "sinkhorn_impl.h"
+
+#undef FC_REAL_DOUBLE
+#define FC_REAL_DOUBLE 1
+#include "fc_real.h"
+#include "sinkhorn_impl.h"

@@ -1,0 +1,615 @@
+/* Sinkhorn implementation, instantiated once per precision by sinkhorn.c (see
+ * fc_real.h and sinkhorn.h).  No include guard on purpose.
+ *
+ * Only M, K and the plan are fc_real; potentials, weights and every sum are
+ * double.  Reductions run over FC_SK_LANES independent partial results so the
+ * compiler vectorises them without reassociating floating-point sums.
+ */
+
+#undef FC_SK_RMIN
+#if FC_REAL_DOUBLE
+#define FC_SK_RMIN DBL_MIN
+#else
+#define FC_SK_RMIN FLT_MIN
+#endif
+
+/* ------------------------------------------------------------------ row kernels */
+
+/* Log-domain row update.  Returns alpha_i = log a_i - lse_j(beta_j - M_ij/reg) and
+ * adds the updated plan row P_ij = exp(alpha_i + beta_j - M_ij/reg) to colpart. */
+FC_INLINE double FC_NAME(fc_sk_maxl)(const double *restrict x, ptrdiff_t m)
+{
+    double lane[FC_SK_LANES];
+    for (int l = 0; l < FC_SK_LANES; ++l) lane[l] = -INFINITY;
+    ptrdiff_t mb = m - m % FC_SK_LANES, j = 0;
+    for (; j < mb; j += FC_SK_LANES)
+        for (int l = 0; l < FC_SK_LANES; ++l) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
+    double mx = -INFINITY;
+    for (; j < m; ++j) mx = x[j] > mx ? x[j] : mx;
+    for (int l = 0; l < FC_SK_LANES; ++l) mx = lane[l] > mx ? lane[l] : mx;
+    return mx;
+}
+
+FC_INLINE double FC_NAME(fc_sk_suml)(const double *restrict x, ptrdiff_t m)
+{
+    double lane[FC_SK_LANES];
+    for (int l = 0; l < FC_SK_LANES; ++l) lane[l] = 0.0;
+    ptrdiff_t mb = m - m % FC_SK_LANES, j = 0;
+    for (; j < mb; j += FC_SK_LANES)
+        for (int l = 0; l < FC_SK_LANES; ++l) lane[l] += x[j + l];
+    double s = 0.0;
+    for (; j < m; ++j) s += x[j];
+    for (int l = 0; l < FC_SK_LANES; ++l) s += lane[l];
+    return s;
+}
+
+/* Log-domain row update.  Returns alpha_i = log a_i - lse_j(beta_j - M_ij/reg) and adds
+ * the updated plan row P_ij = exp(alpha_i + beta_j - M_ij/reg) to colpart.
+ * The exponentials are shifted by c = log a_i - alpha_i of the previous iteration
+ * (the previous row log-sum-exp): one pass, no max.  If the sum then leaves
+ * [1e-30, 1e30] (far from convergence), the row is redone shifted by its maximum. */
+FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double *restrict beta,
+                                       ptrdiff_t m, double inv_reg, double log_a, double a_i,
+                                       double alpha_old, double omega, double *restrict tbuf,
+                                       double *w_out, double *roworr)
+{
+    *roworr = 0.0;
+    *w_out = 0.0;
+    if (!(a_i > 0.0)) { /* no mass on this row: nothing to add */
+        memset(tbuf, 0, (size_t)m * sizeof(double));
+        return -INFINITY;
+    }
+    double c = log_a - alpha_old; /* the previous row log-sum-exp */
+    double s = 0.0;
+    if (c > -INFINITY && c < INFINITY) {
+        FC_SK_SIMD_SUM(s)
+        for (ptrdiff_t j = 0; j < m; ++j) {
+            double e = fc_sk_exp(beta[j] - (double)Mi[j] * inv_reg - c);
+            tbuf[j] = e;
+            s += e;
+        }
+    }
+    if (!(s >= 1e-30 && s <= 1e30)) {
+        for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = beta[j] - (double)Mi[j] * inv_reg;
+        c = FC_NAME(fc_sk_maxl)(tbuf, m);
+        if (!(c > -INFINITY)) { /* cannot happen when b has mass */
+            memset(tbuf, 0, (size_t)m * sizeof(double));
+            return -INFINITY;
+        }
+        for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = fc_sk_exp(tbuf[j] - c);
+        s = FC_NAME(fc_sk_suml)(tbuf, m); /* >= 1: the largest term is exp(0) */
+    }
+    double alpha_new = log_a - c - log(s);
+    double w = a_i / s;
+    if (omega != 1.0 && alpha_old > -INFINITY && alpha_old < INFINITY) {
+        /* over-relaxation: alpha_old + omega (alpha_new - alpha_old); the row sums are
+         * then a_i exp(d) instead of a_i */
+        double d = (omega - 1.0) * (alpha_new - alpha_old);
+        double ed = exp(d);
+        alpha_new += d;
+        w *= ed;
+        *roworr = a_i * (ed - 1.0);
+    }
+    *w_out = w; /* the plan row is tbuf * w */
+    return alpha_new;
+}
+
+/* Scaling rows i .. i + 3: r_q = K_q . v in double (v is loaded once for the four rows). */
+FC_INLINE void FC_NAME(fc_sk_kdot4)(const fc_real *restrict K0, const fc_real *restrict K1,
+                                    const fc_real *restrict K2, const fc_real *restrict K3,
+                                    const double *restrict v, ptrdiff_t m, double *r)
+{
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
+    FC_SK_SIMD_SUM4(t0, t1, t2, t3)
+    for (ptrdiff_t j = 0; j < m; ++j) {
+        double vj = v[j];
+        t0 += (double)K0[j] * vj;
+        t1 += (double)K1[j] * vj;
+        t2 += (double)K2[j] * vj;
+        t3 += (double)K3[j] * vj;
+    }
+    r[0] = t0;
+    r[1] = t1;
+    r[2] = t2;
+    r[3] = t3;
+}
+
+static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t m, ptrdiff_t k,
+                                                    ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
+                                                    const ptrdiff_t *act, ptrdiff_t nact,
+                                                    const double *beta, const double *inv_reg,
+                                                    const double *omega, const double *la,
+                                                    const double *a, double *alpha, double *tbuf,
+                                                    double *part, double *rowerr)
+{
+    /* four rows at a time: their plan rows are added to the column sums in one sweep
+     * (a short last group adds exact zeros) */
+    for (ptrdiff_t q = 0; q < nact; ++q) memset(part + act[q] * m, 0, (size_t)m * sizeof(double));
+    for (ptrdiff_t i = r0; i < r1; i += 4) {
+        int g = r1 - i < 4 ? (int)(r1 - i) : 4;
+        for (ptrdiff_t q = 0; q < nact; ++q) {
+            ptrdiff_t h = act[q];
+            double w[4] = {0.0, 0.0, 0.0, 0.0};
+            for (int t = 0; t < g; ++t) {
+                double *ai = alpha + h * n + i + t;
+                *ai = FC_NAME(fc_sk_logrow)(M + (i + t) * m, beta + h * m, m, inv_reg[h], la[i + t],
+                                            a[i + t], *ai, omega[h], tbuf + t * m, &w[t],
+                                            rowerr + h * n + i + t);
+            }
+            const double *restrict A = tbuf, *restrict B = g > 1 ? tbuf + m : tbuf,
+                                   *restrict C = g > 2 ? tbuf + 2 * m : tbuf,
+                                   *restrict D = g > 3 ? tbuf + 3 * m : tbuf;
+            double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+            double *restrict cp = part + h * m;
+            for (ptrdiff_t j = 0; j < m; ++j) cp[j] += A[j] * w0 + B[j] * w1 + C[j] * w2 + D[j] * w3;
+        }
+    }
+}
+
+/* Scaling pass over rows [r0, r1), four rows at a time (v and the column sums are
+ * loaded once per group; a short last group repeats its first row with u = 0, which
+ * adds exact zeros): u_i = a_i / (K_i . v) (kept as given when update == 0) and
+ * part += K_i u_i.  r == 0 gives u = inf: a breakdown the caller detects. */
+static FC_MULTIVERSION void FC_NAME(fc_sk_kblock)(const fc_real *K, ptrdiff_t m, ptrdiff_t k,
+                                                  ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
+                                                  const ptrdiff_t *act, ptrdiff_t nact,
+                                                  const double *v, const double *a, double *u,
+                                                  int update, double *part)
+{
+    (void)k;
+    for (ptrdiff_t q = 0; q < nact; ++q) memset(part + act[q] * m, 0, (size_t)m * sizeof(double));
+    for (ptrdiff_t i = r0; i < r1; i += 4) {
+        int g = r1 - i < 4 ? (int)(r1 - i) : 4;
+        const fc_real *restrict Kq[4];
+        for (int t = 0; t < 4; ++t) Kq[t] = K + (i + (t < g ? t : 0)) * m;
+        for (ptrdiff_t q = 0; q < nact; ++q) {
+            ptrdiff_t h = act[q];
+            double *uh = u + h * n;
+            double *restrict cp = part + h * m;
+            if (update) {
+                double d[4];
+                FC_NAME(fc_sk_kdot4)(Kq[0], Kq[1], Kq[2], Kq[3], v + h * m, m, d);
+                for (int t = 0; t < g; ++t) uh[i + t] = a[i + t] > 0.0 ? a[i + t] / d[t] : 0.0;
+            }
+            double w[4];
+            for (int t = 0; t < 4; ++t) w[t] = t < g ? uh[i + t] : 0.0;
+            const fc_real *restrict A = Kq[0], *restrict B = Kq[1], *restrict C = Kq[2],
+                                    *restrict D = Kq[3];
+            double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+            for (ptrdiff_t j = 0; j < m; ++j)
+                cp[j] += (double)A[j] * w0 + (double)B[j] * w1 + (double)C[j] * w2 + (double)D[j] * w3;
+        }
+    }
+}
+
+/* Exact log-sum-exp down the columns cols[0..nc) (all columns when cols == NULL,
+ * nc = m): out[c] = log sum_i exp(alpha_i - M[i, col] * inv_reg). */
+static void FC_NAME(fc_sk_collse)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, const double *alpha,
+                                  double inv_reg, const ptrdiff_t *cols, ptrdiff_t nc, double *out,
+                                  int n_threads)
+{
+    ptrdiff_t nblk = (nc + FC_SK_CBLOCK - 1) / FC_SK_CBLOCK;
+    int nt = fc_clamp_threads(n_threads, (n * nc) / 32768 + 1);
+    nt = nt > nblk ? (int)(nblk > 0 ? nblk : 1) : nt;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t lo, hi;
+        fc_split(nblk, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        double mx[FC_SK_CBLOCK], s[FC_SK_CBLOCK];
+        for (ptrdiff_t bk = lo; bk < hi; ++bk) {
+            ptrdiff_t c0 = bk * FC_SK_CBLOCK, w = nc - c0 < FC_SK_CBLOCK ? nc - c0 : FC_SK_CBLOCK;
+            for (ptrdiff_t c = 0; c < w; ++c) { mx[c] = -INFINITY; s[c] = 0.0; }
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                double ai = alpha[i];
+                if (!(ai > -INFINITY)) continue;
+                const fc_real *Mi = M + i * m;
+                if (cols == NULL) {
+                    for (ptrdiff_t c = 0; c < w; ++c) {
+                        double x = ai - (double)Mi[c0 + c] * inv_reg;
+                        mx[c] = x > mx[c] ? x : mx[c];
+                    }
+                } else {
+                    for (ptrdiff_t c = 0; c < w; ++c) {
+                        double x = ai - (double)Mi[cols[c0 + c]] * inv_reg;
+                        mx[c] = x > mx[c] ? x : mx[c];
+                    }
+                }
+            }
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                double ai = alpha[i];
+                if (!(ai > -INFINITY)) continue;
+                const fc_real *Mi = M + i * m;
+                if (cols == NULL) {
+                    for (ptrdiff_t c = 0; c < w; ++c)
+                        s[c] += fc_sk_exp(ai - (double)Mi[c0 + c] * inv_reg - mx[c]);
+                } else {
+                    for (ptrdiff_t c = 0; c < w; ++c)
+                        s[c] += fc_sk_exp(ai - (double)Mi[cols[c0 + c]] * inv_reg - mx[c]);
+                }
+            }
+            for (ptrdiff_t c = 0; c < w; ++c)
+                out[c0 + c] = mx[c] > -INFINITY ? mx[c] + log(s[c]) : -INFINITY;
+        }
+    }
+}
+
+/* beta_h = log b_h - collse(alpha_h) on the given columns (all when cols == NULL). */
+static void FC_NAME(fc_sk_exact_beta)(const fc_real *M, ptrdiff_t n, ptrdiff_t m,
+                                      const double *alpha_h, double inv_reg, const double *b_h,
+                                      double *beta_h, const ptrdiff_t *cols, ptrdiff_t nc,
+                                      double *work, int n_threads)
+{
+    FC_NAME(fc_sk_collse)(M, n, m, alpha_h, inv_reg, cols, nc, work, n_threads);
+    for (ptrdiff_t c = 0; c < nc; ++c) {
+        ptrdiff_t j = cols ? cols[c] : c;
+        beta_h[j] = b_h[j] > 0.0 ? log(b_h[j]) - work[c] : -INFINITY;
+    }
+}
+
+/* ------------------------------------------------------------------ log domain */
+
+int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
+                             const double *a, const double *b, const double *regs, ptrdiff_t n_regs,
+                             ptrdiff_t max_inner, double inner_tol, ptrdiff_t max_iter, double tol,
+                             double relax, double *alpha, double *beta, ptrdiff_t *niter, double *err, int *state,
+                             double *err_hist, ptrdiff_t hist_cap, int n_threads)
+{
+    if (n < 1 || m < 1 || k < 1 || n_regs < 1 || max_inner < 0 || max_iter < 0 || n_threads < 1)
+        return FC_BAD_ARGUMENT;
+    if (!M || !a || !b || !regs || !alpha || !beta || !niter || !err || !state) return FC_BAD_ARGUMENT;
+    for (ptrdiff_t s = 0; s < n_regs; ++s)
+        if (!(regs[s] > 0.0) || regs[s] == INFINITY) return FC_BAD_ARGUMENT;
+    if (err_hist && hist_cap < (n_regs - 1) * max_inner + max_iter) return FC_BAD_ARGUMENT;
+    if (!(relax == 0.0 || (relax >= 1.0 && relax < 2.0))) return FC_BAD_ARGUMENT;
+
+    ptrdiff_t rb, nb;
+    fc_sk_blocks(n, &rb, &nb);
+    int nt = fc_clamp_threads(n_threads, nb);
+    if ((double)n * (double)m * (double)k < FC_SK_MIN_PARALLEL) nt = 1;
+    (void)nt;
+
+    double *part = malloc((size_t)nb * (size_t)k * (size_t)m * sizeof(double));
+    double *tbuf = malloc((size_t)nt * 4 * (size_t)m * sizeof(double));
+    double *colsum = malloc((size_t)k * (size_t)m * sizeof(double));
+    double *work = malloc((size_t)m * sizeof(double));
+    double *la = malloc((size_t)n * sizeof(double));
+    double *inv_reg = malloc((size_t)k * sizeof(double));
+    ptrdiff_t *flag = malloc((size_t)m * sizeof(ptrdiff_t));
+    ptrdiff_t *act = malloc((size_t)k * sizeof(ptrdiff_t));
+    ptrdiff_t *stage = malloc((size_t)k * sizeof(ptrdiff_t));
+    ptrdiff_t *it_stage = malloc((size_t)k * sizeof(ptrdiff_t));
+    double *rowerr = malloc((size_t)k * (size_t)n * sizeof(double));
+    double *omega = malloc((size_t)k * sizeof(double));
+    double *e_ref = malloc((size_t)k * sizeof(double));
+    double *e_best = malloc((size_t)k * sizeof(double));
+    int status = FC_OK;
+    if (!part || !tbuf || !colsum || !work || !la || !inv_reg || !flag || !act || !stage || !it_stage
+        || !rowerr || !omega || !e_ref || !e_best) {
+        status = FC_OUT_OF_MEMORY;
+        goto done;
+    }
+    for (ptrdiff_t i = 0; i < n; ++i) la[i] = a[i] > 0.0 ? log(a[i]) : -INFINITY;
+    /* a column whose computed sum is below this is redone exactly (see sinkhorn.h) */
+    double mass = 0.0;
+    for (ptrdiff_t i = 0; i < n; ++i) mass += a[i];
+    const double tiny = mass * 1e-200; /* terms below exp(-600) are dropped (no subnormals) */
+
+    for (ptrdiff_t h = 0; h < k; ++h) {
+        stage[h] = 0;
+        it_stage[h] = 0;
+        niter[h] = 0;
+        err[h] = INFINITY;
+        state[h] = -1; /* running */
+        inv_reg[h] = 1.0 / regs[0];
+        omega[h] = 1.0;
+        e_ref[h] = INFINITY;
+        e_best[h] = INFINITY;
+        FC_NAME(fc_sk_exact_beta)(M, n, m, alpha + h * n, inv_reg[h], b + h * m, beta + h * m,
+                                  NULL, m, work, n_threads);
+    }
+
+    for (;;) {
+        ptrdiff_t nact = 0;
+        for (ptrdiff_t h = 0; h < k; ++h)
+            if (state[h] < 0) {
+                /* zero-iteration budget at the current stage */
+                int last = stage[h] == n_regs - 1;
+                if (last && it_stage[h] >= max_iter) { state[h] = FC_SK_MAX_ITER; continue; }
+                act[nact++] = h;
+            }
+        if (nact == 0) break;
+
+        FC_OMP_PARALLEL(nt)
+        {
+            int tid = fc_thread_id(), nth = fc_thread_count();
+            ptrdiff_t lo, hi;
+            fc_split(nb, nth, tid, &lo, &hi);
+            for (ptrdiff_t bk = lo; bk < hi; ++bk) {
+                ptrdiff_t r0 = bk * rb, r1 = r0 + rb < n ? r0 + rb : n;
+                FC_NAME(fc_sk_logblock)(M, m, k, n, r0, r1, act, nact, beta, inv_reg, omega, la, a,
+                                        alpha, tbuf + (ptrdiff_t)tid * 4 * m, part + bk * k * m,
+                                        rowerr);
+            }
+            FC_SK_BARRIER;
+            fc_sk_reduce_cols(part, nb, k, m, act, nact, colsum, tid, nth);
+        }
+
+        for (ptrdiff_t q = 0; q < nact; ++q) {
+            ptrdiff_t h = act[q];
+            const double *bh = b + h * m;
+            double *ch = colsum + h * m, *beh = beta + h * m;
+            double e2 = 0.0;
+            for (ptrdiff_t j = 0; j < m; ++j) {
+                double d = ch[j] - bh[j];
+                e2 += d * d;
+            }
+            if (omega[h] != 1.0)
+                for (ptrdiff_t i = 0; i < n; ++i) e2 += rowerr[h * n + i] * rowerr[h * n + i];
+            double e = sqrt(e2);
+            if (err_hist) err_hist[h * hist_cap + niter[h]] = e;
+            niter[h] += 1;
+            it_stage[h] += 1;
+            err[h] = e;
+            int last = stage[h] == n_regs - 1;
+            if (e != e) { state[h] = FC_SK_BREAKDOWN; continue; }
+            if (last) {
+                if (e < tol) { state[h] = FC_SK_CONVERGED; continue; }
+                if (it_stage[h] >= max_iter) { state[h] = FC_SK_MAX_ITER; continue; }
+                /* over-relaxation at the target reg: fixed, or (relax == 0) adapted.  The
+                 * per-iteration rate rho seen over a window under the current omega gives
+                 * the rate of plain Sinkhorn, theta = (rho + omega - 1)^2 / (rho omega^2)
+                 * (linear SOR theory), hence omega = 2 / (1 + sqrt(1 - theta)); omega only
+                 * grows, and is pulled back towards 1 if the error blows up. */
+                if (relax >= 1.0) omega[h] = relax;
+                else {
+                    ptrdiff_t t = it_stage[h] - FC_SK_RATE_FROM;
+                    if (t == 0) e_ref[h] = e;
+                    else if (t > 0 && t % FC_SK_RATE_WIN == 0) {
+                        double w = omega[h];
+                        double rho = pow(e / e_ref[h], 1.0 / FC_SK_RATE_WIN);
+                        if (rho > 0.0 && rho < 1.0) {
+                            double th = (rho + w - 1.0) * (rho + w - 1.0) / (rho * w * w);
+                            th = th < 1.0 ? th : 1.0;
+                            double wn = 2.0 / (1.0 + sqrt(1.0 - th));
+                            wn = wn < FC_SK_OMEGA_MAX ? wn : FC_SK_OMEGA_MAX;
+                            if (wn > w) omega[h] = wn;
+                        }
+                        e_ref[h] = e;
+                    }
+                    if (omega[h] != 1.0 && e > 100.0 * e_best[h]) {
+                        omega[h] = 1.0 + 0.5 * (omega[h] - 1.0);
+                        e_best[h] = e;
+                    }
+                    e_best[h] = e < e_best[h] ? e : e_best[h];
+                }
+            }
+            /* column update */
+            double om = omega[h];
+            ptrdiff_t nf = 0;
+            for (ptrdiff_t j = 0; j < m; ++j) {
+                if (!(bh[j] > 0.0)) continue;
+                if (ch[j] >= tiny) beh[j] += om * log(bh[j] / ch[j]);
+                else flag[nf++] = j;
+            }
+            if (nf > 0)
+                FC_NAME(fc_sk_exact_beta)(M, n, m, alpha + h * n, inv_reg[h], bh, beh, flag, nf,
+                                          work, n_threads);
+            if (!last && (e < inner_tol || it_stage[h] >= max_inner)) {
+                /* next reg: keep the potentials in cost units */
+                double r = regs[stage[h]] / regs[stage[h] + 1];
+                for (ptrdiff_t i = 0; i < n; ++i) alpha[h * n + i] *= r;
+                for (ptrdiff_t j = 0; j < m; ++j) beh[j] *= r;
+                stage[h] += 1;
+                it_stage[h] = 0;
+                inv_reg[h] = 1.0 / regs[stage[h]];
+            }
+        }
+    }
+done:
+    free(part); free(tbuf); free(colsum); free(work); free(la); free(inv_reg);
+    free(flag); free(act); free(stage); free(it_stage); free(rowerr); free(omega); free(e_ref);
+    free(e_best);
+    return status;
+}
+
+/* ------------------------------------------------------------------ scaling form */
+
+static FC_MULTIVERSION void FC_NAME(fc_sk_kernel_rows)(const fc_real *M, fc_real *K, ptrdiff_t m,
+                                                       ptrdiff_t r0, ptrdiff_t r1, double inv_reg)
+{
+    for (ptrdiff_t i = r0; i < r1; ++i)
+        for (ptrdiff_t j = 0; j < m; ++j)
+            {
+                fc_real kij = (fc_real)fc_sk_exp_normal(-(double)M[i * m + j] * inv_reg);
+                K[i * m + j] = kij >= FC_SK_RMIN ? kij : (fc_real)0; /* no subnormals */
+            }
+}
+
+int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
+                               const double *a, const double *b, double reg, ptrdiff_t max_iter,
+                               double tol, double *u, double *v, ptrdiff_t *niter, double *err,
+                               int *state, double *err_hist, ptrdiff_t hist_cap, int n_threads)
+{
+    if (n < 1 || m < 1 || k < 1 || max_iter < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (!M || !a || !b || !u || !v || !niter || !err || !state) return FC_BAD_ARGUMENT;
+    if (!(reg > 0.0) || reg == INFINITY) return FC_BAD_ARGUMENT;
+    if (err_hist && hist_cap < max_iter) return FC_BAD_ARGUMENT;
+
+    ptrdiff_t rb, nb;
+    fc_sk_blocks(n, &rb, &nb);
+    int nt = fc_clamp_threads(n_threads, nb);
+    if ((double)n * (double)m * (double)k < 4.0 * FC_SK_MIN_PARALLEL) nt = 1;
+    (void)nt;
+
+    fc_real *K = malloc((size_t)n * (size_t)m * sizeof(fc_real));
+    double *part = malloc((size_t)nb * (size_t)k * (size_t)m * sizeof(double));
+    double *colsum = malloc((size_t)k * (size_t)m * sizeof(double));
+    double *uprev = malloc((size_t)k * (size_t)n * sizeof(double));
+    ptrdiff_t *act = malloc((size_t)k * sizeof(ptrdiff_t));
+    int status = FC_OK;
+    if (!K || !part || !colsum || !uprev || !act) {
+        status = FC_OUT_OF_MEMORY;
+        goto done;
+    }
+    {
+        int ntk = fc_clamp_threads(n_threads, n);
+        if ((double)n * (double)m < 65536.0) ntk = 1;
+        (void)ntk; /* unused without OpenMP */
+        double inv_reg = 1.0 / reg;
+        FC_OMP_PARALLEL(ntk)
+        {
+            ptrdiff_t lo, hi;
+            fc_split(n, fc_thread_count(), fc_thread_id(), &lo, &hi);
+            FC_NAME(fc_sk_kernel_rows)(M, K, m, lo, hi, inv_reg);
+        }
+    }
+    for (ptrdiff_t h = 0; h < k; ++h) {
+        niter[h] = 0;
+        err[h] = INFINITY;
+        state[h] = -1;
+        act[h] = h;
+    }
+    int first = 1;
+    for (;;) {
+        ptrdiff_t nact = 0;
+        for (ptrdiff_t h = 0; h < k; ++h)
+            if (state[h] < 0) {
+                if (!first && niter[h] >= max_iter) { state[h] = FC_SK_MAX_ITER; continue; }
+                act[nact++] = h;
+            }
+        if (nact == 0) break;
+        for (ptrdiff_t q = 0; q < nact; ++q)
+            memcpy(uprev + act[q] * n, u + act[q] * n, (size_t)n * sizeof(double));
+
+        FC_OMP_PARALLEL(nt)
+        {
+            int tid = fc_thread_id(), nth = fc_thread_count();
+            ptrdiff_t lo, hi;
+            fc_split(nb, nth, tid, &lo, &hi);
+            for (ptrdiff_t bk = lo; bk < hi; ++bk) {
+                ptrdiff_t r0 = bk * rb, r1 = r0 + rb < n ? r0 + rb : n;
+                FC_NAME(fc_sk_kblock)(K, m, k, n, r0, r1, act, nact, v, a, u, !first,
+                                      part + bk * k * m);
+            }
+            FC_SK_BARRIER;
+            fc_sk_reduce_cols(part, nb, k, m, act, nact, colsum, tid, nth);
+        }
+
+        for (ptrdiff_t q = 0; q < nact; ++q) {
+            ptrdiff_t h = act[q];
+            const double *bh = b + h * m;
+            double *ch = colsum + h * m, *vh = v + h * m, *uh = u + h * n;
+            if (!first) {
+                int bad = 0;
+                for (ptrdiff_t i = 0; i < n; ++i) bad |= !(uh[i] < INFINITY); /* inf or NaN */
+                if (bad) {
+                    memcpy(uh, uprev + h * n, (size_t)n * sizeof(double));
+                    state[h] = FC_SK_BREAKDOWN;
+                    continue;
+                }
+                double e2 = 0.0;
+                for (ptrdiff_t j = 0; j < m; ++j) {
+                    double d = vh[j] * ch[j] - bh[j];
+                    e2 += d * d;
+                }
+                double e = sqrt(e2);
+                if (err_hist) err_hist[h * hist_cap + niter[h]] = e;
+                niter[h] += 1;
+                err[h] = e;
+                if (e != e) { state[h] = FC_SK_BREAKDOWN; continue; }
+                if (e < tol) { state[h] = FC_SK_CONVERGED; continue; }
+                if (niter[h] >= max_iter) { state[h] = FC_SK_MAX_ITER; continue; }
+            }
+            int bad = 0;
+            for (ptrdiff_t j = 0; j < m; ++j) {
+                double vj = bh[j] > 0.0 ? bh[j] / ch[j] : 0.0;
+                bad |= !(vj < INFINITY);
+                colsum[h * m + j] = vj; /* staged: v changes only if all are finite */
+            }
+            if (bad) {
+                if (!first) memcpy(uh, uprev + h * n, (size_t)n * sizeof(double));
+                state[h] = FC_SK_BREAKDOWN;
+                continue;
+            }
+            memcpy(vh, ch, (size_t)m * sizeof(double));
+        }
+        first = 0;
+    }
+done:
+    free(K); free(part); free(colsum); free(uprev); free(act);
+    return status;
+}
+
+/* ------------------------------------------------------------------ plan and costs */
+
+static FC_MULTIVERSION void FC_NAME(fc_sk_planrows)(const fc_real *M, ptrdiff_t n, ptrdiff_t m,
+                                                    ptrdiff_t k, ptrdiff_t r0, ptrdiff_t r1,
+                                                    const double *alpha, const double *beta,
+                                                    double inv_reg, fc_real *plan, double *rc,
+                                                    double *rl)
+{
+    for (ptrdiff_t i = r0; i < r1; ++i) {
+        const fc_real *Mi = M + i * m;
+        for (ptrdiff_t h = 0; h < k; ++h) {
+            double ai = alpha[h * n + i];
+            const double *bh = beta + h * m;
+            fc_real *pi = plan ? plan + i * m : NULL;
+            double cl[FC_SK_LANES], ll[FC_SK_LANES];
+            for (int l = 0; l < FC_SK_LANES; ++l) { cl[l] = 0.0; ll[l] = 0.0; }
+            double c = 0.0, lp = 0.0;
+            if (!(ai > -INFINITY)) {
+                if (pi) for (ptrdiff_t j = 0; j < m; ++j) pi[j] = (fc_real)0;
+            } else {
+                ptrdiff_t mb = m - m % FC_SK_LANES, j = 0;
+                for (; j < mb; j += FC_SK_LANES)
+                    for (int l = 0; l < FC_SK_LANES; ++l) {
+                        double mij = (double)Mi[j + l];
+                        double t = ai + bh[j + l] - mij * inv_reg;
+                        double p = fc_sk_exp_normal(t);
+                        if (pi) pi[j + l] = (fc_real)p;
+                        cl[l] += p * mij;
+                        ll[l] += p > 0.0 ? p * t : 0.0;
+                    }
+                for (; j < m; ++j) {
+                    double mij = (double)Mi[j];
+                    double t = ai + bh[j] - mij * inv_reg;
+                    double p = fc_sk_exp_normal(t);
+                    if (pi) pi[j] = (fc_real)p;
+                    c += p * mij;
+                    lp += p > 0.0 ? p * t : 0.0;
+                }
+                for (int l = 0; l < FC_SK_LANES; ++l) { c += cl[l]; lp += ll[l]; }
+            }
+            rc[h * n + i] = c;
+            rl[h * n + i] = lp;
+        }
+    }
+}
+
+int FC_NAME(fc_sinkhorn_plan)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
+                              const double *alpha, const double *beta, double inv_reg, fc_real *plan,
+                              double *cost, double *plogp, int n_threads)
+{
+    if (n < 1 || m < 1 || k < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
+    if (!M || !alpha || !beta || !cost || !plogp || (plan && k != 1)) return FC_BAD_ARGUMENT;
+    double *rc = malloc((size_t)k * (size_t)n * sizeof(double));
+    double *rl = malloc((size_t)k * (size_t)n * sizeof(double));
+    if (!rc || !rl) { free(rc); free(rl); return FC_OUT_OF_MEMORY; }
+    int nt = fc_clamp_threads(n_threads, n);
+    if ((double)n * (double)m * (double)k < 16384.0) nt = 1;
+    (void)nt;
+    FC_OMP_PARALLEL(nt)
+    {
+        ptrdiff_t lo, hi;
+        fc_split(n, fc_thread_count(), fc_thread_id(), &lo, &hi);
+        FC_NAME(fc_sk_planrows)(M, n, m, k, lo, hi, alpha, beta, inv_reg, plan, rc, rl);
+    }
+    for (ptrdiff_t h = 0; h < k; ++h) {
+        double c = 0.0, l = 0.0;
+        for (ptrdiff_t i = 0; i < n; ++i) { c += rc[h * n + i]; l += rl[h * n + i]; }
+        cost[h] = c;
+        plogp[h] = l;
+    }
+    free(rc); free(rl);
+    return FC_OK;
+}
