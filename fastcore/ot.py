@@ -25,10 +25,13 @@ from fastcore import _emd
 from fastcore._threads import resolve_n_threads
 from fastcore._validation import as_float_array
 
+from fastcore.sinkhorn import sinkhorn, sinkhorn2  # noqa: E402  (entropic OT, same module for users)
+
 __all__ = [
     "emd", "emd2", "emd_1d", "emd2_1d", "wasserstein_1d",
     "wmd", "wrd", "wrd_similarity", "wcd", "rwmd", "wrd_lower_bound",
     "emd2_batch", "pairwise", "knn", "MASS_RTOL",
+    "sinkhorn", "sinkhorn2",
 ]
 
 #: Relative tolerance on ``|sum(a) - sum(b)|``; within it ``b`` is rescaled to ``a``'s mass.
