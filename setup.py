@@ -22,6 +22,7 @@ from setuptools.command.build_ext import build_ext
 EXTENSIONS = {
     "fastcore._common": [],
     "fastcore._softmax": ["csrc/softmax.c"],
+    "fastcore._attention": ["csrc/attention.c"],
 }
 COMMON_SOURCES = ["csrc/fc_status.c"]
 

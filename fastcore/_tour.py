@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-FAMILIES = ["softmax"]
+FAMILIES = ["softmax", "attention"]
 
 
 def timed(fn, *args, repeat=5, **kwargs):
