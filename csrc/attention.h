@@ -62,7 +62,9 @@ typedef struct fc_attn_mask {
                                    const T_ *dout, const T_ *lse, T_ *dq, T_ *dk_, T_ *dv_,    \
                                    ptrdiff_t B, ptrdiff_t H, ptrdiff_t T, ptrdiff_t S,         \
                                    ptrdiff_t dk, ptrdiff_t dv, double scale,                   \
-                                   const fc_attn_mask *mask, int n_threads);
+                                   const fc_attn_mask *mask, int n_threads);               \
+    /* 1 when the n values at x are all finite, else 0 */                                      \
+    int fc_attention_finite##SUF(const T_ *x, ptrdiff_t n);
 
 FC_ATTENTION_DECLARE(float, _f32)
 FC_ATTENTION_DECLARE(double, _f64)

@@ -39,62 +39,89 @@ typedef struct {
 
 /* ------------------------------------------------------------------ GEMM tiles */
 
-/* C[4 x NR] (+)= A[4 x K] B[K x NR]; A rows lda apart, B rows ldb apart. */
-FC_INLINE void FC_NAME(fc_att_mk4)(ptrdiff_t K, const fc_real *restrict A, ptrdiff_t lda,
-                                   const fc_real *restrict B, ptrdiff_t ldb,
-                                   fc_real *restrict C, ptrdiff_t ldc, int acc)
+/* A vector of 32 bytes of fc_real in GCC/Clang's vector extension: one AVX2 register
+ * (two SSE2 registers in the baseline clone).  Written with plain arrays, GCC spilled an
+ * accumulator of the micro-kernel through memory on every iteration; with explicit
+ * vectors the 12 accumulators stay in registers.  NR = 2 vectors per row. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_ATT_VECTOR_EXT 1
+typedef fc_real FC_NAME(fc_att_vec) __attribute__((vector_size(32)));
+#undef FC_ATT_VL
+#define FC_ATT_VL ((int)(32 / sizeof(fc_real)))
+
+FC_INLINE FC_NAME(fc_att_vec) FC_NAME(fc_att_ld)(const fc_real *p)
 {
-    fc_real c0[FC_ATT_NR], c1[FC_ATT_NR], c2[FC_ATT_NR], c3[FC_ATT_NR];
-    if (acc) {
-        for (int c = 0; c < FC_ATT_NR; ++c) {
-            c0[c] = C[c];
-            c1[c] = C[ldc + c];
-            c2[c] = C[2 * ldc + c];
-            c3[c] = C[3 * ldc + c];
-        }
-    } else {
-        for (int c = 0; c < FC_ATT_NR; ++c) c0[c] = c1[c] = c2[c] = c3[c] = (fc_real)0;
-    }
-    for (ptrdiff_t kk = 0; kk < K; ++kk) {
-        const fc_real *b = B + kk * ldb;
-        const fc_real a0 = A[kk], a1 = A[lda + kk], a2 = A[2 * lda + kk], a3 = A[3 * lda + kk];
-        for (int c = 0; c < FC_ATT_NR; ++c) {
-            c0[c] += a0 * b[c];
-            c1[c] += a1 * b[c];
-            c2[c] += a2 * b[c];
-            c3[c] += a3 * b[c];
-        }
-    }
-    for (int c = 0; c < FC_ATT_NR; ++c) {
-        C[c] = c0[c];
-        C[ldc + c] = c1[c];
-        C[2 * ldc + c] = c2[c];
-        C[3 * ldc + c] = c3[c];
-    }
+    FC_NAME(fc_att_vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
-/* C[1 x n] (+)= A[1 x K] B[K x n], n <= NR. */
-FC_INLINE void FC_NAME(fc_att_mk1)(ptrdiff_t K, ptrdiff_t n, const fc_real *restrict A,
-                                   const fc_real *restrict B, ptrdiff_t ldb,
-                                   fc_real *restrict C, int acc)
+FC_INLINE void FC_NAME(fc_att_st)(fc_real *p, FC_NAME(fc_att_vec) v) { memcpy(p, &v, sizeof v); }
+
+/* C[mr x NR] (+)= A[mr x K] B[K x NR]; A rows lda apart, B rows ldb apart; mr <= 6 is a
+ * compile-time constant after inlining. */
+FC_INLINE void FC_NAME(fc_att_mk)(const int mr, ptrdiff_t K, const fc_real *restrict A, ptrdiff_t lda,
+                                  const fc_real *restrict B, ptrdiff_t ldb,
+                                  fc_real *restrict C, ptrdiff_t ldc, int acc)
+{
+    FC_NAME(fc_att_vec) c0[6], c1[6];
+    for (int r = 0; r < mr; ++r) {
+        if (acc) {
+            c0[r] = FC_NAME(fc_att_ld)(C + r * ldc);
+            c1[r] = FC_NAME(fc_att_ld)(C + r * ldc + FC_ATT_VL);
+        } else {
+            c0[r] = (FC_NAME(fc_att_vec)){0};
+            c1[r] = (FC_NAME(fc_att_vec)){0};
+        }
+    }
+    for (ptrdiff_t kk = 0; kk < K; ++kk) {
+        const FC_NAME(fc_att_vec) b0 = FC_NAME(fc_att_ld)(B + kk * ldb);
+        const FC_NAME(fc_att_vec) b1 = FC_NAME(fc_att_ld)(B + kk * ldb + FC_ATT_VL);
+        for (int r = 0; r < mr; ++r) {
+            const fc_real a = A[r * lda + kk];
+            c0[r] += a * b0;
+            c1[r] += a * b1;
+        }
+    }
+    for (int r = 0; r < mr; ++r) {
+        FC_NAME(fc_att_st)(C + r * ldc, c0[r]);
+        FC_NAME(fc_att_st)(C + r * ldc + FC_ATT_VL, c1[r]);
+    }
+}
+#else
+/* Portable form of the same micro-kernel. */
+FC_INLINE void FC_NAME(fc_att_mk)(const int mr, ptrdiff_t K, const fc_real *restrict A, ptrdiff_t lda,
+                                  const fc_real *restrict B, ptrdiff_t ldb,
+                                  fc_real *restrict C, ptrdiff_t ldc, int acc)
+{
+    fc_real cc[6][FC_ATT_NR];
+    for (int r = 0; r < mr; ++r)
+        for (int c = 0; c < FC_ATT_NR; ++c) cc[r][c] = acc ? C[r * ldc + c] : (fc_real)0;
+    for (ptrdiff_t kk = 0; kk < K; ++kk)
+        for (int r = 0; r < mr; ++r) {
+            const fc_real a = A[r * lda + kk];
+            for (int c = 0; c < FC_ATT_NR; ++c) cc[r][c] += a * B[kk * ldb + c];
+        }
+    for (int r = 0; r < mr; ++r)
+        for (int c = 0; c < FC_ATT_NR; ++c) C[r * ldc + c] = cc[r][c];
+}
+#endif
+
+/* C[1 x n] (+)= A[1 x K] B[K x n] for the last n < NR columns. */
+FC_INLINE void FC_NAME(fc_att_mk1_tail)(ptrdiff_t K, ptrdiff_t n, const fc_real *restrict A,
+                                        const fc_real *restrict B, ptrdiff_t ldb,
+                                        fc_real *restrict C, int acc)
 {
     fc_real c0[FC_ATT_NR];
     for (int c = 0; c < FC_ATT_NR; ++c) c0[c] = (fc_real)0;
-    if (n == FC_ATT_NR) {
-        for (ptrdiff_t kk = 0; kk < K; ++kk) {
-            const fc_real a0 = A[kk];
-            for (int c = 0; c < FC_ATT_NR; ++c) c0[c] += a0 * B[kk * ldb + c];
-        }
-    } else {
-        for (ptrdiff_t kk = 0; kk < K; ++kk) {
-            const fc_real a0 = A[kk];
-            for (ptrdiff_t c = 0; c < n; ++c) c0[c] += a0 * B[kk * ldb + c];
-        }
+    for (ptrdiff_t kk = 0; kk < K; ++kk) {
+        const fc_real a0 = A[kk];
+        for (ptrdiff_t c = 0; c < n; ++c) c0[c] += a0 * B[kk * ldb + c];
     }
     for (ptrdiff_t c = 0; c < n; ++c) C[c] = acc ? C[c] + c0[c] : c0[c];
 }
 
-/* C[m x n] (+)= A[m x K] B[K x n] (row-major tiles). */
+/* C[m x n] (+)= A[m x K] B[K x n] (row-major tiles): 6-row panels, then 4, 2, 1. */
 FC_INLINE void FC_NAME(fc_att_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K,
                                     const fc_real *A, ptrdiff_t lda, const fc_real *B,
                                     ptrdiff_t ldb, fc_real *C, ptrdiff_t ldc, int acc)
@@ -102,14 +129,21 @@ FC_INLINE void FC_NAME(fc_att_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K,
     ptrdiff_t nf = n - n % FC_ATT_NR;
     for (ptrdiff_t c = 0; c < nf; c += FC_ATT_NR) {
         ptrdiff_t r = 0;
-        for (; r + 4 <= m; r += 4)
-            FC_NAME(fc_att_mk4)(K, A + r * lda, lda, B + c, ldb, C + r * ldc + c, ldc, acc);
-        for (; r < m; ++r)
-            FC_NAME(fc_att_mk1)(K, FC_ATT_NR, A + r * lda, B + c, ldb, C + r * ldc + c, acc);
+        for (; r + 6 <= m; r += 6)
+            FC_NAME(fc_att_mk)(6, K, A + r * lda, lda, B + c, ldb, C + r * ldc + c, ldc, acc);
+        if (r + 4 <= m) {
+            FC_NAME(fc_att_mk)(4, K, A + r * lda, lda, B + c, ldb, C + r * ldc + c, ldc, acc);
+            r += 4;
+        }
+        if (r + 2 <= m) {
+            FC_NAME(fc_att_mk)(2, K, A + r * lda, lda, B + c, ldb, C + r * ldc + c, ldc, acc);
+            r += 2;
+        }
+        if (r < m) FC_NAME(fc_att_mk)(1, K, A + r * lda, lda, B + c, ldb, C + r * ldc + c, ldc, acc);
     }
     if (nf < n)
         for (ptrdiff_t r = 0; r < m; ++r)
-            FC_NAME(fc_att_mk1)(K, n - nf, A + r * lda, B + nf, ldb, C + r * ldc + nf, acc);
+            FC_NAME(fc_att_mk1_tail)(K, n - nf, A + r * lda, B + nf, ldb, C + r * ldc + nf, acc);
 }
 
 /* ------------------------------------------------------------------ rows */
@@ -127,6 +161,81 @@ FC_INLINE fc_real FC_NAME(fc_att_max)(const fc_real *x, ptrdiff_t n)
     return m;
 }
 
+/* exp(x) for x <= 0 (or -inf), as accurate as fc_exp of fc_math.h but without its
+ * handling of positive overflow and of subnormal results: results below the smallest
+ * normal number (x < -87 in float, -708 in double) are flushed to 0.  In a softmax the
+ * argument is a logit minus the row maximum, so those terms are below 1e-37 of the sum. */
+FC_INLINE fc_real FC_NAME(fc_att_expneg)(fc_real x)
+{
+#if FC_REAL_DOUBLE
+    const double magic = 6755399441055744.0, log2e = 1.4426950408889634074;
+    const double ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
+    const double lo = -708.0;
+    double xc = x < lo ? lo : x;
+    double t = xc * log2e + magic;
+    int64_t n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
+    double nf = t - magic;
+    double r = xc - nf * ln2_hi;
+    r = r - nf * ln2_lo;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    double y = p * fc_bits_to_f64((uint64_t)(n + 1023) << 52);
+    return x < lo ? 0.0 : y;
+#else
+    const float magic = 12582912.0f, log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    const float lo = -87.0f;
+    float xc = x < lo ? lo : x;
+    float t = xc * log2e + magic;
+    int32_t n = (int32_t)(fc_f32_to_bits(t) - fc_f32_to_bits(magic));
+    float nf = t - magic;
+    float r = xc - nf * ln2_hi;
+    r = r - nf * ln2_lo;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    float y = p * fc_bits_to_f32((uint32_t)(n + 127) << 23);
+    return x < lo ? 0.0f : y;
+#endif
+}
+
+/* s[j] *= scale for j < n; returns the maximum of the scaled entries (-inf when n = 0). */
+FC_INLINE fc_real FC_NAME(fc_att_scale_max)(fc_real *restrict x, ptrdiff_t n, fc_real scale)
+{
+    fc_real lane[FC_ATT_LANES];
+    for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = -FC_INF;
+    ptrdiff_t nb = n - n % FC_ATT_LANES, i = 0;
+    for (; i < nb; i += FC_ATT_LANES)
+        for (int j = 0; j < FC_ATT_LANES; ++j) {
+            fc_real v = x[i + j] * scale;
+            x[i + j] = v;
+            lane[j] = v > lane[j] ? v : lane[j];
+        }
+    fc_real m = -FC_INF;
+    for (; i < n; ++i) {
+        x[i] *= scale;
+        m = x[i] > m ? x[i] : m;
+    }
+    for (int j = 0; j < FC_ATT_LANES; ++j) m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
 /* s[j] = exp(s[j] - m) for j < n, 0 for n <= j < FC_ATTN_BK; returns the sum in double. */
 FC_INLINE double FC_NAME(fc_att_exp_row)(fc_real *restrict s, ptrdiff_t n, fc_real m)
 {
@@ -135,13 +244,13 @@ FC_INLINE double FC_NAME(fc_att_exp_row)(fc_real *restrict s, ptrdiff_t n, fc_re
     ptrdiff_t nb = n - n % FC_ATT_LANES, i = 0;
     for (; i < nb; i += FC_ATT_LANES)
         for (int j = 0; j < FC_ATT_LANES; ++j) {
-            fc_real e = FC_EXP(s[i + j] - m);
+            fc_real e = FC_NAME(fc_att_expneg)(s[i + j] - m);
             s[i + j] = e;
             lane[j] += (double)e;
         }
     double sum = 0.0;
     for (; i < n; ++i) {
-        s[i] = FC_EXP(s[i] - m);
+        s[i] = FC_NAME(fc_att_expneg)(s[i] - m);
         sum += (double)s[i];
     }
     for (; i < FC_ATTN_BK; ++i) s[i] = (fc_real)0;
@@ -150,11 +259,12 @@ FC_INLINE double FC_NAME(fc_att_exp_row)(fc_real *restrict s, ptrdiff_t n, fc_re
 }
 
 /* Logits row of kernel query i against keys j0 .. j0 + nk - 1 (s has FC_ATTN_BK entries):
- * multiplies by scale, adds the bias, sets hidden entries (and the padding beyond nk)
- * to -inf.  Returns jend: entries from jend on are cut by causal / kv_len / padding. */
+ * multiplies by scale, adds the bias, sets hidden entries to -inf.  Returns jend:
+ * entries from jend on are cut by causal / kv_len / the end of the keys, and are left
+ * as they are (every caller ignores them).  *mx receives the maximum over [0, jend). */
 FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restrict s, ptrdiff_t b,
                                              ptrdiff_t h, ptrdiff_t i, ptrdiff_t j0, ptrdiff_t nk,
-                                             fc_real scale)
+                                             fc_real scale, fc_real *mx)
 {
     const fc_attn_mask *mk = c->mk;
     ptrdiff_t jend = nk;
@@ -165,6 +275,10 @@ FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restr
     if (mk->kv_len != NULL) {
         ptrdiff_t lim = (ptrdiff_t)mk->kv_len[b] - j0;
         if (lim < jend) jend = lim < 0 ? 0 : lim;
+    }
+    if (mk->bias == NULL && mk->mask == NULL && mk->q_seg == NULL && mk->key_keep == NULL) {
+        *mx = FC_NAME(fc_att_scale_max)(s, jend, scale);
+        return jend;
     }
     for (ptrdiff_t j = 0; j < jend; ++j) s[j] *= scale;
     if (mk->bias != NULL || mk->mask != NULL) {
@@ -208,17 +322,16 @@ FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restr
         const uint8_t *kk = mk->key_keep + b * c->S + j0;
         for (ptrdiff_t j = 0; j < jend; ++j) s[j] = kk[j] ? s[j] : -FC_INF;
     }
-    for (ptrdiff_t j = jend; j < FC_ATTN_BK; ++j) s[j] = -FC_INF;
+    *mx = FC_NAME(fc_att_max)(s, jend);
     return jend;
 }
 
 /* Online-softmax update of one row: the row becomes its unnormalised probabilities
  * exp(s - m_new) (zeros when nothing is visible yet), m, l are updated and the
  * accumulator row orow (dv entries, may be NULL) is rescaled. */
-FC_INLINE void FC_NAME(fc_att_online_row)(fc_real *restrict s, ptrdiff_t jend, fc_real *m,
+FC_INLINE void FC_NAME(fc_att_online_row)(fc_real *restrict s, ptrdiff_t jend, fc_real mt, fc_real *m,
                                           double *l, fc_real *restrict orow, ptrdiff_t dv)
 {
-    fc_real mt = FC_NAME(fc_att_max)(s, jend);
     fc_real mold = *m;
     fc_real mnew = mt > mold ? mt : mold;
     if (mnew == -FC_INF) {
@@ -308,8 +421,9 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
         ptrdiff_t jmax = 0;
         for (ptrdiff_t r = 0; r < mq; ++r) {
             fc_real *s = Sb + r * FC_ATTN_BK;
-            ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale);
-            FC_NAME(fc_att_online_row)(s, jend, m + r, l + r, O + r * dv, dv);
+            fc_real mx;
+            ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, &mx);
+            FC_NAME(fc_att_online_row)(s, jend, mx, m + r, l + r, O + r * dv, dv);
             jmax = jend > jmax ? jend : jmax;
         }
         if (jmax > 0)
@@ -375,7 +489,8 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
                 ptrdiff_t jmax_h = 0;
                 for (ptrdiff_t r = 0; r < mq; ++r) {
                     fc_real *s = Zh + r * FC_ATTN_BK;
-                    ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale);
+                    fc_real mx;
+                    ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, &mx);
                     jmax_h = jend > jmax_h ? jend : jmax_h;
                     if (final) {
                         const fc_real lr = lt[h * FC_ATTN_BQ + r];
@@ -385,7 +500,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
                             (void)FC_NAME(fc_att_exp_row)(s, jend, lr);
                         }
                     } else {
-                        FC_NAME(fc_att_online_row)(s, jend, m + h * FC_ATTN_BQ + r, l + h * FC_ATTN_BQ + r,
+                        FC_NAME(fc_att_online_row)(s, jend, mx, m + h * FC_ATTN_BQ + r, l + h * FC_ATTN_BQ + r,
                                                    stats ? NULL : O + r * dv, dv);
                     }
                 }
@@ -563,7 +678,8 @@ static FC_MULTIVERSION void FC_NAME(fc_att_bwd_item)(const FC_ATT_CTX *c, ptrdif
             ptrdiff_t jmax = 0;
             for (ptrdiff_t r = 0; r < mq; ++r) {
                 fc_real *s = P + r * FC_ATTN_BK;
-                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale);
+                fc_real mx;
+                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, &mx);
                 const fc_real li = L[i0 + r];
                 if (li == -FC_INF) {
                     for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) s[j] = (fc_real)0;
@@ -653,4 +769,27 @@ int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_
     free(kt);
     free(vt);
     return st;
+}
+
+/* ------------------------------------------------------------------ input check */
+
+/* 1 when every x[i] is finite: x * 0 is 0 for finite x and NaN for NaN or +-inf
+ * (no -ffast-math, so the compiler keeps it); one vectorised pass. */
+static FC_MULTIVERSION int FC_NAME(fc_attention_all_finite)(const fc_real *x, ptrdiff_t n)
+{
+    fc_real lane[FC_ATT_LANES];
+    for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = (fc_real)0;
+    ptrdiff_t nb = n - n % FC_ATT_LANES, i = 0;
+    for (; i < nb; i += FC_ATT_LANES)
+        for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] += x[i + j] * (fc_real)0;
+    fc_real acc = (fc_real)0;
+    for (; i < n; ++i) acc += x[i] * (fc_real)0;
+    for (int j = 0; j < FC_ATT_LANES; ++j) acc += lane[j];
+    return acc == (fc_real)0;
+}
+
+int FC_NAME(fc_attention_finite)(const fc_real *x, ptrdiff_t n)
+{
+    if (n <= 0) return 1;
+    return FC_NAME(fc_attention_all_finite)(x, n);
 }

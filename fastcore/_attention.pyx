@@ -43,6 +43,22 @@ cdef extern from "attention.h" nogil:
                                   double *dv_, Py_ssize_t B, Py_ssize_t H, Py_ssize_t T, Py_ssize_t S,
                                   Py_ssize_t dk, Py_ssize_t dv, double scale,
                                   const fc_attn_mask *mask, int n_threads)
+    int fc_attention_finite_f32(const float *x, Py_ssize_t n)
+    int fc_attention_finite_f64(const double *x, Py_ssize_t n)
+
+
+def all_finite(const floating[::1] x):
+    """Whether every value of x is finite (one vectorised pass, no temporary)."""
+    cdef Py_ssize_t n = x.shape[0]
+    cdef int ok
+    if n == 0:
+        return True
+    with nogil:
+        if floating is float:
+            ok = fc_attention_finite_f32(&x[0], n)
+        else:
+            ok = fc_attention_finite_f64(&x[0], n)
+    return bool(ok)
 
 
 cdef inline const int64_t *_p64(const int64_t[::1] a):

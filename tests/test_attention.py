@@ -531,6 +531,14 @@ def test_bad_inputs_are_clear_errors(rng):
         args[name][0, 0, 0, 0] = np.nan
         with pytest.raises(ValueError, match=f"{name} contains NaN"):
             attention(args["q"], args["k"], args["v"])
+        args[name][0, 0, 0, 0] = -np.inf
+        with pytest.raises(ValueError, match=f"{name} contains infinite values"):
+            attention(args["q"], args["k"], args["v"])
+        args[name] = args[name].astype(np.float32)  # the float32 check too
+        args[name][-1, -1, -1, -1] = np.inf
+        args[name][0, 0, 0, 0] = 0
+        with pytest.raises(ValueError, match=f"{name} contains infinite values"):
+            attention(args["q"].astype(np.float32), args["k"].astype(np.float32), args["v"].astype(np.float32))
     with pytest.raises(ValueError, match=r"lengths must lie in \[0, S\]"):
         attention(q, k, v, lengths=[7, 3])
     with pytest.raises(ValueError, match=r"lengths must lie in \[0, S\]"):
