@@ -19,6 +19,9 @@
 #ifndef FC_ATT_LANES
 #define FC_ATT_LANES 16
 #endif
+#ifndef FC_ATT_MIXC
+#define FC_ATT_MIXC 256 /* entries per chunk of the talking-heads mixing loops */
+#endif
 
 #undef FC_ATT_NR
 #define FC_ATT_NR ((int)(64 / sizeof(fc_real)))
@@ -148,17 +151,47 @@ FC_INLINE void FC_NAME(fc_att_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K,
 
 /* ------------------------------------------------------------------ rows */
 
+/* Largest of x[0 .. n) (-inf when n = 0), after x[j] *= scale when do_scale.
+ * Written with explicit vectors: GCC leaves a conditional max-reduction scalar. */
+FC_INLINE fc_real FC_NAME(fc_att_scale_max_)(fc_real *restrict x, ptrdiff_t n, fc_real scale, int do_scale)
+{
+    ptrdiff_t i = 0;
+    fc_real m = -FC_INF;
+#ifdef FC_ATT_VECTOR_EXT
+    typedef FC_NAME(fc_att_vec) vec;
+#if FC_REAL_DOUBLE
+    typedef int64_t ivec __attribute__((vector_size(32)));
+#else
+    typedef int32_t ivec __attribute__((vector_size(32)));
+#endif
+    vec m0 = (vec){0} - FC_INF, m1 = m0;
+    for (; i + 2 * FC_ATT_VL <= n; i += 2 * FC_ATT_VL) {
+        vec a = FC_NAME(fc_att_ld)(x + i), b = FC_NAME(fc_att_ld)(x + i + FC_ATT_VL);
+        if (do_scale) {
+            a *= scale;
+            b *= scale;
+            FC_NAME(fc_att_st)(x + i, a);
+            FC_NAME(fc_att_st)(x + i + FC_ATT_VL, b);
+        }
+        ivec ka = a > m0, kb = b > m1;
+        m0 = (vec)(((ivec)a & ka) | ((ivec)m0 & ~ka));
+        m1 = (vec)(((ivec)b & kb) | ((ivec)m1 & ~kb));
+    }
+    for (int j = 0; j < FC_ATT_VL; ++j) {
+        m = m0[j] > m ? m0[j] : m;
+        m = m1[j] > m ? m1[j] : m;
+    }
+#endif
+    for (; i < n; ++i) {
+        if (do_scale) x[i] *= scale;
+        m = x[i] > m ? x[i] : m;
+    }
+    return m;
+}
+
 FC_INLINE fc_real FC_NAME(fc_att_max)(const fc_real *x, ptrdiff_t n)
 {
-    fc_real lane[FC_ATT_LANES];
-    for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = -FC_INF;
-    ptrdiff_t nb = n - n % FC_ATT_LANES, i = 0;
-    for (; i < nb; i += FC_ATT_LANES)
-        for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
-    fc_real m = -FC_INF;
-    for (; i < n; ++i) m = x[i] > m ? x[i] : m;
-    for (int j = 0; j < FC_ATT_LANES; ++j) m = lane[j] > m ? lane[j] : m;
-    return m;
+    return FC_NAME(fc_att_scale_max_)((fc_real *)x, n, (fc_real)1, 0);
 }
 
 /* exp(x) for x <= 0 (or -inf), as accurate as fc_exp of fc_math.h but without its
@@ -218,22 +251,7 @@ FC_INLINE fc_real FC_NAME(fc_att_expneg)(fc_real x)
 /* s[j] *= scale for j < n; returns the maximum of the scaled entries (-inf when n = 0). */
 FC_INLINE fc_real FC_NAME(fc_att_scale_max)(fc_real *restrict x, ptrdiff_t n, fc_real scale)
 {
-    fc_real lane[FC_ATT_LANES];
-    for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = -FC_INF;
-    ptrdiff_t nb = n - n % FC_ATT_LANES, i = 0;
-    for (; i < nb; i += FC_ATT_LANES)
-        for (int j = 0; j < FC_ATT_LANES; ++j) {
-            fc_real v = x[i + j] * scale;
-            x[i + j] = v;
-            lane[j] = v > lane[j] ? v : lane[j];
-        }
-    fc_real m = -FC_INF;
-    for (; i < n; ++i) {
-        x[i] *= scale;
-        m = x[i] > m ? x[i] : m;
-    }
-    for (int j = 0; j < FC_ATT_LANES; ++j) m = lane[j] > m ? lane[j] : m;
-    return m;
+    return FC_NAME(fc_att_scale_max_)(x, n, scale, 1);
 }
 
 /* s[j] = exp(s[j] - m) for j < n, 0 for n <= j < FC_ATTN_BK; returns the sum in double. */
@@ -470,14 +488,18 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
             }
             fc_real *Z = Sh;
             if (pre != NULL) {
-                for (ptrdiff_t h = 0; h < H; ++h) {
-                    fc_real *Jh = J + h * tile;
-                    const fc_real w0 = pre[h * H];
-                    for (ptrdiff_t x = 0; x < n; ++x) Jh[x] = w0 * Sh[x];
-                    for (ptrdiff_t g = 1; g < H; ++g) {
-                        const fc_real w = pre[h * H + g];
-                        const fc_real *Sg = Sh + g * tile;
-                        for (ptrdiff_t x = 0; x < n; ++x) Jh[x] += w * Sg[x];
+                /* in chunks of FC_ATT_MIXC entries so that the H source chunks stay in L1 */
+                for (ptrdiff_t x0 = 0; x0 < n; x0 += FC_ATT_MIXC) {
+                    const ptrdiff_t x1 = x0 + FC_ATT_MIXC < n ? x0 + FC_ATT_MIXC : n;
+                    for (ptrdiff_t h = 0; h < H; ++h) {
+                        fc_real *Jh = J + h * tile;
+                        const fc_real w0 = pre[h * H];
+                        for (ptrdiff_t x = x0; x < x1; ++x) Jh[x] = w0 * Sh[x];
+                        for (ptrdiff_t g = 1; g < H; ++g) {
+                            const fc_real w = pre[h * H + g];
+                            const fc_real *Sg = Sh + g * tile;
+                            for (ptrdiff_t x = x0; x < x1; ++x) Jh[x] += w * Sg[x];
+                        }
                     }
                 }
                 Z = J;
@@ -513,11 +535,14 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
             if (final && jmax > 0) {
                 for (ptrdiff_t h = 0; h < H; ++h) {
                     const fc_real w0 = post[h * H];
-                    for (ptrdiff_t x = 0; x < n; ++x) U[x] = w0 * Z[x];
-                    for (ptrdiff_t g = 1; g < H; ++g) {
-                        const fc_real w = post[h * H + g];
-                        const fc_real *Pg = Z + g * tile;
-                        for (ptrdiff_t x = 0; x < n; ++x) U[x] += w * Pg[x];
+                    for (ptrdiff_t x0 = 0; x0 < n; x0 += FC_ATT_MIXC) {
+                        const ptrdiff_t x1 = x0 + FC_ATT_MIXC < n ? x0 + FC_ATT_MIXC : n;
+                        for (ptrdiff_t x = x0; x < x1; ++x) U[x] = w0 * Z[x];
+                        for (ptrdiff_t g = 1; g < H; ++g) {
+                            const fc_real w = post[h * H + g];
+                            const fc_real *Pg = Z + g * tile;
+                            for (ptrdiff_t x = x0; x < x1; ++x) U[x] += w * Pg[x];
+                        }
                     }
                     const fc_real *V = c->v + (b * H + h) * S * dv;
                     fc_real *O = c->out + ((b * H + h) * T + i0) * dv;
