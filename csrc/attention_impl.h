@@ -282,7 +282,7 @@ FC_INLINE double FC_NAME(fc_att_exp_row)(fc_real *restrict s, ptrdiff_t n, fc_re
  * as they are (every caller ignores them).  *mx receives the maximum over [0, jend). */
 FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restrict s, ptrdiff_t b,
                                              ptrdiff_t h, ptrdiff_t i, ptrdiff_t j0, ptrdiff_t nk,
-                                             fc_real scale, fc_real *mx)
+                                             fc_real scale, int64_t kseg_max, fc_real *mx)
 {
     const fc_attn_mask *mk = c->mk;
     ptrdiff_t jend = nk;
@@ -294,7 +294,8 @@ FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restr
         ptrdiff_t lim = (ptrdiff_t)mk->kv_len[b] - j0;
         if (lim < jend) jend = lim < 0 ? 0 : lim;
     }
-    if (mk->bias == NULL && mk->mask == NULL && mk->q_seg == NULL && mk->key_keep == NULL) {
+    const int seg = mk->q_seg != NULL && kseg_max > mk->q_seg[b * c->T + i];
+    if (mk->bias == NULL && mk->mask == NULL && !seg && mk->key_keep == NULL) {
         *mx = FC_NAME(fc_att_scale_max)(s, jend, scale);
         return jend;
     }
@@ -331,7 +332,7 @@ FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restr
             }
         }
     }
-    if (mk->q_seg != NULL) {
+    if (seg) {
         const int64_t qs = mk->q_seg[b * c->T + i];
         const int64_t *ks = mk->k_seg + b * c->S + j0;
         for (ptrdiff_t j = 0; j < jend; ++j) s[j] = ks[j] <= qs ? s[j] : -FC_INF;
@@ -371,16 +372,21 @@ FC_INLINE void FC_NAME(fc_att_online_row)(fc_real *restrict s, ptrdiff_t jend, f
  * [i0, i0 + mq) (0 = the structural masks hide it entirely). */
 FC_INLINE int FC_NAME(fc_att_tile_visible)(const FC_ATT_CTX *c, ptrdiff_t b, ptrdiff_t i0,
                                            ptrdiff_t mq, ptrdiff_t j0, ptrdiff_t nk,
-                                           int64_t qseg_max)
+                                           int64_t qseg_max, int64_t *kseg_max)
 {
     const fc_attn_mask *mk = c->mk;
+    *kseg_max = INT64_MIN;
     if (mk->causal && j0 > i0 + mq - 1 + mk->causal_offset) return 0;
     if (mk->kv_len != NULL && j0 >= (ptrdiff_t)mk->kv_len[b]) return 0;
     if (mk->q_seg != NULL) {
         const int64_t *ks = mk->k_seg + b * c->S + j0;
-        int64_t kmin = ks[0];
-        for (ptrdiff_t j = 1; j < nk; ++j) kmin = ks[j] < kmin ? ks[j] : kmin;
+        int64_t kmin = ks[0], kmax = ks[0];
+        for (ptrdiff_t j = 1; j < nk; ++j) {
+            kmin = ks[j] < kmin ? ks[j] : kmin;
+            kmax = ks[j] > kmax ? ks[j] : kmax;
+        }
         if (kmin > qseg_max) return 0;
+        *kseg_max = kmax; /* rows with q_seg >= kmax see the whole tile: no per-key test */
     }
     return 1;
 }
@@ -433,14 +439,15 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
     for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
         const ptrdiff_t j0 = kt * FC_ATTN_BK;
         const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
-        if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax)) continue;
+        int64_t ksmax;
+        if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
         const fc_real *Kt = c->kt + (bh * c->nkt + kt) * dk * FC_ATTN_BK;
         FC_NAME(fc_att_gemm)(mq, FC_ATTN_BK, dk, Q, dk, Kt, FC_ATTN_BK, Sb, FC_ATTN_BK, 0);
         ptrdiff_t jmax = 0;
         for (ptrdiff_t r = 0; r < mq; ++r) {
             fc_real *s = Sb + r * FC_ATTN_BK;
             fc_real mx;
-            ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, &mx);
+            ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
             FC_NAME(fc_att_online_row)(s, jend, mx, m + r, l + r, O + r * dv, dv);
             jmax = jend > jmax ? jend : jmax;
         }
@@ -480,7 +487,8 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
         for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
             const ptrdiff_t j0 = kt * FC_ATTN_BK;
             const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
-            if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax)) continue;
+            int64_t ksmax;
+            if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
             for (ptrdiff_t g = 0; g < H; ++g) {
                 const fc_real *Q = c->q + ((b * H + g) * T + i0) * dk;
                 const fc_real *Kt = c->kt + ((b * H + g) * c->nkt + kt) * dk * FC_ATTN_BK;
@@ -512,7 +520,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
                 for (ptrdiff_t r = 0; r < mq; ++r) {
                     fc_real *s = Zh + r * FC_ATTN_BK;
                     fc_real mx;
-                    ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, &mx);
+                    ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
                     jmax_h = jend > jmax_h ? jend : jmax_h;
                     if (final) {
                         const fc_real lr = lt[h * FC_ATTN_BQ + r];
@@ -698,13 +706,14 @@ static FC_MULTIVERSION void FC_NAME(fc_att_bwd_item)(const FC_ATT_CTX *c, ptrdif
             const ptrdiff_t i0 = qt * FC_ATTN_BQ;
             const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
             const int64_t qsmax = FC_NAME(fc_att_qseg_max)(c, b, i0, mq);
-            if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax)) continue;
+            int64_t ksmax;
+            if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
             FC_NAME(fc_att_gemm)(mq, FC_ATTN_BK, dk, Q + i0 * dk, dk, Kt, FC_ATTN_BK, P, FC_ATTN_BK, 0);
             ptrdiff_t jmax = 0;
             for (ptrdiff_t r = 0; r < mq; ++r) {
                 fc_real *s = P + r * FC_ATTN_BK;
                 fc_real mx;
-                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, &mx);
+                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
                 const fc_real li = L[i0 + r];
                 if (li == -FC_INF) {
                     for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) s[j] = (fc_real)0;

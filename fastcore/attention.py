@@ -159,9 +159,12 @@ def _mix(mix, name, H, dtype):
 
 
 def _gather_seq(x, idx):
-    """x[b, :, idx[b, r]] along axis 2 for every b (x is (B, H, N, ...) or (B, H, N))."""
-    ix = idx[:, None, :] if x.ndim == 3 else idx[:, None, :, None]
-    return np.ascontiguousarray(np.take_along_axis(x, ix, axis=2))
+    """out[b, :, r] = x[b, :, idx[b, r]] along axis 2 for every b (x is (B, H, N, ...) or (B, H, N)).
+    (np.take per batch element: several times faster than take_along_axis here.)"""
+    out = np.empty(x.shape, dtype=x.dtype)
+    for b in range(x.shape[0]):
+        np.take(x[b], idx[b], axis=1, out=out[b])
+    return out
 
 
 def _empty(dtype):
