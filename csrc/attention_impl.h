@@ -149,6 +149,30 @@ FC_INLINE void FC_NAME(fc_att_gemm)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K,
             FC_NAME(fc_att_mk1_tail)(K, n - nf, A + r * lda, B + nf, ldb, C + r * ldc + nf, acc);
 }
 
+/* C[m x n] (+)= A[m x K] B[K x n] with B "panel-major": the NR columns of panel p are
+ * stored K x NR contiguously at B + p * K * NR (n is a multiple of NR).  The transposed
+ * key tiles use this layout so that the micro-kernel streams B from consecutive lines. */
+FC_INLINE void FC_NAME(fc_att_gemm_pk)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t K,
+                                       const fc_real *A, ptrdiff_t lda, const fc_real *B,
+                                       fc_real *C, ptrdiff_t ldc, int acc)
+{
+    for (ptrdiff_t c = 0; c < n; c += FC_ATT_NR) {
+        const fc_real *Bp = B + (c / FC_ATT_NR) * K * FC_ATT_NR;
+        ptrdiff_t r = 0;
+        for (; r + 6 <= m; r += 6)
+            FC_NAME(fc_att_mk)(6, K, A + r * lda, lda, Bp, FC_ATT_NR, C + r * ldc + c, ldc, acc);
+        if (r + 4 <= m) {
+            FC_NAME(fc_att_mk)(4, K, A + r * lda, lda, Bp, FC_ATT_NR, C + r * ldc + c, ldc, acc);
+            r += 4;
+        }
+        if (r + 2 <= m) {
+            FC_NAME(fc_att_mk)(2, K, A + r * lda, lda, Bp, FC_ATT_NR, C + r * ldc + c, ldc, acc);
+            r += 2;
+        }
+        if (r < m) FC_NAME(fc_att_mk)(1, K, A + r * lda, lda, Bp, FC_ATT_NR, C + r * ldc + c, ldc, acc);
+    }
+}
+
 /* ------------------------------------------------------------------ rows */
 
 /* Largest of x[0 .. n) (-inf when n = 0), after x[j] *= scale when do_scale.
@@ -442,7 +466,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
         int64_t ksmax;
         if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
         const fc_real *Kt = c->kt + (bh * c->nkt + kt) * dk * FC_ATTN_BK;
-        FC_NAME(fc_att_gemm)(mq, FC_ATTN_BK, dk, Q, dk, Kt, FC_ATTN_BK, Sb, FC_ATTN_BK, 0);
+        FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dk, Q, dk, Kt, Sb, FC_ATTN_BK, 0);
         ptrdiff_t jmax = 0;
         for (ptrdiff_t r = 0; r < mq; ++r) {
             fc_real *s = Sb + r * FC_ATTN_BK;
@@ -492,7 +516,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
             for (ptrdiff_t g = 0; g < H; ++g) {
                 const fc_real *Q = c->q + ((b * H + g) * T + i0) * dk;
                 const fc_real *Kt = c->kt + ((b * H + g) * c->nkt + kt) * dk * FC_ATTN_BK;
-                FC_NAME(fc_att_gemm)(mq, FC_ATTN_BK, dk, Q, dk, Kt, FC_ATTN_BK, Sh + g * tile, FC_ATTN_BK, 0);
+                FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dk, Q, dk, Kt, Sh + g * tile, FC_ATTN_BK, 0);
             }
             fc_real *Z = Sh;
             if (pre != NULL) {
@@ -577,7 +601,8 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
     }
 }
 
-/* dst tile [(bh*nkt + t)][d][BK] = src[bh][t*BK + jj][d], zero beyond S. */
+/* dst tile (bh*nkt + t), panel-major: element (x, jj) of the d x BK transposed tile at
+ * [jj / NR][x][jj % NR] = src[bh][t*BK + jj][x], zero beyond S. */
 static void FC_NAME(fc_att_transpose_tiles)(const fc_real *src, fc_real *dst, ptrdiff_t BH, ptrdiff_t S,
                                             ptrdiff_t d, ptrdiff_t nkt, int n_threads)
 {
@@ -591,11 +616,12 @@ static void FC_NAME(fc_att_transpose_tiles)(const fc_real *src, fc_real *dst, pt
             fc_real *o = dst + w * d * FC_ATTN_BK;
             for (ptrdiff_t jj = 0; jj < FC_ATTN_BK; ++jj) {
                 ptrdiff_t j = t * FC_ATTN_BK + jj;
+                fc_real *op = o + (jj / FC_ATT_NR) * d * FC_ATT_NR + jj % FC_ATT_NR;
                 if (j < S) {
                     const fc_real *row = src + (bh * S + j) * d;
-                    for (ptrdiff_t x = 0; x < d; ++x) o[x * FC_ATTN_BK + jj] = row[x];
+                    for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = row[x];
                 } else {
-                    for (ptrdiff_t x = 0; x < d; ++x) o[x * FC_ATTN_BK + jj] = (fc_real)0;
+                    for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = (fc_real)0;
                 }
             }
         }
@@ -708,7 +734,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_bwd_item)(const FC_ATT_CTX *c, ptrdif
             const int64_t qsmax = FC_NAME(fc_att_qseg_max)(c, b, i0, mq);
             int64_t ksmax;
             if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
-            FC_NAME(fc_att_gemm)(mq, FC_ATTN_BK, dk, Q + i0 * dk, dk, Kt, FC_ATTN_BK, P, FC_ATTN_BK, 0);
+            FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dk, Q + i0 * dk, dk, Kt, P, FC_ATTN_BK, 0);
             ptrdiff_t jmax = 0;
             for (ptrdiff_t r = 0; r < mq; ++r) {
                 fc_real *s = P + r * FC_ATTN_BK;
@@ -723,7 +749,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_bwd_item)(const FC_ATT_CTX *c, ptrdif
                 }
             }
             if (jmax == 0) continue;
-            FC_NAME(fc_att_gemm)(mq, FC_ATTN_BK, dv, dO + i0 * dv, dv, Vt, FC_ATTN_BK, dP, FC_ATTN_BK, 0);
+            FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dv, dO + i0 * dv, dv, Vt, dP, FC_ATTN_BK, 0);
             for (ptrdiff_t r = 0; r < mq; ++r) {
                 const fc_real Di = (fc_real)D[i0 + r];
                 fc_real *pr = P + r * FC_ATTN_BK, *dr = dP + r * FC_ATTN_BK;
