@@ -29,8 +29,9 @@ def _setup(shape, dv=None):
         rng = np.random.default_rng(0)
         q, k = (rng.standard_normal((B, H, T, d), dtype=np.float32) for _ in range(2))
         v = rng.standard_normal((B, H, T, dv or d), dtype=np.float32)
-        lengths = np.full(B, (3 * T) // 4)
-        lengths[0] = T  # one full row
+        lengths = np.full(B, (3 * T) // 4)  # a quarter of the keys are padding
+        if B > 1:
+            lengths[0] = T  # one full row
         seg = np.zeros((B, T), np.int64)
         seg[:, T // 2:] = 1  # source half, target half
         order = np.stack([rng.permutation(T) for _ in range(B)])

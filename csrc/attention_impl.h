@@ -19,6 +19,9 @@
 #ifndef FC_ATT_LANES
 #define FC_ATT_LANES 16
 #endif
+#ifndef FC_ATT_QG
+#define FC_ATT_QG 4 /* query tiles per work item (they share each key / value tile) */
+#endif
 #ifndef FC_ATT_MIXC
 #define FC_ATT_MIXC 256 /* entries per chunk of the talking-heads mixing loops */
 #endif
@@ -443,42 +446,63 @@ FC_INLINE void FC_NAME(fc_att_finish)(fc_real *O, fc_real *lse, const fc_real *m
 
 /* ------------------------------------------------------------------ forward */
 
-/* One (b, h, query tile) work item without head mixing. */
-static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdiff_t bh, ptrdiff_t qt,
+/* One (b, h, group of FC_ATT_QG query tiles) work item without head mixing.  The key
+ * loop is outside the query tiles of the group, so that each key / value tile is read
+ * from memory once per FC_ATT_QG * FC_ATTN_BQ queries (long sequences no longer stream
+ * k and v from L3 for every 64 queries), while masks are still skipped per 64 x 64 tile.
+ * Each row sees the same key tiles in the same order whatever the grouping. */
+static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdiff_t bh, ptrdiff_t qg,
                                                      fc_real *restrict Sb, fc_real *m, double *l)
 {
     const ptrdiff_t H = c->H, T = c->T, S = c->S, dk = c->DK, dv = c->DV;
     const ptrdiff_t b = bh / H, h = bh % H;
-    const ptrdiff_t i0 = qt * FC_ATTN_BQ;
-    const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
-    const fc_real *Q = c->q + (bh * T + i0) * dk;
+    const ptrdiff_t qt0 = qg * FC_ATT_QG;
+    const ptrdiff_t qt1 = qt0 + FC_ATT_QG < c->nqt ? qt0 + FC_ATT_QG : c->nqt;
     const fc_real *V = c->v + bh * S * dv;
-    fc_real *O = c->out + (bh * T + i0) * dv;
-    for (ptrdiff_t x = 0; x < mq * dv; ++x) O[x] = (fc_real)0;
-    for (ptrdiff_t r = 0; r < mq; ++r) {
-        m[r] = -FC_INF;
-        l[r] = 0.0;
+    int64_t qsmax[FC_ATT_QG];
+    for (ptrdiff_t qt = qt0; qt < qt1; ++qt) {
+        const ptrdiff_t i0 = qt * FC_ATTN_BQ;
+        const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
+        fc_real *O = c->out + (bh * T + i0) * dv;
+        for (ptrdiff_t x = 0; x < mq * dv; ++x) O[x] = (fc_real)0;
+        for (ptrdiff_t r = 0; r < mq; ++r) {
+            m[(qt - qt0) * FC_ATTN_BQ + r] = -FC_INF;
+            l[(qt - qt0) * FC_ATTN_BQ + r] = 0.0;
+        }
+        qsmax[qt - qt0] = FC_NAME(fc_att_qseg_max)(c, b, i0, mq);
     }
-    const int64_t qsmax = FC_NAME(fc_att_qseg_max)(c, b, i0, mq);
     for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
         const ptrdiff_t j0 = kt * FC_ATTN_BK;
         const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
-        int64_t ksmax;
-        if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
         const fc_real *Kt = c->kt + (bh * c->nkt + kt) * dk * FC_ATTN_BK;
-        FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dk, Q, dk, Kt, Sb, FC_ATTN_BK, 0);
-        ptrdiff_t jmax = 0;
-        for (ptrdiff_t r = 0; r < mq; ++r) {
-            fc_real *s = Sb + r * FC_ATTN_BK;
-            fc_real mx;
-            ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
-            FC_NAME(fc_att_online_row)(s, jend, mx, m + r, l + r, O + r * dv, dv);
-            jmax = jend > jmax ? jend : jmax;
+        for (ptrdiff_t qt = qt0; qt < qt1; ++qt) {
+            const ptrdiff_t i0 = qt * FC_ATTN_BQ;
+            const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
+            int64_t ksmax;
+            if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax[qt - qt0], &ksmax)) continue;
+            const fc_real *Q = c->q + (bh * T + i0) * dk;
+            fc_real *O = c->out + (bh * T + i0) * dv;
+            fc_real *mt = m + (qt - qt0) * FC_ATTN_BQ;
+            double *lt = l + (qt - qt0) * FC_ATTN_BQ;
+            FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dk, Q, dk, Kt, Sb, FC_ATTN_BK, 0);
+            ptrdiff_t jmax = 0;
+            for (ptrdiff_t r = 0; r < mq; ++r) {
+                fc_real *s = Sb + r * FC_ATTN_BK;
+                fc_real mx;
+                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
+                FC_NAME(fc_att_online_row)(s, jend, mx, mt + r, lt + r, O + r * dv, dv);
+                jmax = jend > jmax ? jend : jmax;
+            }
+            if (jmax > 0)
+                FC_NAME(fc_att_gemm)(mq, dv, jmax, Sb, FC_ATTN_BK, V + j0 * dv, dv, O, dv, 1);
         }
-        if (jmax > 0)
-            FC_NAME(fc_att_gemm)(mq, dv, jmax, Sb, FC_ATTN_BK, V + j0 * dv, dv, O, dv, 1);
     }
-    FC_NAME(fc_att_finish)(O, c->lse + bh * T + i0, m, l, mq, dv);
+    for (ptrdiff_t qt = qt0; qt < qt1; ++qt) {
+        const ptrdiff_t i0 = qt * FC_ATTN_BQ;
+        const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
+        FC_NAME(fc_att_finish)(c->out + (bh * T + i0) * dv, c->lse + bh * T + i0,
+                               m + (qt - qt0) * FC_ATTN_BQ, l + (qt - qt0) * FC_ATTN_BQ, mq, dv);
+    }
 }
 
 /* One (b, query tile) work item with talking-heads mixing: all heads together.
@@ -664,7 +688,8 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
     c.scale = (fc_real)scale; c.mk = mask; c.pre = pre_mix; c.post = post_mix;
 
     const int mix = pre_mix != NULL || post_mix != NULL;
-    const ptrdiff_t work = mix ? B * nqt : B * H * nqt;
+    const ptrdiff_t nqg = (nqt + FC_ATT_QG - 1) / FC_ATT_QG;
+    const ptrdiff_t work = mix ? B * nqt : B * H * nqg;
     const int nt = fc_clamp_threads(n_threads, work);
     int *failed = (int *)calloc((size_t)nt, sizeof(int));
     if (failed == NULL) {
@@ -675,7 +700,7 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
     FC_OMP_PARALLEL(nt)
     {
         const int nth = fc_thread_count(), tid = fc_thread_id();
-        const ptrdiff_t hh = mix ? H : 1;
+        const ptrdiff_t hh = mix ? H : FC_ATT_QG; /* per-row state for H heads or QG tiles */
         fc_real *sb = (fc_real *)malloc(sizeof(fc_real) * (tile * (size_t)(mix ? 2 * hh + 1 : 1)));
         fc_real *mb = (fc_real *)malloc(sizeof(fc_real) * (size_t)(2 * hh * FC_ATTN_BQ));
         double *lb = (double *)malloc(sizeof(double) * (size_t)(hh * FC_ATTN_BQ));
@@ -687,7 +712,7 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
                                          sb + 2 * tile * (size_t)H, mb, lb, mb + H * FC_ATTN_BQ);
         } else {
             for (ptrdiff_t w = tid; w < work; w += nth)
-                FC_NAME(fc_att_fwd_item)(&c, w / nqt, w % nqt, sb, mb, lb);
+                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb);
         }
         free(sb);
         free(mb);

@@ -579,3 +579,21 @@ def test_bad_inputs_are_clear_errors(rng):
         attention(q[..., :0], k[..., :0], v)
     with pytest.raises(ValueError, match="n_threads"):
         attention(q, k, v, n_threads=0)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_long_sequences_several_query_groups(rng, dtype):
+    # T > 256: several work items of grouped query tiles per (b, h)
+    B, H, T = 2, 2, 290
+    q, k, v = qkv(rng, B, H, T, T, 8, 8, dtype)
+    ln = np.array([T, 201])
+    seg = unilm_segments(rng, B, T)
+    for kw, kkw in [(dict(causal=True, lengths=ln), dict(causal=True, lengths=ln)),
+                    (dict(segment_ids=seg), dict(segment_ids=seg)), ({}, {})]:
+        out, lse = attention(q, k, v, return_lse=True, n_threads=2, **kw)
+        eo, el = ref_attention(q, k, v, ref_keep(B, H, T, T, **kkw))
+        assert_close(out, eo, dtype)
+        assert_close(lse, el, dtype)
+        np.testing.assert_array_equal(out, attention(q, k, v, n_threads=1, **kw))
+    out = attention(q[:, :, :100], k, v, causal=True)
+    assert_close(out, ref_attention(q[:, :, :100], k, v, ref_keep(B, H, 100, T, causal=True))[0], dtype)
