@@ -17,8 +17,9 @@
  * (running max, running sum, rescaled accumulator).  Key tiles that the structural
  * masks (causal, kv_len, segments) hide entirely are skipped.  The only workspace
  * besides per-thread tiles is a tiled transposed copy of k (and of v in backward),
- * O(B*H*S*d).  Work items are (b, h, query tile) (or (b, query tile) with mixing),
- * each computed by one thread in a fixed order: results do not depend on n_threads.
+ * O(B*H*S*d).  Work items are (b, h, 4 query tiles) (or (b, query tile) with mixing;
+ * (b, h) in backward), each computed by one thread in a fixed order: results do not
+ * depend on n_threads.
  *
  * Sums of exponentials are accumulated in double; dot products in the input precision.
  *

@@ -207,7 +207,9 @@ def attention(q, k, v, *, lengths=None, causal=False, segment_ids=None, order=No
         The first token of a strict order sees nothing (output 0, lse -inf).
         Implementation: queries and keys are gathered into rank order, the mask becomes
         causal and hidden tiles are skipped; results are scattered back to positions.
-        Cannot be combined with ``causal``.
+        Cannot be combined with ``causal``.  Combined with ``order``, ``lengths`` is
+        tested key by key (padding is no longer a contiguous tail) and ``mask`` / ``bias``
+        are read at the original positions.
     order_inclusive : bool, default False
     mask : array_like of bool, optional
         Broadcastable to (B, H, T, S); True = visible.  Read through broadcast strides,
