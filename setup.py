@@ -26,6 +26,7 @@ EXTENSIONS = {
     "fastcore._crf": ["csrc/crf.c"],
     "fastcore._emd": ["csrc/emd.c"],
     "fastcore._sinkhorn": ["csrc/sinkhorn.c"],
+    "fastcore._attention": ["csrc/attention.c"],
 }
 COMMON_SOURCES = ["csrc/fc_status.c"]
 

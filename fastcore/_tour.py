@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-FAMILIES = ["softmax", "optim", "crf", "ot", "sinkhorn"]
+FAMILIES = ["softmax", "optim", "crf", "ot", "sinkhorn", "attention"]
 
 
 def timed(fn, *args, repeat=5, **kwargs):
