@@ -26,7 +26,7 @@ _check_name_clash()
 from fastcore._version import __version__  # noqa: E402
 from fastcore._errors import ConvergenceError, ConvergenceWarning, InternalError  # noqa: E402
 from fastcore.softmax import logsumexp, masked_softmax  # noqa: E402
-from fastcore import crf, init, norm, optim, ot  # noqa: E402,F401  (fastcore.dask, fastcore.torch: optional)
+from fastcore import attention, crf, init, norm, optim, ot  # noqa: E402,F401  (fastcore.dask, fastcore.torch: optional)
 
 __all__ = [
     "__version__",
@@ -35,6 +35,7 @@ __all__ = [
     "InternalError",
     "logsumexp",
     "masked_softmax",
+    "attention",
     "crf",
     "init",
     "norm",
