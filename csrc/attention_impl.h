@@ -225,55 +225,7 @@ FC_INLINE fc_real FC_NAME(fc_att_max)(const fc_real *x, ptrdiff_t n)
  * handling of positive overflow and of subnormal results: results below the smallest
  * normal number (x < -87 in float, -708 in double) are flushed to 0.  In a softmax the
  * argument is a logit minus the row maximum, so those terms are below 1e-37 of the sum. */
-FC_INLINE fc_real FC_NAME(fc_att_expneg)(fc_real x)
-{
-#if FC_REAL_DOUBLE
-    const double magic = 6755399441055744.0, log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93145751953125e-1, ln2_lo = 1.42860682030941723212e-6;
-    const double lo = -708.0;
-    double xc = x < lo ? lo : x;
-    double t = xc * log2e + magic;
-    int64_t n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
-    double nf = t - magic;
-    double r = xc - nf * ln2_hi;
-    r = r - nf * ln2_lo;
-    double p = 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    double y = p * fc_bits_to_f64((uint64_t)(n + 1023) << 52);
-    return x < lo ? 0.0 : y;
-#else
-    const float magic = 12582912.0f, log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    const float lo = -87.0f;
-    float xc = x < lo ? lo : x;
-    float t = xc * log2e + magic;
-    int32_t n = (int32_t)(fc_f32_to_bits(t) - fc_f32_to_bits(magic));
-    float nf = t - magic;
-    float r = xc - nf * ln2_hi;
-    r = r - nf * ln2_lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    float y = p * fc_bits_to_f32((uint32_t)(n + 127) << 23);
-    return x < lo ? 0.0f : y;
-#endif
-}
+FC_INLINE fc_real FC_NAME(fc_att_expneg)(fc_real x) { return FC_EXP_FTZ(x); }
 
 /* s[j] *= scale for j < n; returns the maximum of the scaled entries (-inf when n = 0). */
 FC_INLINE fc_real FC_NAME(fc_att_scale_max)(fc_real *restrict x, ptrdiff_t n, fc_real scale)

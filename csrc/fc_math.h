@@ -29,18 +29,19 @@ static inline uint32_t fc_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, size
 static inline double fc_bits_to_f64(uint64_t u) { double f; memcpy(&f, &u, sizeof f); return f; }
 static inline uint64_t fc_f64_to_bits(double f) { uint64_t u; memcpy(&u, &f, sizeof u); return u; }
 
-FC_INLINE float fc_exp_f32(float x)
+/* The shared core: exp(x) = 2^n * p(r), n = round(x / ln2), r = x - n ln2 (two-constant
+ * ln2), p a Taylor polynomial (degree 7 float, 12 double).  x must be finite and already
+ * clamped by the caller; returns p and sets *n.  Every exp below is built on it. */
+FC_INLINE float fc_exp_split_f32(float x, int32_t *n)
 {
     const float magic = 12582912.0f;           /* 1.5 * 2^23: adding it rounds to an integer */
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693359375f;         /* exact in a few bits */
     const float ln2_lo = -2.12194440e-4f;
-    float xc = x > 89.0f ? 89.0f : x;          /* NaN fails both tests and stays NaN */
-    xc = xc < -104.0f ? -104.0f : xc;
-    float t = xc * log2e + magic;
-    int32_t n = (int32_t)(fc_f32_to_bits(t) - fc_f32_to_bits(magic));
+    float t = x * log2e + magic;
+    *n = (int32_t)(fc_f32_to_bits(t) - fc_f32_to_bits(magic));
     float nf = t - magic;
-    float r = xc - nf * ln2_hi;
+    float r = x - nf * ln2_hi;
     r = r - nf * ln2_lo;
     float p = 1.0f / 5040.0f;
     p = p * r + 1.0f / 720.0f;
@@ -49,28 +50,19 @@ FC_INLINE float fc_exp_f32(float x)
     p = p * r + 1.0f / 6.0f;
     p = p * r + 0.5f;
     p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    /* 2^n in two factors so that subnormal results round once, correctly */
-    int32_t n1 = n >> 1;
-    int32_t n2 = n - n1;
-    float s1 = fc_bits_to_f32((uint32_t)(n1 + 127) << 23);
-    float s2 = fc_bits_to_f32((uint32_t)(n2 + 127) << 23);
-    float y = (p * s1) * s2;
-    return x != x ? x : y;
+    return p * r + 1.0f;
 }
 
-FC_INLINE double fc_exp_f64(double x)
+FC_INLINE double fc_exp_split_f64(double x, int64_t *n)
 {
     const double magic = 6755399441055744.0;   /* 1.5 * 2^52 */
     const double log2e = 1.4426950408889634074;
     const double ln2_hi = 6.93145751953125e-1;
     const double ln2_lo = 1.42860682030941723212e-6;
-    double xc = x > 710.0 ? 710.0 : x;
-    xc = xc < -746.0 ? -746.0 : xc;
-    double t = xc * log2e + magic;
-    int64_t n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
+    double t = x * log2e + magic;
+    *n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
     double nf = t - magic;
-    double r = xc - nf * ln2_hi;
+    double r = x - nf * ln2_hi;
     r = r - nf * ln2_lo;
     double p = 1.0 / 479001600.0;   /* 1/12! */
     p = p * r + 1.0 / 39916800.0;
@@ -84,13 +76,57 @@ FC_INLINE double fc_exp_f64(double x)
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
     p = p * r + 1.0;
-    p = p * r + 1.0;
-    int64_t n1 = n >> 1;
-    int64_t n2 = n - n1;
-    double s1 = fc_bits_to_f64((uint64_t)(n1 + 1023) << 52);
-    double s2 = fc_bits_to_f64((uint64_t)(n2 + 1023) << 52);
-    double y = (p * s1) * s2;
+    return p * r + 1.0;
+}
+
+/* 2^n for n in the normal exponent range. */
+FC_INLINE float fc_pow2i_f32(int32_t n) { return fc_bits_to_f32((uint32_t)(n + 127) << 23); }
+FC_INLINE double fc_pow2i_f64(int64_t n) { return fc_bits_to_f64((uint64_t)(n + 1023) << 52); }
+
+/* exp over the whole range, IEEE edge cases kept (see the top of this file). */
+FC_INLINE float fc_exp_f32(float x)
+{
+    float xc = x > 89.0f ? 89.0f : x;          /* NaN fails both tests and stays NaN */
+    xc = xc < -104.0f ? -104.0f : xc;
+    int32_t n;
+    float p = fc_exp_split_f32(xc, &n);
+    /* 2^n in two factors so that subnormal results round once, correctly */
+    int32_t n1 = n >> 1;
+    float y = (p * fc_pow2i_f32(n1)) * fc_pow2i_f32(n - n1);
     return x != x ? x : y;
+}
+
+FC_INLINE double fc_exp_f64(double x)
+{
+    double xc = x > 710.0 ? 710.0 : x;
+    xc = xc < -746.0 ? -746.0 : xc;
+    int64_t n;
+    double p = fc_exp_split_f64(xc, &n);
+    int64_t n1 = n >> 1;
+    double y = (p * fc_pow2i_f64(n1)) * fc_pow2i_f64(n - n1);
+    return x != x ? x : y;
+}
+
+/* exp(x) for x <= 88 (float) / 709 (double), results that would be subnormal flushed
+ * to exactly 0 (x < -87 / -708).  Cheaper than fc_exp_*: one scale factor, no NaN or
+ * overflow handling.  For softmax-style arguments (a score minus the running maximum),
+ * where those terms are below 1e-37 of the sum. */
+FC_INLINE float fc_exp_ftz_f32(float x)
+{
+    const float lo = -87.0f;
+    int32_t n;
+    float p = fc_exp_split_f32(x < lo ? lo : x, &n);
+    float y = p * fc_pow2i_f32(n);
+    return x < lo ? 0.0f : y;
+}
+
+FC_INLINE double fc_exp_ftz_f64(double x)
+{
+    const double lo = -708.0;
+    int64_t n;
+    double p = fc_exp_split_f64(x < lo ? lo : x, &n);
+    double y = p * fc_pow2i_f64(n);
+    return x < lo ? 0.0 : y;
 }
 
 #endif /* FC_MATH_H */

@@ -16,6 +16,7 @@
  *   fc_real            float or double
  *   FC_NAME(base)      base_f32 or base_f64 (public symbols)
  *   FC_EXP(x)          fast vectorisable exp of fc_math.h (<= 2 ulp, IEEE edge cases kept)
+ *   FC_EXP_FTZ(x)      cheaper exp for x <= 88: subnormal results flushed to 0, no NaN handling
  *   FC_LOG, FC_LOG1P, FC_SQRT, FC_FABS, FC_LIBM_EXP   the libm function of that precision
  *   FC_INF             +infinity of that precision
  *   FC_EPS             machine epsilon of that precision
@@ -31,6 +32,7 @@
 #undef FC_SUFFIX
 #undef FC_NAME
 #undef FC_EXP
+#undef FC_EXP_FTZ
 #undef FC_LIBM_EXP
 #undef FC_LOG
 #undef FC_LOG1P
@@ -51,6 +53,7 @@
 #define fc_real double
 #define FC_SUFFIX _f64
 #define FC_EXP(x) fc_exp_f64(x)
+#define FC_EXP_FTZ(x) fc_exp_ftz_f64(x)
 #define FC_LIBM_EXP(x) exp(x)
 #define FC_LOG(x) log(x)
 #define FC_LOG1P(x) log1p(x)
@@ -63,6 +66,7 @@
 #define fc_real float
 #define FC_SUFFIX _f32
 #define FC_EXP(x) fc_exp_f32(x)
+#define FC_EXP_FTZ(x) fc_exp_ftz_f32(x)
 #define FC_LIBM_EXP(x) expf(x)
 #define FC_LOG(x) logf(x)
 #define FC_LOG1P(x) log1pf(x)

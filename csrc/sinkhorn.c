@@ -24,31 +24,10 @@
  * same accuracy (<= 3 ulp). */
 FC_INLINE double fc_sk_exp(double x)
 {
-    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
-    const double log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93145751953125e-1;
-    const double ln2_lo = 1.42860682030941723212e-6;
     double xc = x > -600.0 ? x : -600.0;
     xc = xc < 700.0 ? xc : 700.0;
-    double t = xc * log2e + magic;
-    int64_t n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
-    double nf = t - magic;
-    double r = xc - nf * ln2_hi;
-    r = r - nf * ln2_lo;
-    double p = 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    double y = p * fc_bits_to_f64((uint64_t)(n + 1023) << 52);
+    int64_t n;
+    double y = fc_exp_split_f64(xc, &n) * fc_pow2i_f64(n);
     return x >= -600.0 ? y : 0.0;
 }
 
