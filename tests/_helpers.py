@@ -1,5 +1,8 @@
 """Small utilities shared by the tests."""
 import importlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -41,3 +44,30 @@ def variants(x):
     ro.flags.writeable = False
     out["readonly"] = ro
     return out
+
+
+def ot_linprog_cost(a, b, M):
+    """Exact OT cost by scipy's linprog (HiGHS), as in the post: the plan flattened row-major,
+    m + n equality rows with the last (redundant) one dropped."""
+    from scipy.optimize import linprog
+
+    n, m = M.shape
+    A = np.zeros((n + m, n * m))
+    for i in range(n):
+        A[i, i * m:(i + 1) * m] = 1
+    for j in range(m):
+        A[n + j, j::m] = 1
+    res = linprog(M.ravel(), A_eq=A[:-1], b_eq=np.concatenate([a, b])[:-1], bounds=(0, None), method="highs")
+    assert res.status == 0
+    return res.fun
+
+
+def assert_import_fails_clearly(tmp_path, missing, module, message):
+    """Importing ``module`` with a broken ``missing`` package first on the path fails with ``message``."""
+    fake = tmp_path / missing
+    fake.mkdir()
+    (fake / "__init__.py").write_text(f"raise ImportError('no {missing} here')\n")
+    proc = subprocess.run([sys.executable, "-P", "-c", f"import {module}"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr

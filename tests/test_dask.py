@@ -1,15 +1,13 @@
 """fastcore.dask: identical answers to the single-machine kernels on every scheduler."""
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from _helpers import needs
+from _helpers import assert_import_fails_clearly, needs
 
 pytestmark = [needs("dask"), needs("distributed")]
 
@@ -156,11 +154,4 @@ def test_worker_killed_mid_run_still_gives_the_full_answer(rng):
 
 
 def test_import_without_dask_gives_a_clear_message(tmp_path):
-    # a 'dask' that fails to import, first on the path
-    fake = tmp_path / "dask"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("raise ImportError('no dask here')\n")
-    proc = subprocess.run([sys.executable, "-P", "-c", "import fastcore.dask"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "fastcore.dask needs Dask: pip install 'fastcore-kernels[dask]'" in proc.stderr
+    assert_import_fails_clearly(tmp_path, "dask", "fastcore.dask", "fastcore.dask needs Dask: pip install 'fastcore-kernels[dask]'")

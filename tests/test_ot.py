@@ -4,25 +4,13 @@ import warnings
 import numpy as np
 import pytest
 import scipy.stats
-from scipy.optimize import linprog
 
 import fastcore
 from fastcore import ot
-from _helpers import needs, variants
+from _helpers import needs, ot_linprog_cost, variants
 
 
 # ---------------------------------------------------------------- references
-def lp_cost(a, b, M):
-    """The LP as in the post: flattened plan, m + n equality rows minus the last one."""
-    n, m = M.shape
-    A = np.zeros((n + m, n * m))
-    for i in range(n):
-        A[i, i * m:(i + 1) * m] = 1
-    for j in range(m):
-        A[n + j, j::m] = 1
-    res = linprog(M.ravel(), A_eq=A[:-1], b_eq=np.r_[a, b][:-1], bounds=(0, None), method="highs")
-    assert res.status == 0
-    return res.fun
 
 
 def random_problem(rng, kind, n, m):
@@ -82,7 +70,7 @@ def test_emd_matches_linprog(rng, kind):
         a, b, M = random_problem(rng, kind, n, m)
         G, lg = ot.emd(a, b, M, log=True)
         assert lg["result_code"] == 1 and lg["warning"] is None
-        check_solution(a, b, M, G, lg, lp_cost(a, b, M))
+        check_solution(a, b, M, G, lg, ot_linprog_cost(a, b, M))
         assert ot.emd2(a, b, M) == pytest.approx(lg["cost"], rel=1e-14, abs=1e-15)
 
 
@@ -91,7 +79,7 @@ def test_rectangular_and_degenerate_shapes(rng, n, m):
     for kind in ("uniform_real", "integer"):
         a, b, M = random_problem(rng, kind, n, m)
         G, lg = ot.emd(a, b, M, log=True)
-        check_solution(a, b, M, G, lg, lp_cost(a, b, M))
+        check_solution(a, b, M, G, lg, ot_linprog_cost(a, b, M))
 
 
 @needs("ot")
@@ -251,7 +239,7 @@ def test_zero_weight_rows_and_columns(rng):
     b /= b.sum()
     G, lg = ot.emd(a, b, M, log=True)
     assert (G[[1, 5]] == 0).all() and (G[:, [0, 8]] == 0).all()
-    check_solution(a, b, M, G, lg, lp_cost(a, b, M))
+    check_solution(a, b, M, G, lg, ot_linprog_cost(a, b, M))
 
 
 @pytest.mark.parametrize("fn", [ot.emd, ot.emd2])

@@ -3,11 +3,10 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.optimize
 
 import fastcore
 from fastcore.sinkhorn import MASS_RTOL, sinkhorn, sinkhorn2
-from _helpers import FLOAT_DTYPES, needs, variants
+from _helpers import needs, ot_linprog_cost, variants
 
 LOG_METHODS = ["sinkhorn_log", "sinkhorn_epsilon_scaling"]
 ALL_METHODS = ["sinkhorn", "sinkhorn_log", "sinkhorn_epsilon_scaling"]
@@ -41,18 +40,6 @@ def np_sinkhorn_log(a, b, M, reg, iters):
     return np.exp(u[:, None] + v[None, :] - M / reg), u, v
 
 
-def emd_linprog(a, b, M):
-    """Exact OT cost by scipy's linprog (the post's formulation, last equality dropped)."""
-    n, m = M.shape
-    A = np.zeros((n + m, n * m))
-    for i in range(n):
-        A[i, i * m:(i + 1) * m] = 1
-    for j in range(m):
-        A[n + j, j::m] = 1
-    res = scipy.optimize.linprog(M.ravel(), A_eq=A[:-1], b_eq=np.concatenate([a, b])[:-1],
-                                 bounds=(0, None), method="highs")
-    assert res.status == 0
-    return res.fun
 
 
 def col_err(P, b):
@@ -124,7 +111,7 @@ def test_log_and_scaling_methods_agree(rng):
 def test_converges_to_exact_ot_as_reg_goes_to_zero(rng):
     for trial in range(3):
         a, b, M = problem(rng, 7, 6)
-        exact = emd_linprog(a, b, M)
+        exact = ot_linprog_cost(a, b, M)
         gaps = []
         for rel in (1e-1, 1e-2, 1e-3):
             reg = rel * np.median(M)

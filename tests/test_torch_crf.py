@@ -1,12 +1,9 @@
 """fastcore.torch.CRF: a drop-in for torchcrf.CRF (values, gradients, decoding)."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from _helpers import needs
+from _helpers import assert_import_fails_clearly, needs
 
 pytestmark = needs("torch")
 
@@ -127,10 +124,4 @@ def test_bad_input(rng):
 
 
 def test_import_without_torch_gives_a_clear_message(tmp_path):
-    fake = tmp_path / "torch"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("raise ImportError('no torch here')\n")
-    proc = subprocess.run([sys.executable, "-P", "-c", "import fastcore.torch"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "fastcore.torch needs PyTorch" in proc.stderr
+    assert_import_fails_clearly(tmp_path, "torch", "fastcore.torch", 'fastcore.torch needs PyTorch')
