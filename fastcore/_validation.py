@@ -11,7 +11,7 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _shape_str(shape):
+def shape_str(shape):
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
@@ -52,9 +52,9 @@ def as_float_array(x, name, *, dtype=None, ndim=None, min_ndim=None, finite=Fals
     else:
         target = np.dtype(dtype)
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {_shape_str(arr.shape)}")
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {shape_str(arr.shape)}")
     if min_ndim is not None and arr.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {_shape_str(arr.shape)}")
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {shape_str(arr.shape)}")
     arr = np.asarray(arr, dtype=target, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
     if finite:
         check_finite(arr, name)
@@ -73,7 +73,7 @@ def check_shape(arr, name, expected):
     ok = arr.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, arr.shape))
     if not ok:
         want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise ValueError(f"{name} must have shape {want}, got {_shape_str(arr.shape)}")
+        raise ValueError(f"{name} must have shape {want}, got {shape_str(arr.shape)}")
 
 
 def normalize_axis(axis, ndim, name="axis"):
@@ -106,7 +106,7 @@ def as_bool_mask(mask, name, shape):
             raise ValueError
     except ValueError:
         raise ValueError(
-            f"{name} of shape {_shape_str(m.shape)} cannot be broadcast to shape {_shape_str(shape)}"
+            f"{name} of shape {shape_str(m.shape)} cannot be broadcast to shape {shape_str(shape)}"
         ) from None
     return np.ascontiguousarray(m, dtype=np.uint8)
 
@@ -160,7 +160,7 @@ def prepare_out(out, shape, dtype, name="out"):
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {_shape_str(shape)}, got {_shape_str(out.shape)}")
+        raise ValueError(f"{name} must have shape {shape_str(shape)}, got {shape_str(out.shape)}")
     if out.dtype != dtype:
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
     if not out.flags.c_contiguous:

@@ -11,7 +11,7 @@ import numpy as np
 
 from fastcore import _attention
 from fastcore._threads import resolve_n_threads
-from fastcore._validation import _shape_str, as_bool_mask, as_float_array, check_finite
+from fastcore._validation import shape_str, as_bool_mask, as_float_array, check_finite
 
 __all__ = ["attention", "attention_backward", "padding_mask", "causal_mask", "unilm_mask",
            "permutation_mask"]
@@ -28,10 +28,10 @@ def _qkv(q, k, v, fname):
     S = k.shape[2]
     if k.shape[:2] != (B, H) or k.shape[3] != dk:
         raise ValueError(f"{fname}: k must have shape (B, H, S, dk) = ({B}, {H}, *, {dk}) to match "
-                         f"q {_shape_str(q.shape)}, got {_shape_str(k.shape)}")
+                         f"q {shape_str(q.shape)}, got {shape_str(k.shape)}")
     if v.shape[:3] != (B, H, S):
         raise ValueError(f"{fname}: v must have shape (B, H, S, dv) = ({B}, {H}, {S}, *) to match "
-                         f"k {_shape_str(k.shape)}, got {_shape_str(v.shape)}")
+                         f"k {shape_str(k.shape)}, got {shape_str(v.shape)}")
     dv = v.shape[3]
     if dk < 1 or dv < 1:
         raise ValueError(f"{fname}: the feature sizes dk = {dk} and dv = {dv} must be at least 1")
@@ -53,7 +53,7 @@ def _int_array(x, name, shape):
         raise TypeError(f"{name} must be an integer array, got dtype {a.dtype}")
     if a.shape != tuple(shape):
         want = "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-        raise ValueError(f"{name} must have shape {want}, got {_shape_str(a.shape)}")
+        raise ValueError(f"{name} must have shape {want}, got {shape_str(a.shape)}")
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
@@ -127,8 +127,8 @@ def _masks(dims, dtype, lengths, causal, segment_ids, order, order_inclusive, ma
             if np.broadcast_shapes(bb.shape, full) != full:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"bias of shape {_shape_str(bb.shape)} cannot be broadcast to shape "
-                             f"{_shape_str(full)}") from None
+            raise ValueError(f"bias of shape {shape_str(bb.shape)} cannot be broadcast to shape "
+                             f"{shape_str(full)}") from None
         if np.isnan(bb).any() or np.isposinf(bb).any():
             raise ValueError("bias contains NaN or +inf (-inf is allowed and hides the entry)")
         mk["bias_strides"] = _bcast_strides(bb, full)
@@ -153,7 +153,7 @@ def _mix(mix, name, H, dtype):
         return None
     m = as_float_array(mix, name, dtype=dtype)
     if m.shape != (H, H):
-        raise ValueError(f"{name} must have shape (H, H) = ({H}, {H}), got {_shape_str(m.shape)}")
+        raise ValueError(f"{name} must have shape (H, H) = ({H}, {H}), got {shape_str(m.shape)}")
     check_finite(m, name)
     return m.reshape(-1)
 
@@ -314,8 +314,8 @@ def attention_backward(dout, q, k, v, out, lse, *, lengths=None, causal=False, s
     lse = as_float_array(lse, "lse", dtype=dtype, ndim=3)
     for a, name, shape in ((dout, "dout", (B, H, T, dv)), (out, "out", (B, H, T, dv)), (lse, "lse", (B, H, T))):
         if a.shape != shape:
-            raise ValueError(f"attention_backward: {name} must have shape {_shape_str(shape)}, "
-                             f"got {_shape_str(a.shape)}")
+            raise ValueError(f"attention_backward: {name} must have shape {shape_str(shape)}, "
+                             f"got {shape_str(a.shape)}")
     _check_finite(dout, "dout")
     _check_finite(out, "out")
     if np.isnan(lse).any() or np.isposinf(lse).any():
@@ -343,7 +343,7 @@ def padding_mask(lengths, T, S):
     """Boolean (B, T, S) key-padding mask: ``M[b, i, j] = j < lengths[b]``."""
     ln = np.asarray(lengths)
     if ln.ndim != 1:
-        raise ValueError(f"lengths must have shape (B,), got {_shape_str(ln.shape)}")
+        raise ValueError(f"lengths must have shape (B,), got {shape_str(ln.shape)}")
     ln = _int_array(ln, "lengths", ln.shape)
     return np.broadcast_to((np.arange(S)[None, :] < ln[:, None])[:, None, :], (ln.size, T, S)).copy()
 
@@ -359,7 +359,7 @@ def unilm_mask(segment_ids):
     """Boolean (B, S, S) UniLM mask: ``M[b, i, j] = c[b, j] <= c[b, i]``, ``c = cumsum(segment_ids)``."""
     seg = np.asarray(segment_ids)
     if seg.ndim != 2:
-        raise ValueError(f"segment_ids must have shape (B, S), got {_shape_str(seg.shape)}")
+        raise ValueError(f"segment_ids must have shape (B, S), got {shape_str(seg.shape)}")
     if seg.dtype == np.bool_:
         seg = seg.astype(np.int64)
     c = np.cumsum(_int_array(seg, "segment_ids", seg.shape), axis=1)
@@ -371,7 +371,7 @@ def permutation_mask(order, inclusive=False):
     with ``order[b, r]`` the position predicted ``r``-th."""
     o = np.asarray(order)
     if o.ndim != 2:
-        raise ValueError(f"order must have shape (B, T), got {_shape_str(o.shape)}")
+        raise ValueError(f"order must have shape (B, T), got {shape_str(o.shape)}")
     o = _int_array(o, "order", o.shape)
     if not (np.sort(o, axis=1) == np.arange(o.shape[1])).all():
         raise ValueError("each row of order must be a permutation of 0 .. T-1")

@@ -30,7 +30,7 @@ import numpy as np
 
 from fastcore import _crf
 from fastcore._threads import resolve_n_threads
-from fastcore._validation import _shape_str, as_bool_mask, as_float_array
+from fastcore._validation import shape_str, as_bool_mask, as_float_array
 
 __all__ = [
     "crf_log_partition", "crf_score", "crf_log_likelihood", "crf_marginals", "crf_nll_grad",
@@ -48,7 +48,7 @@ def _scores(x, name, dtype, shape):
         return None
     a = as_float_array(x, name)
     if a.shape != shape:
-        raise ValueError(f"{name} must have shape {_shape_str(shape)}, got {_shape_str(a.shape)}")
+        raise ValueError(f"{name} must have shape {shape_str(shape)}, got {shape_str(a.shape)}")
     if a.dtype == dtype:
         out = a
     else:
@@ -68,7 +68,7 @@ def _scores(x, name, dtype, shape):
 def _emissions(emissions):
     em = as_float_array(emissions, "emissions", ndim=3)
     if em.shape[2] < 1:
-        raise ValueError(f"emissions must have at least one label (K >= 1), got shape {_shape_str(em.shape)}")
+        raise ValueError(f"emissions must have at least one label (K >= 1), got shape {shape_str(em.shape)}")
     # fast path: one float64 sum (no temporary) is finite iff no NaN/inf, unless huge finite
     # float64 values overflow it, in which case the exact check decides
     with np.errstate(over="ignore", invalid="ignore"):
@@ -93,7 +93,7 @@ def _mask(mask, lengths, B, T):
         if ln.dtype.kind not in "iu":
             raise TypeError(f"lengths must be an integer array, got dtype {ln.dtype}")
         if ln.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},), got {_shape_str(ln.shape)}")
+            raise ValueError(f"lengths must have shape ({B},), got {shape_str(ln.shape)}")
         if ln.size and (ln.min() < 0 or ln.max() > T):
             raise ValueError(f"lengths must lie in [0, {T}], got values in [{ln.min()}, {ln.max()}]")
         return np.ascontiguousarray(np.arange(T)[None, :] < ln[:, None], dtype=np.uint8)
@@ -105,7 +105,7 @@ def _tags(tags, B, T, K, mask):
     if y.dtype.kind not in "iu":
         raise TypeError(f"tags must be an integer array, got dtype {y.dtype}")
     if y.shape != (B, T):
-        raise ValueError(f"tags must have shape ({B}, {T}), got {_shape_str(y.shape)}")
+        raise ValueError(f"tags must have shape ({B}, {T}), got {shape_str(y.shape)}")
     y = np.ascontiguousarray(y, dtype=np.int64)
     if y.size == 0 or (y.min() >= 0 and y.max() < K):
         return y
