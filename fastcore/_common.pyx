@@ -5,9 +5,7 @@ Every C entry point returns an ``fc_status`` code (``csrc/fc_status.h``).  This
 module is the only place that maps those codes to Python: bindings call
 :func:`check_status` right after leaving ``nogil``.
 """
-import warnings
-
-from fastcore._errors import ConvergenceError, ConvergenceWarning, InternalError
+from fastcore._errors import ConvergenceError, ConvergenceWarning, InternalError, warn_user
 
 # The codes, for the Python layer (e.g. POT-style ``result_code`` in logs).
 OK = FC_OK
@@ -42,7 +40,7 @@ cdef int check_status(int status, str where, bint warn_on_limit=True) except -1:
         raise MemoryError(msg)
     if status == FC_NOT_CONVERGED or status == FC_MAX_ITER_REACHED:
         if warn_on_limit:
-            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+            warn_user(msg, ConvergenceWarning)
             return status
         raise ConvergenceError(msg)
     if status == FC_NON_FINITE or status == FC_INFEASIBLE or status == FC_UNBOUNDED:

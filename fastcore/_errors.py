@@ -1,4 +1,7 @@
 """Exception and warning classes shared by all fastcore kernels."""
+import os
+import sys
+import warnings
 
 
 class ConvergenceWarning(RuntimeWarning):
@@ -11,3 +14,22 @@ class ConvergenceError(RuntimeError):
 
 class InternalError(RuntimeError):
     """A kernel detected a broken internal invariant. This is a bug: please report it."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn_user(message, category=ConvergenceWarning):
+    """``warnings.warn`` attributed to the first caller outside fastcore.
+
+    Kernels warn from several depths (a public function, a class method, a
+    binding); a fixed ``stacklevel`` would point inside the package for some of
+    them.  Walking the stack to the user's frame makes the warning's file and
+    line, and ``-W error`` filters by module, refer to the user's code.
+    """
+    frame = sys._getframe(1)  # warn()'s stacklevel 2
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -37,6 +37,20 @@ def test_iteration_limits_warn_or_raise():
     assert issubclass(fastcore.ConvergenceWarning, RuntimeWarning)
 
 
+def test_convergence_warnings_point_at_the_caller(rng):
+    # the warning's file is the user's, whatever depth inside fastcore it came from
+    import fastcore.ot
+    n = 40
+    M = rng.random((n, n))
+    a = np.full(n, 1 / n)
+    with pytest.warns(fastcore.ConvergenceWarning) as record:
+        fastcore.ot.emd2(a, a, M, numItermax=2)
+    assert record[0].filename == __file__
+    with pytest.warns(fastcore.ConvergenceWarning) as record:
+        _common.raise_for_status(_common.NOT_CONVERGED, "solver")
+    assert record[0].filename == __file__
+
+
 def test_status_messages_are_distinct():
     codes = [_common.OK, _common.BAD_ARGUMENT, _common.OUT_OF_MEMORY, _common.NOT_CONVERGED,
              _common.MAX_ITER_REACHED, _common.NON_FINITE, _common.INFEASIBLE, _common.UNBOUNDED,
