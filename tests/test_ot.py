@@ -185,6 +185,53 @@ def test_float32_in_float32_out(rng):
     assert isinstance(ot.emd2(a, b, M), np.float64)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_square_uniform_assignment_path(rng, kind):
+    # cost-only n x n problems with equal masses are solved as assignment problems:
+    # the same optimum as linprog and as the simplex (emd with a plan), and the same
+    # sum order as the simplex when the optimal permutation is unique
+    for n in (1, 2, 3, 4, 5, 7, 8, 9, 13, 26, 33):
+        M = random_problem(rng, kind, n, n)[2]
+        a = np.full(n, 1.0 / n)
+        G, lg = ot.emd(a, a, M, log=True)
+        fast = ot.emd2(a, a, M)
+        scale = max(1.0, np.abs(M).max())
+        assert fast == pytest.approx(lg["cost"], rel=1e-13, abs=1e-14 * scale)
+        assert ot.emd2([], [], M) == fast
+        if n <= 9:
+            assert fast == pytest.approx(ot_linprog_cost(a, a, M), rel=1e-9, abs=1e-9 * scale)
+        if kind in ("uniform_real", "negative"):  # optimum unique with probability 1
+            assert fast == lg["cost"]
+            assert fast == ot.emd2(a, a, M, numItermax=10**9)  # simplex, cost only
+
+
+def test_square_uniform_brute_force(rng):
+    import itertools
+
+    for n in range(1, 7):
+        for _ in range(5):
+            M = rng.integers(-3, 4, (n, n)).astype(float)  # many ties
+            best = min(sum(M[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n)))
+            assert ot.emd2([], [], M) == pytest.approx(best / n, rel=1e-13, abs=1e-15)
+
+
+def test_square_uniform_bad_costs_and_huge_costs(rng):
+    M = rng.random((6, 6))
+    M[2, 3] = np.nan
+    with pytest.raises(ValueError, match="M contains NaN"):
+        ot.emd2([], [], M)
+    M[2, 3] = np.inf
+    with pytest.raises(ValueError, match="M contains infinite"):
+        ot.emd2([], [], M)
+    import itertools
+
+    for scale, low in [(1e300, -1e300), (1e307, -1.7e308)]:  # costs near the float64 limit
+        M = rng.random((5, 5)) * scale
+        M[0, 0] = low
+        best = min(sum(M[i, p[i]] / 5 for i in range(5)) for p in itertools.permutations(range(5)))
+        assert ot.emd2([], [], M) == pytest.approx(best, rel=1e-12)
+
+
 def test_emd2_multiple_b_columns(rng):
     a, _, M = random_problem(rng, "uniform_real", 10, 7)
     B = rng.random((7, 3))
