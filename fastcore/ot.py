@@ -208,12 +208,17 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
         As in :func:`emd`.
     b : array_like of shape (m,) or (m, k)
         With ``k`` columns, ``k`` problems sharing ``a`` and ``M`` are solved and
-        ``k`` costs returned (POT's convention).
+        ``k`` costs returned (POT's convention); without ``log`` they are solved in
+        one C call, ``numThreads`` threads over the columns (results do not depend
+        on it).
     log : bool
         Also return the log dict of :func:`emd` (a list of them when ``b`` is 2-d).
     return_matrix : bool
         Put the plan in ``log["G"]`` (needs ``log=True``, as in POT).
-    processes, numThreads, check_marginals :
+    numThreads : int or "max", default 1
+        Threads over the columns of a 2-d ``b`` (otherwise accepted for POT
+        compatibility: one problem is solved on one thread).
+    processes, check_marginals :
         Accepted for POT compatibility.
 
     Returns
@@ -231,6 +236,8 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
         bb = as_float_array(b, "b", dtype=np.float64, ndim=2)
         if bb.shape[0] != M.shape[1]:
             raise ValueError(f"emd2: b must have shape ({M.shape[1]}, k) to match M, got {bb.shape}")
+        if not log:
+            return _emd2_columns(a, bb, M, out_dtype, numItermax, numThreads, raise_on_limit)
         costs, logs = [], []
         for col in range(bb.shape[1]):
             r = emd2(a, np.ascontiguousarray(bb[:, col]), M, numItermax=numItermax, log=log,
@@ -250,6 +257,31 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
             lg["G"] = G.astype(out_dtype) if out_dtype != _F64 else G
         return cost, lg
     return cost
+
+
+def _emd2_columns(a, bb, M, out_dtype, numItermax, numThreads, raise_on_limit):
+    """Costs of (a, bb[:, k], M) for every column k, in one threaded C call."""
+    fname = "emd2"
+    n = M.shape[0]
+    a = None if _is_empty(a) else _weights(a, n, "a", fname)
+    n_threads = resolve_n_threads(None if numThreads == "max" else numThreads, "numThreads")
+    costs, status, _ = _emd.emd2_columns(a, np.ascontiguousarray(bb.T), M, MASS_RTOL, _max_iter(numItermax),
+                                         n_threads)
+    bad = np.flatnonzero((status != 0) & (status != _emd.MAX_ITER_REACHED))
+    if bad.size:
+        from fastcore._common import raise_for_status
+
+        k = int(bad[0])
+        aa = a if a is not None else np.full(n, 1.0 / n)
+        _balance(aa, _weights(bb[:, k], M.shape[1], f"b[:, {k}]", fname), fname, bname=f"b[:, {k}]")
+        raise_for_status(int(status[k]), f"{fname}: column {k} of b")
+    hit = np.flatnonzero(status == _emd.MAX_ITER_REACHED)
+    if hit.size:
+        from fastcore._common import raise_for_status
+
+        raise_for_status(int(status[hit[0]]), f"{fname} ({hit.size} column(s) of b, first {hit[0]})",
+                         warn_on_limit=not raise_on_limit)
+    return costs.astype(out_dtype, copy=False)
 
 
 # ------------------------------------------------------------------ 1-D

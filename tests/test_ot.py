@@ -245,6 +245,56 @@ def test_emd2_multiple_b_columns(rng):
     assert len(logs) == 3 and logs[1]["cost"] == costs[1]
 
 
+def test_emd2_2d_b_in_one_call_equals_column_loop(rng):
+    # POT's convention: one cost per column of b; solved in one threaded C call
+    for kind in KINDS:
+        for n, m, k in [(1, 1, 1), (9, 9, 4), (10, 7, 5), (3, 12, 2)]:
+            a, _, M = random_problem(rng, kind, n, m)
+            B = rng.random((m, k))
+            if m > 1:
+                B[rng.integers(m), 0] = 0.0
+            B /= B.sum(0)
+            loop = np.array([ot.emd2(a, np.ascontiguousarray(B[:, c]), M) for c in range(k)])
+            for nt in (1, 2, "max"):
+                costs = ot.emd2(a, B, M, numThreads=nt)
+                assert costs.dtype == np.float64 and costs.shape == (k,)
+                np.testing.assert_array_equal(costs, loop)
+            np.testing.assert_array_equal(ot.emd2([], np.asfortranarray(B), M), [ot.emd2([], B[:, c], M) for c in range(k)])
+            c32 = ot.emd2(a, B, M.astype(np.float32))
+            assert c32.dtype == np.float32
+
+
+def test_emd2_2d_b_bad_columns(rng):
+    a, _, M = random_problem(rng, "uniform_real", 6, 5)
+    B = rng.random((5, 3))
+    B /= B.sum(0)
+    Bc = B.copy()
+    B[1, 2] = -0.1
+    with pytest.raises(ValueError, match=r"b\[:, 2\] has negative"):
+        ot.emd2(a, B, M)
+    B = Bc.copy()
+    B[:, 1] *= 2
+    with pytest.raises(ValueError, match=r"same total mass"):
+        ot.emd2(a, B, M)
+    B = Bc.copy()
+    B[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ot.emd2(a, B, M)
+    with pytest.raises(ValueError, match="shape"):
+        ot.emd2(a, Bc[:4], M)
+    with pytest.raises((TypeError, ValueError), match="numThreads"):
+        ot.emd2(a, Bc, M, numThreads=0)
+    np.testing.assert_array_equal(B[1:], Bc[1:])  # inputs untouched
+    n = 60
+    x, y = rng.random((n, 2)), rng.random((n, 2))
+    M = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
+    B = np.full((n, 2), 1 / n)
+    with pytest.warns(RuntimeWarning, match="iteration"):
+        ot.emd2(np.full(n, 1 / n), B, M, numItermax=3)
+    with pytest.raises(fastcore.ConvergenceError):
+        ot.emd2(np.full(n, 1 / n), B, M, numItermax=3, raise_on_limit=True)
+
+
 def test_emd2_return_matrix(rng):
     a, b, M = random_problem(rng, "uniform_real", 6, 7)
     cost, lg = ot.emd2(a, b, M, log=True, return_matrix=True)
