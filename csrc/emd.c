@@ -1060,47 +1060,55 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
 /* ------------------------------------------------------------------ documents */
 FC_INLINE double v4_sum(fc_v4d v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 
-/* G = X Y^T for X (n, d), Y (m, d): 2 x 4 register tiles of 4-wide vectors. */
+/* G = X Y^T for X (n, d), Y (m, d): 3 x 4 register tiles of 4-wide vectors (12
+ * accumulators, 7 loads per 12 FMAs), columns outermost so that the 4 rows of Y of a
+ * tile stay in L1 while X streams past. */
 FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, ptrdiff_t m, double *G)
 {
-    ptrdiff_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        const double *x0 = X + i * d, *x1 = x0 + d;
-        ptrdiff_t j = 0;
-        for (; j + 4 <= m; j += 4) {
-            const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
+    ptrdiff_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
+        ptrdiff_t i = 0;
+        for (; i + 3 <= n; i += 3) {
+            const double *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d;
             fc_v4d z = {0, 0, 0, 0};
             fc_v4d s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
+            fc_v4d s20 = z, s21 = z, s22 = z, s23 = z;
             ptrdiff_t k = 0;
             for (; k + 4 <= d; k += 4) {
-                fc_v4d a0 = v4_load(x0 + k), a1 = v4_load(x1 + k);
                 fc_v4d b0 = v4_load(y0 + k), b1 = v4_load(y1 + k), b2 = v4_load(y2 + k), b3 = v4_load(y3 + k);
+                fc_v4d a0 = v4_load(x0 + k);
                 s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+                fc_v4d a1 = v4_load(x1 + k);
                 s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
+                fc_v4d a2 = v4_load(x2 + k);
+                s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
             }
-            double r[8] = {v4_sum(s00), v4_sum(s01), v4_sum(s02), v4_sum(s03),
-                           v4_sum(s10), v4_sum(s11), v4_sum(s12), v4_sum(s13)};
+            double r[12] = {v4_sum(s00), v4_sum(s01), v4_sum(s02), v4_sum(s03),
+                            v4_sum(s10), v4_sum(s11), v4_sum(s12), v4_sum(s13),
+                            v4_sum(s20), v4_sum(s21), v4_sum(s22), v4_sum(s23)};
             for (; k < d; k++) {
-                r[0] += x0[k] * y0[k]; r[1] += x0[k] * y1[k]; r[2] += x0[k] * y2[k]; r[3] += x0[k] * y3[k];
-                r[4] += x1[k] * y0[k]; r[5] += x1[k] * y1[k]; r[6] += x1[k] * y2[k]; r[7] += x1[k] * y3[k];
+                const double *xs[3] = {x0, x1, x2}, *ys[4] = {y0, y1, y2, y3};
+                for (int p = 0; p < 3; p++)
+                    for (int q = 0; q < 4; q++) r[4 * p + q] += xs[p][k] * ys[q][k];
             }
-            for (int t = 0; t < 4; t++) { G[i * m + j + t] = r[t]; G[(i + 1) * m + j + t] = r[4 + t]; }
+            for (int p = 0; p < 3; p++)
+                for (int q = 0; q < 4; q++) G[(i + p) * m + j + q] = r[4 * p + q];
         }
-        for (; j < m; j++) {
-            G[i * m + j] = dot(x0, Y + j * d, d);
-            G[(i + 1) * m + j] = dot(x1, Y + j * d, d);
-        }
+        for (; i < n; i++)
+            for (int q = 0; q < 4; q++) G[i * m + j + q] = dot(X + i * d, Y + (j + q) * d, d);
     }
-    for (; i < n; i++)
-        for (ptrdiff_t j = 0; j < m; j++) G[i * m + j] = dot(X + i * d, Y + j * d, d);
+    for (; j < m; j++)
+        for (ptrdiff_t i = 0; i < n; i++) G[i * m + j] = dot(X + i * d, Y + j * d, d);
 }
 
 /* Ground costs between the rows of X (n, d) and Y (m, d).  WMD: Euclidean distance from
- * ||x||^2 + ||y||^2 - 2 x.y, recomputed as sqrt(sum (x - y)^2) wherever cancellation
- * could cost more than ~1e-13 relative (so identical vectors give exactly 0).
- * WRD (unit rows): max(1 - x.y, 0).  work: n + m doubles. */
+ * ||x||^2 + ||y||^2 - 2 x.y (nx, ny: the squared norms of the rows, computed once per
+ * call of the caller), recomputed as sqrt(sum (x - y)^2) wherever cancellation could
+ * cost more than ~1e-13 relative (so identical vectors give exactly 0).
+ * WRD (unit rows): max(1 - x.y, 0), nx / ny unused. */
 static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y,
-                                     ptrdiff_t m, double *D, double *work)
+                                     ptrdiff_t m, double *D, const double *nx, const double *ny)
 {
     gram(d, X, n, Y, m, D);
     if (metric != 0) {
@@ -1110,9 +1118,6 @@ static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, p
         }
         return;
     }
-    double *nx = work, *ny = work + n;
-    for (ptrdiff_t i = 0; i < n; i++) nx[i] = dot(X + i * d, X + i * d, d);
-    for (ptrdiff_t j = 0; j < m; j++) ny[j] = dot(Y + j * d, Y + j * d, d);
     for (ptrdiff_t i = 0; i < n; i++) {
         for (ptrdiff_t j = 0; j < m; j++) {
             double s = nx[i] + ny[j], d2 = s - 2.0 * D[i * m + j];
@@ -1120,6 +1125,19 @@ static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, p
             D[i * m + j] = sqrt(d2 > 0.0 ? d2 : 0.0);
         }
     }
+}
+
+/* squared norms of the n rows of X (d), threaded; NULL when out of memory */
+static double *row_sqnorms(ptrdiff_t d, const double *X, ptrdiff_t n, int nt)
+{
+    double *out = malloc(sizeof(double) * (size_t)(n + 1));
+    if (!out) return NULL;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = dot(X + i * d, X + i * d, d);
+    return out;
 }
 
 static double doc_rwmd(const double *D, ptrdiff_t n, ptrdiff_t m, const double *p, const double *q)
@@ -1158,12 +1176,18 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
     ptrdiff_t la = max_len(offa, na), lb = max_len(offb, nb), total = na * nb;
     int nt = fc_clamp_threads(n_threads, total);
     int status = FC_OK;
+    double *nrmA = NULL, *nrmB = NULL;
+    if (metric == 0) {
+        nrmA = row_sqnorms(d, XA, (ptrdiff_t)offa[na], n_threads);
+        nrmB = row_sqnorms(d, XB, (ptrdiff_t)offb[nb], n_threads);
+        if (!nrmA || !nrmB) { free(nrmA); free(nrmB); return FC_OUT_OF_MEMORY; }
+    }
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        double *D = malloc(sizeof(double) * (size_t)(la * lb + la + lb + 1));
+        double *D = malloc(sizeof(double) * (size_t)(la * lb + 1));
         int st_local = D ? FC_OK : FC_OUT_OF_MEMORY;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
@@ -1172,7 +1196,8 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
             ptrdiff_t ka = t / nb, kb = t % nb;
             if (!D) { out[t] = NAN; continue; }
             ptrdiff_t n = (ptrdiff_t)(offa[ka + 1] - offa[ka]), m = (ptrdiff_t)(offb[kb + 1] - offb[kb]);
-            doc_cost(metric, d, XA + offa[ka] * d, n, XB + offb[kb] * d, m, D, D + la * lb);
+            doc_cost(metric, d, XA + offa[ka] * d, n, XB + offb[kb] * d, m, D,
+                     nrmA ? nrmA + offa[ka] : NULL, nrmB ? nrmB + offb[kb] : NULL);
             double c = NAN;
             int st = emd_core(n, m, wa + offa[ka], wb + offb[kb], D, m, NULL, NULL, NULL, &c, 0, NULL);
             out[t] = c;
@@ -1184,6 +1209,7 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
 #endif
         if (st_local != FC_OK && status == FC_OK) status = st_local;
     }
+    free(nrmA); free(nrmB);
     return status;
 }
 
@@ -1216,12 +1242,18 @@ int fc_doc_knn(int metric, ptrdiff_t d,
     int nt = fc_clamp_threads(n_threads, nq);
     int status = FC_OK;
     const double slack = 1e-9; /* bounds must beat the k-th distance by this (relative) margin */
+    double *nrmQ = NULL, *nrmC = NULL;
+    if (metric == 0) {
+        nrmQ = row_sqnorms(d, XQ, (ptrdiff_t)offq[nq], n_threads);
+        nrmC = row_sqnorms(d, XC, (ptrdiff_t)offc[nc], n_threads);
+        if (!nrmQ || !nrmC) { free(nrmQ); free(nrmC); return FC_OUT_OF_MEMORY; }
+    }
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        double *D = malloc(sizeof(double) * (size_t)(lq * lc + lq + lc + 1));
+        double *D = malloc(sizeof(double) * (size_t)(lq * lc + 1));
         fc_cand *order = malloc(sizeof(fc_cand) * (size_t)nc);
         int st_local = (D && order) ? FC_OK : FC_OUT_OF_MEMORY;
 #ifdef _OPENMP
@@ -1251,7 +1283,8 @@ int fc_doc_knn(int metric, ptrdiff_t d,
                 if (prune && cnt == k && order[t].c > margin) break;
                 ptrdiff_t m = (ptrdiff_t)(offc[c + 1] - offc[c]);
                 const double *pc = wc + offc[c];
-                doc_cost(metric, d, Xq, n, XC + offc[c] * d, m, D, D + lq * lc);
+                doc_cost(metric, d, Xq, n, XC + offc[c] * d, m, D,
+                         nrmQ ? nrmQ + offq[qk] : NULL, nrmC ? nrmC + offc[c] : NULL);
                 if (prune && cnt == k) {
                     nr++;
                     if (doc_rwmd(D, n, m, pq, pc) > margin) continue;
@@ -1271,5 +1304,6 @@ int fc_doc_knn(int metric, ptrdiff_t d,
 #endif
         if (st_local != FC_OK && status == FC_OK) status = st_local;
     }
+    free(nrmQ); free(nrmC);
     return status;
 }

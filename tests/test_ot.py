@@ -446,6 +446,26 @@ def test_wmd_matches_emd_and_properties(rng):
     assert ot.wmd(X, Y, a, None) == pytest.approx(ot.emd2(a / a.sum(), [], euclid(X, Y)), rel=1e-12)
 
 
+def test_wmd_cost_matrix_against_numpy(rng):
+    # the blocked cost build (3 x 4 register tiles, precomputed norms, exact fallback
+    # where ||x||^2 + ||y||^2 - 2 x.y cancels) against float64 NumPy distances, on
+    # shapes that leave every remainder of the tiling, with shared vectors (distance 0)
+    for n, m, d in [(1, 1, 1), (2, 3, 3), (3, 4, 4), (4, 5, 5), (5, 7, 7), (7, 9, 300), (13, 11, 33),
+                    (12, 16, 300), (31, 26, 300), (1, 9, 300)]:
+        scale = 10.0 ** rng.integers(-3, 4)
+        X = rng.standard_normal((n, d)) * scale
+        Y = rng.standard_normal((m, d)) * scale + (0.01 if rng.random() < 0.5 else 0.0)
+        Y[rng.integers(m)] = X[rng.integers(n)]  # an identical vector: exact 0 expected
+        D = euclid(X, Y)
+        # one word per document: pairwise returns the ground costs themselves
+        P = ot.pairwise(list(X[:, None, :]), list(Y[:, None, :]), "wmd")
+        np.testing.assert_allclose(P, D, rtol=1e-12, atol=0)
+        assert (P == 0).sum() >= 1 and ((P == 0) == (D == 0)).all()
+        # whole documents: the cost of the optimum equals emd2 on the NumPy costs
+        assert ot.wmd(X, Y) == pytest.approx(ot.emd2([], [], D), rel=1e-12, abs=1e-14 * scale)
+        assert ot.pairwise([X], [Y], "wmd", n_threads=2)[0, 0] == ot.wmd(X, Y)
+
+
 def test_wrd_properties(rng):
     for n, m in [(1, 1), (3, 8), (12, 10)]:
         X, Y = rng.standard_normal((n, 16)), rng.standard_normal((m, 16))
