@@ -321,6 +321,22 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
             const double *Ci = s->C + (ptrdiff_t)i * s->ldc;
             fc_cand *top = cand + nca;  /* sorted ascending, kk slots */
             ptrdiff_t nt = 0;
+            if (kk == 1) {
+                /* branch-free: which entry wins is unpredictable */
+                double best = INFINITY;
+                ptrdiff_t bq = 0;
+                for (ptrdiff_t q = 0; q < nc; q++) {
+                    double c = nc == m ? Ci[q] : Ci[cols[q]];
+                    int lt = c < colmin[q], lb = c < best;
+                    colmin[q] = lt ? c : colmin[q];
+                    colarg[q] = lt ? i : colarg[q];
+                    best = lb ? c : best;
+                    bq = lb ? q : bq;
+                }
+                top[0].c = best; top[0].i = i; top[0].j = cols[bq];
+                nca += 1;
+                continue;
+            }
             for (ptrdiff_t q = 0; q < nc; q++) {
                 double c = nc == m ? Ci[q] : Ci[cols[q]];
                 if (c < colmin[q]) { colmin[q] = c; colarg[q] = i; }
