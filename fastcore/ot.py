@@ -226,8 +226,7 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
     cost : float (a scalar of ``M``'s dtype), or ndarray of shape (k,) for 2-d ``b``
     log : dict or list of dict, only if ``log=True``
     """
-    if (not log and numItermax is None and type(M) is np.ndarray and M.dtype == _F64 and M.ndim == 2
-            and M.flags.c_contiguous):
+    if not log and numItermax is None:
         cost = _emd.emd2_fast(a, b, M, MASS_RTOL)  # None: not applicable, or bad input
         if cost is not None:
             return cost

@@ -173,6 +173,28 @@ def test_fast_path_equals_general_path(rng):
     assert ot.emd2([], [], M) == ot.emd2(None, None, np.asfortranarray(M))
 
 
+@pytest.mark.parametrize("name", ["contiguous", "fortran", "strided", "readonly"])
+def test_emd2_fast_path_layouts(rng, name):
+    # the buffer-borrowing fast path takes C-contiguous float64 only; every other layout
+    # goes the general way, with the same result and the inputs untouched
+    for n, m in [(9, 11), (8, 8)]:
+        a, b, M = random_problem(rng, "uniform_real", n, m)
+        ref = ot.emd2(a, b, M)
+        av, bv, Mv = (variants(x).get(name, x) for x in (a, b, M))
+        copies = [x.copy() for x in (av, bv, Mv)]
+        assert ot.emd2(av, bv, Mv) == ref
+        assert ot.emd2(av, b, M) == ref and ot.emd2(a, bv, M) == ref and ot.emd2(a, b, Mv) == ref
+        assert ot.emd2(a.astype(np.float32), b, M) == pytest.approx(ref, rel=1e-6)
+        a2 = a[:-1] / a[:-1].sum()
+        assert ot.emd2(a2, [], M[:-1]) == ot.emd2(a2.copy(), [], M[:-1].copy())
+        for x, c in zip((av, bv, Mv), copies):
+            np.testing.assert_array_equal(x, c)
+    with pytest.raises(ValueError, match="length"):
+        ot.emd2(np.full(3, 1 / 3), [], np.ones((4, 4)))
+    with pytest.raises(ValueError, match="b must have length"):
+        ot.emd2([], np.full(3, 1 / 3), np.ones((4, 4)))
+
+
 def test_float32_in_float32_out(rng):
     a, b, M = random_problem(rng, "uniform_real", 12, 9)
     G32 = ot.emd(a.astype(np.float32), b.astype(np.float32), M.astype(np.float32))
