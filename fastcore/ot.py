@@ -17,7 +17,11 @@ The solver (``csrc/emd.c``) is a primal network simplex on the transportation
 problem: zero-mass rows and columns are removed, the start is a greedy
 matrix-minimum allocation (no big-M phase), pricing is a vectorised block search over
 rows, and Cunningham's strongly-feasible-tree rule prevents cycling on degenerate
-problems (ties, duplicated points, uniform weights).
+problems (ties, duplicated points, uniform weights).  Cost-only square problems whose
+masses are all equal (e.g. WMD between two documents of the same length) are
+assignment problems and are solved by shortest augmenting paths instead (no
+degenerate pivots); both solvers sum the cost row by row, so they agree to the bit
+on a unique optimum.
 """
 import numpy as np
 
