@@ -1,8 +1,13 @@
-"""fastcore.ot (exact EMD, batched WMD, k-NN) beside POT on the same inputs.
+"""fastcore.ot (exact EMD, batched WMD, k-NN) beside POT, pyemd and gensim on the same inputs.
 
 POT (``ot.emd2``) is run with a pivot limit large enough to reach the optimum
 (``numItermax=10**8``), except where its default limit is named.  Costs are checked
-to agree to 1e-9 relative where both reach the optimum.
+to agree to 1e-9 relative where both reach the optimum.  pyemd (``pyemd.emd``) and
+gensim (``KeyedVectors.wmdistance``, which calls POT) are optional peers of the WMD
+cases, used when installed.  pyemd takes one square ground-distance matrix over a
+shared set of bins, so a WMD is given to it, as gensim does, over the union of both
+documents' words (an (n + m) x (n + m) matrix with the two weight vectors padded with
+zeros).
 """
 import os
 
@@ -73,16 +78,29 @@ def _dist(X, Y):
     return np.sqrt(np.maximum((X * X).sum(1)[:, None] + (Y * Y).sum(1)[None] - 2 * X @ Y.T, 0))
 
 
+def _joint(X, Y):
+    """pyemd's form of a WMD: weights over the union of the words, square costs."""
+    Z = np.vstack([X, Y])
+    n, m = len(X), len(Y)
+    return (np.concatenate([np.full(n, 1 / n), np.zeros(m)]), np.concatenate([np.zeros(n), np.full(m, 1 / m)]),
+            np.ascontiguousarray(_dist(Z, Z)))
+
+
 def _overhead_case():
     def setup():
         X, Y = _docs(2, 26, 26, 300, 1)
-        return {"a": np.full(26, 1 / 26), "M": _dist(X, Y)}
+        p, q, J = _joint(X, Y)
+        return {"a": np.full(26, 1 / 26), "M": _dist(X, Y), "p": p, "q": q, "J": J}
 
     impls = {"fastcore": lambda s: fot.emd2(s["a"], s["a"], s["M"])}
     if have("ot"):
         import ot
 
         impls["POT"] = lambda s: ot.emd2(s["a"], s["a"], s["M"])
+    if have("pyemd"):
+        import pyemd
+
+        impls["pyemd (52x52 joint)"] = lambda s: pyemd.emd(s["p"], s["q"], s["J"])
     return Case("ot", "emd2 one 26x26 WMD (cost given)", setup, impls, ("call", 1), _check_close(1e-12))
 
 
@@ -110,14 +128,63 @@ def _batch_cases():
 
         return np.array([ot.emd2(a, b, M) for a, b, M in probs])
 
+    def gensim_setup():
+        s = setup()
+        from gensim.models import KeyedVectors
+
+        for name in ("A", "B"):  # gensim stores float32: every peer gets the same rounded vectors
+            s[name] = [X.astype(np.float32).astype(np.float64) for X in s[name]]
+
+        words, vecs, docs = [], [], {}
+        for name in ("A", "B"):
+            docs[name] = []
+            for k, X in enumerate(s[name]):
+                toks = [f"{name}{k}_{t}" for t in range(len(X))]  # distinct words: nBOW = uniform
+                words += toks
+                vecs.append(X)
+                docs[name].append(toks)
+        kv = KeyedVectors(300)
+        kv.add_vectors(words, np.vstack(vecs))
+        s["kv"], s["tokA"], s["tokB"] = kv, docs["A"], docs["B"]
+        return s
+
+    def gensim_loop(s):
+        kv = s["kv"]
+        return np.array([[kv.wmdistance(x, y, norm=False) for y in s["tokB"]] for x in s["tokA"]])
+
     impls = {"fastcore": lambda s: fot.pairwise(s["A"], s["B"], "wmd", n_threads=_threads())}
     impls2 = {"fastcore": lambda probs: fot.emd2_batch(probs, n_threads=_threads())}
     if have("ot"):
         impls["POT loop"] = pot_loop
         impls2["POT loop"] = pot_batch_loop
-    return [
-        Case("ot", f"pairwise WMD {na}x{nb} docs, 10-50 words, d=300", setup, impls, ("pair", na * nb),
-             _check_close(1e-9)),
+    use_gensim = have("gensim") and have("ot")
+    if use_gensim:
+        impls["gensim wmdistance"] = gensim_loop
+    out = []
+    if have("pyemd"):  # pyemd is ~100x slower than POT here: a smaller set of pairs
+        sa, sb = 8, 10
+
+        def small_setup():
+            s = setup()
+            return {"A": s["A"][:sa], "B": s["B"][:sb]}
+
+        def pyemd_small(s):
+            import pyemd
+
+            return np.array([[pyemd.emd(*_joint(X, Y)) for Y in s["B"]] for X in s["A"]])
+
+        small = {"fastcore": lambda s: fot.pairwise(s["A"], s["B"], "wmd", n_threads=_threads()),
+                 "pyemd loop": pyemd_small}
+        if have("ot"):
+            import ot
+
+            small["POT loop"] = lambda s: np.array([[ot.emd2([], [], ot.dist(X, Y, metric="euclidean"))
+                                                     for Y in s["B"]] for X in s["A"]])
+        out.append(Case("ot", f"pairwise WMD {sa}x{sb} docs, 10-50 words, d=300", small_setup, small,
+                        ("pair", sa * sb), _check_close(1e-9)))
+    return out + [
+        Case("ot", f"pairwise WMD {na}x{nb} docs, 10-50 words, d=300", gensim_setup if use_gensim else setup,
+             impls, ("pair", na * nb), _check_close(1e-9)),
         Case("ot", "emd2_batch 500 WMD problems (costs given)", setup_batch, impls2, ("problem", 500),
              _check_close(1e-9)),
     ]

@@ -321,6 +321,22 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
             const double *Ci = s->C + (ptrdiff_t)i * s->ldc;
             fc_cand *top = cand + nca;  /* sorted ascending, kk slots */
             ptrdiff_t nt = 0;
+            if (kk == 1) {
+                /* branch-free: which entry wins is unpredictable */
+                double best = INFINITY;
+                ptrdiff_t bq = 0;
+                for (ptrdiff_t q = 0; q < nc; q++) {
+                    double c = nc == m ? Ci[q] : Ci[cols[q]];
+                    int lt = c < colmin[q], lb = c < best;
+                    colmin[q] = lt ? c : colmin[q];
+                    colarg[q] = lt ? i : colarg[q];
+                    best = lb ? c : best;
+                    bq = lb ? q : bq;
+                }
+                top[0].c = best; top[0].i = i; top[0].j = cols[bq];
+                nca += 1;
+                continue;
+            }
             for (ptrdiff_t q = 0; q < nc; q++) {
                 double c = nc == m ? Ci[q] : Ci[cols[q]];
                 if (c < colmin[q]) { colmin[q] = c; colarg[q] = i; }
@@ -697,6 +713,132 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
     return status;
 }
 
+/* ------------------------------------------------------------------ square, uniform masses */
+#ifndef LSAP_MAX
+#define LSAP_MAX 512 /* largest n solved as an assignment problem */
+#endif
+
+/* n x n problems whose masses are all equal (after compaction and rescaling) are
+ * assignment problems: the transportation polytope is then n-times the Birkhoff
+ * polytope, whose vertices are permutations.  Shortest augmenting paths (Dijkstra on
+ * reduced costs with dual potentials, one row at a time, O(n^3) worst case) solve them
+ * without the long runs of degenerate pivots the simplex makes on such problems.
+ * The Dijkstra step is branch-free over all n columns (4-wide): finished columns
+ * hold dist = -inf, so they are never updated and never picked again.
+ * work: 6 n doubles, 4 n int32.  Writes the optimal column of each row to col4row. */
+static FC_MULTIVERSION int lsap_solve(ptrdiff_t n, const double *C, ptrdiff_t ldc, int32_t *col4row,
+                                      double *dwork, int32_t *iwork)
+{
+    double *u = dwork, *v = u + n, *dist = v + n, *fin = dist + n, *pred = fin + n, *busy = pred + n;
+    int32_t *row4col = iwork, *rows_seen = iwork + n, *cols_seen = iwork + 2 * n;
+    const fc_v4d ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    const fc_v4d pinf = {INFINITY, INFINITY, INFINITY, INFINITY};
+    for (ptrdiff_t t = 0; t < n; t++) { u[t] = 0.0; v[t] = 0.0; busy[t] = 0.0; pred[t] = 0.0; }
+    for (ptrdiff_t t = 0; t < n; t++) { row4col[t] = -1; col4row[t] = -1; }
+    /* column reduction (as in Jonker-Volgenant): v_j = min_i C_ij keeps the duals
+     * feasible with u = 0; column j goes to its cheapest row when that row is free */
+    uint64_t bad = 0;  /* bit 63 set once an exponent field is all ones (inf or NaN) */
+    for (ptrdiff_t j = 0; j < n; j++) v[j] = INFINITY;
+    for (ptrdiff_t i = n - 1; i >= 0; i--) {
+        const double *Ci = C + i * ldc;
+        for (ptrdiff_t j = 0; j < n; j++) {
+            uint64_t bits;
+            memcpy(&bits, Ci + j, sizeof bits);
+            bad |= (bits & 0x7ff0000000000000ull) + 0x0010000000000000ull;
+            int lt = Ci[j] < v[j];
+            v[j] = lt ? Ci[j] : v[j];
+            pred[j] = lt ? (double)i : pred[j];
+        }
+    }
+    if (bad >> 63) return FC_NON_FINITE;
+    for (int32_t j = 0; j < (int32_t)n; j++) {
+        int32_t i = (int32_t)pred[j];
+        if (col4row[i] < 0) { col4row[i] = j; row4col[j] = i; busy[j] = INFINITY; }
+    }
+    for (int32_t r0 = 0; r0 < (int32_t)n; r0++) {
+        if (col4row[r0] >= 0) continue;
+        int32_t nrs = 0, ncs = 0, i = r0, sink = -1;
+        for (ptrdiff_t t = 0; t < n; t++) dist[t] = INFINITY;
+        double dmin = 0.0;
+        while (sink < 0) {
+            rows_seen[nrs++] = i;
+            const double *Ci = C + (ptrdiff_t)i * ldc;
+            double base = dmin - u[i], di = (double)i;
+            fc_v4d vb = {base, base, base, base}, vi = {di, di, di, di}, lo4 = pinf, lf4 = pinf;
+            fc_v4d jx = {0, 1, 2, 3}, at4 = {-1, -1, -1, -1}, af4 = at4;
+            const fc_v4d four = {4, 4, 4, 4};
+            ptrdiff_t j = 0;
+            for (; j + 4 <= n; j += 4, jx += four) {
+                fc_v4d r = vb + v4_load(Ci + j) - v4_load(v + j), d = v4_load(dist + j), p = v4_load(pred + j);
+                fc_v4l up = r < d;
+                d = (fc_v4d)(((fc_v4l)r & up) | ((fc_v4l)d & ~up));
+                p = (fc_v4d)(((fc_v4l)vi & up) | ((fc_v4l)p & ~up));
+                memcpy(dist + j, &d, sizeof d);
+                memcpy(pred + j, &p, sizeof p);
+                fc_v4d df = d + v4_load(busy + j);  /* +inf on assigned columns */
+                fc_v4l lt = (d < lo4) & (d > ninf), ltf = (df < lf4) & (d > ninf);
+                lo4 = (fc_v4d)(((fc_v4l)d & lt) | ((fc_v4l)lo4 & ~lt));
+                at4 = (fc_v4d)(((fc_v4l)jx & lt) | ((fc_v4l)at4 & ~lt));
+                lf4 = (fc_v4d)(((fc_v4l)df & ltf) | ((fc_v4l)lf4 & ~ltf));
+                af4 = (fc_v4d)(((fc_v4l)jx & ltf) | ((fc_v4l)af4 & ~ltf));
+            }
+            for (; j < n; j++) {  /* tail columns, same rules */
+                double r = base + Ci[j] - v[j], d = dist[j];
+                int up = r < d;
+                d = up ? r : d;
+                pred[j] = up ? di : pred[j];
+                dist[j] = d;
+                double df = d + busy[j];
+                int live = d > -INFINITY, lt = live & (d < lo4[0]), ltf = live & (df < lf4[0]);
+                lo4[0] = lt ? d : lo4[0];
+                at4[0] = lt ? (double)j : at4[0];
+                lf4[0] = ltf ? df : lf4[0];
+                af4[0] = ltf ? (double)j : af4[0];
+            }
+            /* lowest value, then lowest column; a free column if one ties (ends the search).
+             * Branch-free: the winner changes unpredictably. */
+            double lo = lo4[0] < lo4[1] ? lo4[0] : lo4[1], lo23 = lo4[2] < lo4[3] ? lo4[2] : lo4[3];
+            double lf = lf4[0] < lf4[1] ? lf4[0] : lf4[1], lf23 = lf4[2] < lf4[3] ? lf4[2] : lf4[3];
+            lo = lo < lo23 ? lo : lo23;
+            lf = lf < lf23 ? lf : lf23;
+            double atd = 1e300, afd = 1e300;
+            for (int l = 0; l < 4; l++) {
+                double x = lo4[l] == lo ? at4[l] : 1e300, y = lf4[l] == lf ? af4[l] : 1e300;
+                atd = x < atd ? x : atd;
+                afd = y < afd ? y : afd;
+            }
+            if (!(lo < INFINITY)) return FC_INTERNAL; /* cannot happen with finite costs */
+            int32_t at = (int32_t)(lf == lo ? afd : atd);
+            dmin = lo;
+            fin[at] = lo;
+            dist[at] = -INFINITY;
+            cols_seen[ncs++] = at;
+            if (row4col[at] < 0) sink = at;
+            else i = row4col[at];
+        }
+        /* dual update keeps u_i + v_j <= C_ij, with equality on the assignment */
+        u[r0] += dmin;
+        for (int32_t t = 1; t < nrs; t++) {
+            int32_t r = rows_seen[t];
+            u[r] += dmin - fin[col4row[r]];
+        }
+        for (int32_t t = 0; t < ncs; t++) {
+            int32_t j = cols_seen[t];
+            v[j] -= dmin - fin[j];
+        }
+        /* augment along the alternating path ending at sink */
+        busy[sink] = INFINITY;
+        for (int32_t j = sink;;) {
+            int32_t r = (int32_t)pred[j], prev = col4row[r];
+            row4col[j] = r;
+            col4row[r] = j;
+            if (r == r0) break;
+            j = prev;
+        }
+    }
+    return FC_OK;
+}
+
 /* ------------------------------------------------------------------ public entry points */
 typedef struct {
     int64_t *rows, *cols;
@@ -764,10 +906,31 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
     }
     s.n = nn;
     s.m = mm;
+    if (!out && !u && !v && max_iter <= 0 && nn == mm && nn <= LSAP_MAX) {
+        int uniform = 1;
+        for (ptrdiff_t t = 1; t < nn + mm; t++) uniform &= ab[t] == ab[0];
+        if (uniform) {
+            iwork = malloc(sizeof(int32_t) * 4 * (size_t)nn);
+            work = malloc(sizeof(double) * 6 * (size_t)nn);
+            if (!iwork || !work) { status = FC_OUT_OF_MEMORY; goto done; }
+            status = lsap_solve(nn, s.C, s.ldc, iwork + 3 * nn, work, iwork);
+            if (status == FC_NON_FINITE) goto done;
+            if (status == FC_OK) {
+                /* the same sum, in the same order, as the simplex path below */
+                double total = 0.0;
+                for (ptrdiff_t i = 0; i < nn; i++) total += ab[0] * s.C[i * s.ldc + iwork[3 * nn + i]];
+                *cost = total;
+                goto done;
+            }
+            free(iwork); free(work);  /* overflowing reduced costs (|C| near DBL_MAX): simplex */
+            iwork = NULL; work = NULL;
+            status = FC_OK;
+        }
+    }
     {
         size_t N1 = (size_t)(nn + mm + 1);
         iwork = malloc(sizeof(int32_t) * 12 * N1);
-        work = malloc(sizeof(double) * 2 * N1);
+        work = malloc(sizeof(double) * (2 * N1 + (size_t)nn));
         if (!iwork || !work) { status = FC_OUT_OF_MEMORY; goto done; }
         s.parent = iwork; s.first_child = iwork + N1; s.next_sib = iwork + 2 * N1;
         s.succ = iwork + 3 * N1; s.thread = iwork + 4 * N1; s.rev = iwork + 5 * N1;
@@ -778,14 +941,17 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
     if (status != FC_OK && status != FC_MAX_ITER_REACHED) goto done;
     if (n_iter) *n_iter = s.iters;
     {
-        double total = 0.0;
+        /* sum_i (sum over row i's arcs): row by row, so that a problem with one arc per
+         * row (an assignment) sums in the same order as lsap_solve's */
+        double total = 0.0, *rowsum = work + 2 * (nn + mm + 1);
         int32_t R = NS_ROOT(&s), n32 = (int32_t)nn;
+        for (ptrdiff_t i = 0; i < nn; i++) rowsum[i] = 0.0;
         for (int32_t x = 0; x < R; x++) {
             int32_t p = s.parent[x];
             if (p == R || !(s.flow[x] > 0.0)) continue;
             int32_t i = x < n32 ? x : p, j = (x < n32 ? p : x) - n32;
             double f = s.flow[x];
-            total += f * s.C[(ptrdiff_t)i * s.ldc + j];
+            rowsum[i] += f * s.C[(ptrdiff_t)i * s.ldc + j];
             if (out) {
                 if (out->G) out->G[(ptrdiff_t)ri[i] * out->ldg + cj[j]] = f;
                 if (out->rows) {
@@ -796,6 +962,7 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
                 out->nnz++;
             }
         }
+        for (ptrdiff_t i = 0; i < nn; i++) total += rowsum[i];
         *cost = total;
     }
 duals:
@@ -909,47 +1076,55 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
 /* ------------------------------------------------------------------ documents */
 FC_INLINE double v4_sum(fc_v4d v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 
-/* G = X Y^T for X (n, d), Y (m, d): 2 x 4 register tiles of 4-wide vectors. */
+/* G = X Y^T for X (n, d), Y (m, d): 3 x 4 register tiles of 4-wide vectors (12
+ * accumulators, 7 loads per 12 FMAs), columns outermost so that the 4 rows of Y of a
+ * tile stay in L1 while X streams past. */
 FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, ptrdiff_t m, double *G)
 {
-    ptrdiff_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        const double *x0 = X + i * d, *x1 = x0 + d;
-        ptrdiff_t j = 0;
-        for (; j + 4 <= m; j += 4) {
-            const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
+    ptrdiff_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
+        ptrdiff_t i = 0;
+        for (; i + 3 <= n; i += 3) {
+            const double *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d;
             fc_v4d z = {0, 0, 0, 0};
             fc_v4d s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z;
+            fc_v4d s20 = z, s21 = z, s22 = z, s23 = z;
             ptrdiff_t k = 0;
             for (; k + 4 <= d; k += 4) {
-                fc_v4d a0 = v4_load(x0 + k), a1 = v4_load(x1 + k);
                 fc_v4d b0 = v4_load(y0 + k), b1 = v4_load(y1 + k), b2 = v4_load(y2 + k), b3 = v4_load(y3 + k);
+                fc_v4d a0 = v4_load(x0 + k);
                 s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+                fc_v4d a1 = v4_load(x1 + k);
                 s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
+                fc_v4d a2 = v4_load(x2 + k);
+                s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
             }
-            double r[8] = {v4_sum(s00), v4_sum(s01), v4_sum(s02), v4_sum(s03),
-                           v4_sum(s10), v4_sum(s11), v4_sum(s12), v4_sum(s13)};
+            double r[12] = {v4_sum(s00), v4_sum(s01), v4_sum(s02), v4_sum(s03),
+                            v4_sum(s10), v4_sum(s11), v4_sum(s12), v4_sum(s13),
+                            v4_sum(s20), v4_sum(s21), v4_sum(s22), v4_sum(s23)};
             for (; k < d; k++) {
-                r[0] += x0[k] * y0[k]; r[1] += x0[k] * y1[k]; r[2] += x0[k] * y2[k]; r[3] += x0[k] * y3[k];
-                r[4] += x1[k] * y0[k]; r[5] += x1[k] * y1[k]; r[6] += x1[k] * y2[k]; r[7] += x1[k] * y3[k];
+                const double *xs[3] = {x0, x1, x2}, *ys[4] = {y0, y1, y2, y3};
+                for (int p = 0; p < 3; p++)
+                    for (int q = 0; q < 4; q++) r[4 * p + q] += xs[p][k] * ys[q][k];
             }
-            for (int t = 0; t < 4; t++) { G[i * m + j + t] = r[t]; G[(i + 1) * m + j + t] = r[4 + t]; }
+            for (int p = 0; p < 3; p++)
+                for (int q = 0; q < 4; q++) G[(i + p) * m + j + q] = r[4 * p + q];
         }
-        for (; j < m; j++) {
-            G[i * m + j] = dot(x0, Y + j * d, d);
-            G[(i + 1) * m + j] = dot(x1, Y + j * d, d);
-        }
+        for (; i < n; i++)
+            for (int q = 0; q < 4; q++) G[i * m + j + q] = dot(X + i * d, Y + (j + q) * d, d);
     }
-    for (; i < n; i++)
-        for (ptrdiff_t j = 0; j < m; j++) G[i * m + j] = dot(X + i * d, Y + j * d, d);
+    for (; j < m; j++)
+        for (ptrdiff_t i = 0; i < n; i++) G[i * m + j] = dot(X + i * d, Y + j * d, d);
 }
 
 /* Ground costs between the rows of X (n, d) and Y (m, d).  WMD: Euclidean distance from
- * ||x||^2 + ||y||^2 - 2 x.y, recomputed as sqrt(sum (x - y)^2) wherever cancellation
- * could cost more than ~1e-13 relative (so identical vectors give exactly 0).
- * WRD (unit rows): max(1 - x.y, 0).  work: n + m doubles. */
+ * ||x||^2 + ||y||^2 - 2 x.y (nx, ny: the squared norms of the rows, computed once per
+ * call of the caller), recomputed as sqrt(sum (x - y)^2) wherever cancellation could
+ * cost more than ~1e-13 relative (so identical vectors give exactly 0).
+ * WRD (unit rows): max(1 - x.y, 0), nx / ny unused. */
 static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y,
-                                     ptrdiff_t m, double *D, double *work)
+                                     ptrdiff_t m, double *D, const double *nx, const double *ny)
 {
     gram(d, X, n, Y, m, D);
     if (metric != 0) {
@@ -959,9 +1134,6 @@ static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, p
         }
         return;
     }
-    double *nx = work, *ny = work + n;
-    for (ptrdiff_t i = 0; i < n; i++) nx[i] = dot(X + i * d, X + i * d, d);
-    for (ptrdiff_t j = 0; j < m; j++) ny[j] = dot(Y + j * d, Y + j * d, d);
     for (ptrdiff_t i = 0; i < n; i++) {
         for (ptrdiff_t j = 0; j < m; j++) {
             double s = nx[i] + ny[j], d2 = s - 2.0 * D[i * m + j];
@@ -969,6 +1141,19 @@ static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, p
             D[i * m + j] = sqrt(d2 > 0.0 ? d2 : 0.0);
         }
     }
+}
+
+/* squared norms of the n rows of X (d), threaded; NULL when out of memory */
+static double *row_sqnorms(ptrdiff_t d, const double *X, ptrdiff_t n, int nt)
+{
+    double *out = malloc(sizeof(double) * (size_t)(n + 1));
+    if (!out) return NULL;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = dot(X + i * d, X + i * d, d);
+    return out;
 }
 
 static double doc_rwmd(const double *D, ptrdiff_t n, ptrdiff_t m, const double *p, const double *q)
@@ -1007,12 +1192,18 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
     ptrdiff_t la = max_len(offa, na), lb = max_len(offb, nb), total = na * nb;
     int nt = fc_clamp_threads(n_threads, total);
     int status = FC_OK;
+    double *nrmA = NULL, *nrmB = NULL;
+    if (metric == 0) {
+        nrmA = row_sqnorms(d, XA, (ptrdiff_t)offa[na], n_threads);
+        nrmB = row_sqnorms(d, XB, (ptrdiff_t)offb[nb], n_threads);
+        if (!nrmA || !nrmB) { free(nrmA); free(nrmB); return FC_OUT_OF_MEMORY; }
+    }
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        double *D = malloc(sizeof(double) * (size_t)(la * lb + la + lb + 1));
+        double *D = malloc(sizeof(double) * (size_t)(la * lb + 1));
         int st_local = D ? FC_OK : FC_OUT_OF_MEMORY;
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
@@ -1021,7 +1212,8 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
             ptrdiff_t ka = t / nb, kb = t % nb;
             if (!D) { out[t] = NAN; continue; }
             ptrdiff_t n = (ptrdiff_t)(offa[ka + 1] - offa[ka]), m = (ptrdiff_t)(offb[kb + 1] - offb[kb]);
-            doc_cost(metric, d, XA + offa[ka] * d, n, XB + offb[kb] * d, m, D, D + la * lb);
+            doc_cost(metric, d, XA + offa[ka] * d, n, XB + offb[kb] * d, m, D,
+                     nrmA ? nrmA + offa[ka] : NULL, nrmB ? nrmB + offb[kb] : NULL);
             double c = NAN;
             int st = emd_core(n, m, wa + offa[ka], wb + offb[kb], D, m, NULL, NULL, NULL, &c, 0, NULL);
             out[t] = c;
@@ -1033,6 +1225,7 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
 #endif
         if (st_local != FC_OK && status == FC_OK) status = st_local;
     }
+    free(nrmA); free(nrmB);
     return status;
 }
 
@@ -1065,12 +1258,18 @@ int fc_doc_knn(int metric, ptrdiff_t d,
     int nt = fc_clamp_threads(n_threads, nq);
     int status = FC_OK;
     const double slack = 1e-9; /* bounds must beat the k-th distance by this (relative) margin */
+    double *nrmQ = NULL, *nrmC = NULL;
+    if (metric == 0) {
+        nrmQ = row_sqnorms(d, XQ, (ptrdiff_t)offq[nq], n_threads);
+        nrmC = row_sqnorms(d, XC, (ptrdiff_t)offc[nc], n_threads);
+        if (!nrmQ || !nrmC) { free(nrmQ); free(nrmC); return FC_OUT_OF_MEMORY; }
+    }
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
-        double *D = malloc(sizeof(double) * (size_t)(lq * lc + lq + lc + 1));
+        double *D = malloc(sizeof(double) * (size_t)(lq * lc + 1));
         fc_cand *order = malloc(sizeof(fc_cand) * (size_t)nc);
         int st_local = (D && order) ? FC_OK : FC_OUT_OF_MEMORY;
 #ifdef _OPENMP
@@ -1100,7 +1299,8 @@ int fc_doc_knn(int metric, ptrdiff_t d,
                 if (prune && cnt == k && order[t].c > margin) break;
                 ptrdiff_t m = (ptrdiff_t)(offc[c + 1] - offc[c]);
                 const double *pc = wc + offc[c];
-                doc_cost(metric, d, Xq, n, XC + offc[c] * d, m, D, D + lq * lc);
+                doc_cost(metric, d, Xq, n, XC + offc[c] * d, m, D,
+                         nrmQ ? nrmQ + offq[qk] : NULL, nrmC ? nrmC + offc[c] : NULL);
                 if (prune && cnt == k) {
                     nr++;
                     if (doc_rwmd(D, n, m, pq, pc) > margin) continue;
@@ -1120,5 +1320,6 @@ int fc_doc_knn(int metric, ptrdiff_t d,
 #endif
         if (st_local != FC_OK && status == FC_OK) status = st_local;
     }
+    free(nrmQ); free(nrmC);
     return status;
 }

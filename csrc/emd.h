@@ -23,6 +23,12 @@
  *     with last-successor links (potential updates walk the smaller side of the cut);
  *     potentials are recomputed from the tree periodically and before optimality is
  *     declared.
+ * Cost-only square problems whose (compacted, rescaled) masses are all equal, n <= 512
+ * and no pivot limit, are assignment problems (the vertices of the transportation
+ * polytope are then permutations) and are solved by shortest augmenting paths instead
+ * (Jonker-Volgenant column reduction, then a branch-free 4-wide Dijkstra per free
+ * row): no degenerate pivots.  Either way the cost is summed row by row (sum_i of the
+ * row's flow * cost), so both solvers give the same bits on a unique optimum.
  * Masses: the caller checks that sum(a) and sum(b) agree to its tolerance; b is then
  * rescaled to a's mass here, and the last ulps of imbalance are left untransported.
  *

@@ -5,6 +5,7 @@ import numpy as np
 
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
 
 from fastcore._common cimport check_status
 
@@ -44,30 +45,62 @@ cdef inline bint _plain_vector(object w, Py_ssize_t n):
             and w.flags.c_contiguous)
 
 
-def emd2_fast(object a, object b, const double[:, ::1] M, double mass_rtol):
-    """The cost, or None when the inputs need the general path (other types, or bad values:
+cdef inline bint _get_f64(object x, Py_buffer *view, int ndim):
+    """Borrow the data of a C-contiguous float64 buffer of ndim dimensions; 0 if x is not
+    one (then nothing is held).  Cheaper than a typed memoryview on the hot path."""
+    try:
+        PyObject_GetBuffer(x, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except (BufferError, ValueError, TypeError):  # e.g. not C-contiguous
+        return 0
+    if (view.ndim != ndim or view.itemsize != 8 or view.format == NULL
+            or view.format[0] != b'd' or view.format[1] != 0):
+        PyBuffer_Release(view)
+        return 0
+    return 1
+
+
+def emd2_fast(object a, object b, object M, double mass_rtol):
+    """The cost, or None when the inputs need the general path (M not a C-contiguous
+    float64 matrix, weights not plain float64 vectors of the right length, or bad values:
     the general path then reports them)."""
-    cdef Py_ssize_t n = M.shape[0], m = M.shape[1]
-    cdef const double[::1] av
-    cdef const double[::1] bv
+    cdef Py_buffer mb, ab, bb
     cdef const double *ap = NULL
     cdef const double *bp = NULL
     cdef double cost = 0.0
     cdef int status
-    if n == 0 or m == 0:
+    cdef bint has_a = 0, has_b = 0
+    cdef Py_ssize_t n, m
+    if type(M) is not _ndarray:
         return None
-    if not _is_empty(a):
-        if not _plain_vector(a, n):
+    if not _get_f64(M, &mb, 2):
+        return None
+    try:
+        n = mb.shape[0]
+        m = mb.shape[1]
+        if n == 0 or m == 0:
             return None
-        av = a
-        ap = &av[0]
-    if not _is_empty(b):
-        if not _plain_vector(b, m):
-            return None
-        bv = b
-        bp = &bv[0]
-    with nogil:
-        status = fc_emd2_checked(n, m, ap, bp, &M[0, 0], mass_rtol, &cost)
+        if not _is_empty(a):
+            if type(a) is not _ndarray or not _get_f64(a, &ab, 1):
+                return None
+            has_a = 1
+            if ab.shape[0] != n:
+                return None
+            ap = <const double *>ab.buf
+        if not _is_empty(b):
+            if type(b) is not _ndarray or not _get_f64(b, &bb, 1):
+                return None
+            has_b = 1
+            if bb.shape[0] != m:
+                return None
+            bp = <const double *>bb.buf
+        with nogil:
+            status = fc_emd2_checked(n, m, ap, bp, <const double *>mb.buf, mass_rtol, &cost)
+    finally:
+        PyBuffer_Release(&mb)
+        if has_a:
+            PyBuffer_Release(&ab)
+        if has_b:
+            PyBuffer_Release(&bb)
     if status != FC_OK_:
         return None
     return _float64(cost)
@@ -152,6 +185,47 @@ def emd2_batch(list problems, double mass_rtol, long long max_iter, int n_thread
         free(ns)
         free(ptrs)
     check_status(status, "emd2_batch")
+    return costs, stat, iters
+
+
+def emd2_columns(object a, const double[:, ::1] BT, const double[:, ::1] M, double mass_rtol,
+                 long long max_iter, int n_threads):
+    """costs (k,), status (k,), iterations (k,) of the k problems (a, BT[t], M), in one
+    threaded C call (fc_emd2_batch with a shared cost matrix).  a: float64 contiguous of
+    length n, or None (uniform).  Weights and masses are checked in C per problem."""
+    cdef Py_ssize_t k = BT.shape[0], n = M.shape[0], t
+    costs = np.zeros(k, dtype=np.float64)
+    stat = np.zeros(k, dtype=np.intc)
+    iters = np.zeros(k, dtype=np.longlong)
+    if k == 0:
+        return costs, stat, iters
+    cdef double[::1] cv = costs
+    cdef int[::1] sv = stat
+    cdef long long[::1] iv = iters
+    cdef const double[::1] av
+    cdef const double *ap = NULL
+    cdef int status
+    if a is not None:
+        av = a
+        ap = &av[0]
+    cdef Py_ssize_t *ns = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * 2 * k)
+    cdef const double **ptrs = <const double **>malloc(sizeof(double *) * 3 * k)
+    if ns == NULL or ptrs == NULL:
+        free(ns)
+        free(ptrs)
+        raise MemoryError("emd2: cannot allocate the problem table")
+    for t in range(k):
+        ns[t] = n
+        ns[k + t] = BT.shape[1]
+        ptrs[t] = ap
+        ptrs[k + t] = &BT[t, 0]
+        ptrs[2 * k + t] = &M[0, 0]
+    with nogil:
+        status = fc_emd2_batch(k, ns, ns + k, ptrs, ptrs + k, ptrs + 2 * k, mass_rtol,
+                               &cv[0], &sv[0], &iv[0], max_iter, n_threads)
+    free(ns)
+    free(ptrs)
+    check_status(status, "emd2")
     return costs, stat, iters
 
 

@@ -17,7 +17,11 @@ The solver (``csrc/emd.c``) is a primal network simplex on the transportation
 problem: zero-mass rows and columns are removed, the start is a greedy
 matrix-minimum allocation (no big-M phase), pricing is a vectorised block search over
 rows, and Cunningham's strongly-feasible-tree rule prevents cycling on degenerate
-problems (ties, duplicated points, uniform weights).
+problems (ties, duplicated points, uniform weights).  Cost-only square problems whose
+masses are all equal (e.g. WMD between two documents of the same length) are
+assignment problems and are solved by shortest augmenting paths instead (no
+degenerate pivots); both solvers sum the cost row by row, so they agree to the bit
+on a unique optimum.
 """
 import numpy as np
 
@@ -208,12 +212,17 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
         As in :func:`emd`.
     b : array_like of shape (m,) or (m, k)
         With ``k`` columns, ``k`` problems sharing ``a`` and ``M`` are solved and
-        ``k`` costs returned (POT's convention).
+        ``k`` costs returned (POT's convention); without ``log`` they are solved in
+        one C call, ``numThreads`` threads over the columns (results do not depend
+        on it).
     log : bool
         Also return the log dict of :func:`emd` (a list of them when ``b`` is 2-d).
     return_matrix : bool
         Put the plan in ``log["G"]`` (needs ``log=True``, as in POT).
-    processes, numThreads, check_marginals :
+    numThreads : int or "max", default 1
+        Threads over the columns of a 2-d ``b`` (otherwise accepted for POT
+        compatibility: one problem is solved on one thread).
+    processes, check_marginals :
         Accepted for POT compatibility.
 
     Returns
@@ -221,8 +230,7 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
     cost : float (a scalar of ``M``'s dtype), or ndarray of shape (k,) for 2-d ``b``
     log : dict or list of dict, only if ``log=True``
     """
-    if (not log and numItermax is None and type(M) is np.ndarray and M.dtype == _F64 and M.ndim == 2
-            and M.flags.c_contiguous):
+    if not log and numItermax is None:
         cost = _emd.emd2_fast(a, b, M, MASS_RTOL)  # None: not applicable, or bad input
         if cost is not None:
             return cost
@@ -231,6 +239,8 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
         bb = as_float_array(b, "b", dtype=np.float64, ndim=2)
         if bb.shape[0] != M.shape[1]:
             raise ValueError(f"emd2: b must have shape ({M.shape[1]}, k) to match M, got {bb.shape}")
+        if not log:
+            return _emd2_columns(a, bb, M, out_dtype, numItermax, numThreads, raise_on_limit)
         costs, logs = [], []
         for col in range(bb.shape[1]):
             r = emd2(a, np.ascontiguousarray(bb[:, col]), M, numItermax=numItermax, log=log,
@@ -250,6 +260,31 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
             lg["G"] = G.astype(out_dtype) if out_dtype != _F64 else G
         return cost, lg
     return cost
+
+
+def _emd2_columns(a, bb, M, out_dtype, numItermax, numThreads, raise_on_limit):
+    """Costs of (a, bb[:, k], M) for every column k, in one threaded C call."""
+    fname = "emd2"
+    n = M.shape[0]
+    a = None if _is_empty(a) else _weights(a, n, "a", fname)
+    n_threads = resolve_n_threads(None if numThreads == "max" else numThreads, "numThreads")
+    costs, status, _ = _emd.emd2_columns(a, np.ascontiguousarray(bb.T), M, MASS_RTOL, _max_iter(numItermax),
+                                         n_threads)
+    bad = np.flatnonzero((status != 0) & (status != _emd.MAX_ITER_REACHED))
+    if bad.size:
+        from fastcore._common import raise_for_status
+
+        k = int(bad[0])
+        aa = a if a is not None else np.full(n, 1.0 / n)
+        _balance(aa, _weights(bb[:, k], M.shape[1], f"b[:, {k}]", fname), fname, bname=f"b[:, {k}]")
+        raise_for_status(int(status[k]), f"{fname}: column {k} of b")
+    hit = np.flatnonzero(status == _emd.MAX_ITER_REACHED)
+    if hit.size:
+        from fastcore._common import raise_for_status
+
+        raise_for_status(int(status[hit[0]]), f"{fname} ({hit.size} column(s) of b, first {hit[0]})",
+                         warn_on_limit=not raise_on_limit)
+    return costs.astype(out_dtype, copy=False)
 
 
 # ------------------------------------------------------------------ 1-D

@@ -173,6 +173,28 @@ def test_fast_path_equals_general_path(rng):
     assert ot.emd2([], [], M) == ot.emd2(None, None, np.asfortranarray(M))
 
 
+@pytest.mark.parametrize("name", ["contiguous", "fortran", "strided", "readonly"])
+def test_emd2_fast_path_layouts(rng, name):
+    # the buffer-borrowing fast path takes C-contiguous float64 only; every other layout
+    # goes the general way, with the same result and the inputs untouched
+    for n, m in [(9, 11), (8, 8)]:
+        a, b, M = random_problem(rng, "uniform_real", n, m)
+        ref = ot.emd2(a, b, M)
+        av, bv, Mv = (variants(x).get(name, x) for x in (a, b, M))
+        copies = [x.copy() for x in (av, bv, Mv)]
+        assert ot.emd2(av, bv, Mv) == ref
+        assert ot.emd2(av, b, M) == ref and ot.emd2(a, bv, M) == ref and ot.emd2(a, b, Mv) == ref
+        assert ot.emd2(a.astype(np.float32), b, M) == pytest.approx(ref, rel=1e-6)
+        a2 = a[:-1] / a[:-1].sum()
+        assert ot.emd2(a2, [], M[:-1]) == ot.emd2(a2.copy(), [], M[:-1].copy())
+        for x, c in zip((av, bv, Mv), copies):
+            np.testing.assert_array_equal(x, c)
+    with pytest.raises(ValueError, match="length"):
+        ot.emd2(np.full(3, 1 / 3), [], np.ones((4, 4)))
+    with pytest.raises(ValueError, match="b must have length"):
+        ot.emd2([], np.full(3, 1 / 3), np.ones((4, 4)))
+
+
 def test_float32_in_float32_out(rng):
     a, b, M = random_problem(rng, "uniform_real", 12, 9)
     G32 = ot.emd(a.astype(np.float32), b.astype(np.float32), M.astype(np.float32))
@@ -183,6 +205,53 @@ def test_float32_in_float32_out(rng):
     assert float(c32) == pytest.approx(ot.emd2(a, b, M.astype(np.float32).astype(np.float64)), rel=1e-6)
     assert (G32.astype(np.float64) * M.astype(np.float32)).sum() == pytest.approx(ref, rel=1e-5)
     assert isinstance(ot.emd2(a, b, M), np.float64)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_square_uniform_assignment_path(rng, kind):
+    # cost-only n x n problems with equal masses are solved as assignment problems:
+    # the same optimum as linprog and as the simplex (emd with a plan), and the same
+    # sum order as the simplex when the optimal permutation is unique
+    for n in (1, 2, 3, 4, 5, 7, 8, 9, 13, 26, 33):
+        M = random_problem(rng, kind, n, n)[2]
+        a = np.full(n, 1.0 / n)
+        G, lg = ot.emd(a, a, M, log=True)
+        fast = ot.emd2(a, a, M)
+        scale = max(1.0, np.abs(M).max())
+        assert fast == pytest.approx(lg["cost"], rel=1e-13, abs=1e-14 * scale)
+        assert ot.emd2([], [], M) == fast
+        if n <= 9:
+            assert fast == pytest.approx(ot_linprog_cost(a, a, M), rel=1e-9, abs=1e-9 * scale)
+        if kind in ("uniform_real", "negative"):  # optimum unique with probability 1
+            assert fast == lg["cost"]
+            assert fast == ot.emd2(a, a, M, numItermax=10**9)  # simplex, cost only
+
+
+def test_square_uniform_brute_force(rng):
+    import itertools
+
+    for n in range(1, 7):
+        for _ in range(5):
+            M = rng.integers(-3, 4, (n, n)).astype(float)  # many ties
+            best = min(sum(M[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n)))
+            assert ot.emd2([], [], M) == pytest.approx(best / n, rel=1e-13, abs=1e-15)
+
+
+def test_square_uniform_bad_costs_and_huge_costs(rng):
+    M = rng.random((6, 6))
+    M[2, 3] = np.nan
+    with pytest.raises(ValueError, match="M contains NaN"):
+        ot.emd2([], [], M)
+    M[2, 3] = np.inf
+    with pytest.raises(ValueError, match="M contains infinite"):
+        ot.emd2([], [], M)
+    import itertools
+
+    for scale, low in [(1e300, -1e300), (1e307, -1.7e308)]:  # costs near the float64 limit
+        M = rng.random((5, 5)) * scale
+        M[0, 0] = low
+        best = min(sum(M[i, p[i]] / 5 for i in range(5)) for p in itertools.permutations(range(5)))
+        assert ot.emd2([], [], M) == pytest.approx(best, rel=1e-12)
 
 
 def test_emd2_multiple_b_columns(rng):
@@ -196,6 +265,56 @@ def test_emd2_multiple_b_columns(rng):
     costs2, logs = ot.emd2(a, B, M, log=True)
     np.testing.assert_array_equal(costs, costs2)
     assert len(logs) == 3 and logs[1]["cost"] == costs[1]
+
+
+def test_emd2_2d_b_in_one_call_equals_column_loop(rng):
+    # POT's convention: one cost per column of b; solved in one threaded C call
+    for kind in KINDS:
+        for n, m, k in [(1, 1, 1), (9, 9, 4), (10, 7, 5), (3, 12, 2)]:
+            a, _, M = random_problem(rng, kind, n, m)
+            B = rng.random((m, k))
+            if m > 1:
+                B[rng.integers(m), 0] = 0.0
+            B /= B.sum(0)
+            loop = np.array([ot.emd2(a, np.ascontiguousarray(B[:, c]), M) for c in range(k)])
+            for nt in (1, 2, "max"):
+                costs = ot.emd2(a, B, M, numThreads=nt)
+                assert costs.dtype == np.float64 and costs.shape == (k,)
+                np.testing.assert_array_equal(costs, loop)
+            np.testing.assert_array_equal(ot.emd2([], np.asfortranarray(B), M), [ot.emd2([], B[:, c], M) for c in range(k)])
+            c32 = ot.emd2(a, B, M.astype(np.float32))
+            assert c32.dtype == np.float32
+
+
+def test_emd2_2d_b_bad_columns(rng):
+    a, _, M = random_problem(rng, "uniform_real", 6, 5)
+    B = rng.random((5, 3))
+    B /= B.sum(0)
+    Bc = B.copy()
+    B[1, 2] = -0.1
+    with pytest.raises(ValueError, match=r"b\[:, 2\] has negative"):
+        ot.emd2(a, B, M)
+    B = Bc.copy()
+    B[:, 1] *= 2
+    with pytest.raises(ValueError, match=r"same total mass"):
+        ot.emd2(a, B, M)
+    B = Bc.copy()
+    B[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ot.emd2(a, B, M)
+    with pytest.raises(ValueError, match="shape"):
+        ot.emd2(a, Bc[:4], M)
+    with pytest.raises((TypeError, ValueError), match="numThreads"):
+        ot.emd2(a, Bc, M, numThreads=0)
+    np.testing.assert_array_equal(B[1:], Bc[1:])  # inputs untouched
+    n = 60
+    x, y = rng.random((n, 2)), rng.random((n, 2))
+    M = np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))
+    B = np.full((n, 2), 1 / n)
+    with pytest.warns(RuntimeWarning, match="iteration"):
+        ot.emd2(np.full(n, 1 / n), B, M, numItermax=3)
+    with pytest.raises(fastcore.ConvergenceError):
+        ot.emd2(np.full(n, 1 / n), B, M, numItermax=3, raise_on_limit=True)
 
 
 def test_emd2_return_matrix(rng):
@@ -347,6 +466,26 @@ def test_wmd_matches_emd_and_properties(rng):
     a = rng.random(3)
     X, Y = rng.standard_normal((3, 4)), rng.standard_normal((5, 4))
     assert ot.wmd(X, Y, a, None) == pytest.approx(ot.emd2(a / a.sum(), [], euclid(X, Y)), rel=1e-12)
+
+
+def test_wmd_cost_matrix_against_numpy(rng):
+    # the blocked cost build (3 x 4 register tiles, precomputed norms, exact fallback
+    # where ||x||^2 + ||y||^2 - 2 x.y cancels) against float64 NumPy distances, on
+    # shapes that leave every remainder of the tiling, with shared vectors (distance 0)
+    for n, m, d in [(1, 1, 1), (2, 3, 3), (3, 4, 4), (4, 5, 5), (5, 7, 7), (7, 9, 300), (13, 11, 33),
+                    (12, 16, 300), (31, 26, 300), (1, 9, 300)]:
+        scale = 10.0 ** rng.integers(-3, 4)
+        X = rng.standard_normal((n, d)) * scale
+        Y = rng.standard_normal((m, d)) * scale + (0.01 if rng.random() < 0.5 else 0.0)
+        Y[rng.integers(m)] = X[rng.integers(n)]  # an identical vector: exact 0 expected
+        D = euclid(X, Y)
+        # one word per document: pairwise returns the ground costs themselves
+        P = ot.pairwise(list(X[:, None, :]), list(Y[:, None, :]), "wmd")
+        np.testing.assert_allclose(P, D, rtol=1e-12, atol=0)
+        assert (P == 0).sum() >= 1 and ((P == 0) == (D == 0)).all()
+        # whole documents: the cost of the optimum equals emd2 on the NumPy costs
+        assert ot.wmd(X, Y) == pytest.approx(ot.emd2([], [], D), rel=1e-12, abs=1e-14 * scale)
+        assert ot.pairwise([X], [Y], "wmd", n_threads=2)[0, 0] == ot.wmd(X, Y)
 
 
 def test_wrd_properties(rng):
