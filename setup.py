@@ -8,8 +8,8 @@ Environment variables (all optional):
   FASTCORE_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer build (see README).
   FASTCORE_NO_OPENMP=1  build without OpenMP even if the compiler has it.
 """
-import glob
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -80,13 +80,29 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"|cdef\s+extern\s+from\s+"([^"]+)"', re.M)
+
+
+def _local_headers(files):
+    """The csrc/ headers that ``files`` include, directly or through other headers."""
+    seen, todo = set(), list(files)
+    while todo:
+        with open(todo.pop(), encoding="utf-8") as f:
+            names = [a or b for a, b in _INCLUDE.findall(f.read())]
+        for path in (os.path.join("csrc", name) for name in names):
+            if os.path.exists(path) and path not in seen:
+                seen.add(path)
+                todo.append(path)
+    return sorted(seen)
+
+
 def _extensions():
-    headers = sorted(glob.glob("csrc/*.h"))  # so that editing a header rebuilds
-    exts = [
-        Extension(name, sources=[name.replace(".", "/") + ".pyx"] + srcs + COMMON_SOURCES,
-                  include_dirs=["csrc"], depends=headers)
-        for name, srcs in EXTENSIONS.items()
-    ]
+    exts = []
+    for name, srcs in EXTENSIONS.items():
+        sources = [name.replace(".", "/") + ".pyx"] + srcs + COMMON_SOURCES
+        # editing a header rebuilds the extensions that include it, and only those
+        depends = _local_headers(sources + ["fastcore/_common.pxd"])
+        exts.append(Extension(name, sources=sources, include_dirs=["csrc"], depends=depends))
     return cythonize(
         exts,
         compiler_directives={"language_level": "3", "embedsignature": True},

@@ -23,7 +23,7 @@
  *     with last-successor links (potential updates walk the smaller side of the cut);
  *     potentials are recomputed from the tree periodically and before optimality is
  *     declared.
- * Cost-only square problems whose (compacted, rescaled) masses are all equal, n <= 512
+ * Cost-only square problems whose (compacted, rescaled) masses are all equal, n <= 256
  * and no pivot limit, are assignment problems (the vertices of the transportation
  * polytope are then permutations) and are solved by shortest augmenting paths instead
  * (Jonker-Volgenant column reduction, then a branch-free 4-wide Dijkstra per free
