@@ -15,6 +15,14 @@
 #define FC_SK_RATE_FROM 20  /* auto over-relaxation: first window starts at iteration 20 */
 #define FC_SK_RATE_WIN 50   /* of the last stage, and windows are 50 iterations long */
 #define FC_SK_OMEGA_MAX 1.95
+/* Auto over-relaxation is given up (omega = 1 from then on: plain Sinkhorn, whose error
+ * is the true marginal error, 1 / (2 - omega) times smaller) after two consecutive windows
+ * whose per-iteration error ratio is in [FC_SK_STALL, 1]: the error fell by less than
+ * 1% in 100 iterations.  At small reg a plan can hold nearly isolated blocks (a row and
+ * a column exchanging mass with the rest through entries ~1e-7 of their own), whose
+ * imbalance Sinkhorn corrects by ~1e-7 of itself per iteration, with or without
+ * over-relaxation; such a mode, not float64 round-off, is what limits the error then. */
+#define FC_SK_STALL 0.9998
 
 /* exp(x) for the fused pass: exactly 0 below exp(-600), so that the products and sums
  * never meet subnormal numbers (which the processor handles 100x slower).  It is

@@ -282,9 +282,11 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
     double *omega = malloc((size_t)k * sizeof(double));
     double *e_ref = malloc((size_t)k * sizeof(double));
     double *e_best = malloc((size_t)k * sizeof(double));
+    int *stall = malloc((size_t)k * sizeof(int));
+    int *plain = malloc((size_t)k * sizeof(int)); /* auto over-relaxation given up */
     int status = FC_OK;
     if (!part || !tbuf || !colsum || !work || !la || !inv_reg || !flag || !act || !stage || !it_stage
-        || !rowerr || !omega || !e_ref || !e_best) {
+        || !rowerr || !omega || !e_ref || !e_best || !stall || !plain) {
         status = FC_OUT_OF_MEMORY;
         goto done;
     }
@@ -304,6 +306,8 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
         omega[h] = 1.0;
         e_ref[h] = INFINITY;
         e_best[h] = INFINITY;
+        stall[h] = 0;
+        plain[h] = 0;
         FC_NAME(fc_sk_exact_beta)(M, n, m, alpha + h * n, inv_reg[h], b + h * m, beta + h * m,
                                   NULL, m, work, n_threads);
     }
@@ -364,10 +368,21 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
                 else {
                     ptrdiff_t t = it_stage[h] - FC_SK_RATE_FROM;
                     if (t == 0) e_ref[h] = e;
-                    else if (t > 0 && t % FC_SK_RATE_WIN == 0) {
+                    else if (t > 0 && t % FC_SK_RATE_WIN == 0 && !plain[h]) {
                         double w = omega[h];
                         double rho = pow(e / e_ref[h], 1.0 / FC_SK_RATE_WIN);
-                        if (rho > 0.0 && rho < 1.0) {
+                        /* stall (see FC_SK_STALL): the error of the over-relaxed iterate
+                         * hardly moves, and is the true marginal error amplified ~1 / (2 -
+                         * omega) by the row overshoot.  Plain Sinkhorn from then on: its
+                         * error is the true one (exact rows), and it stops once below tol. */
+                        if (w != 1.0 && rho >= FC_SK_STALL && rho <= 1.0) {
+                            if (++stall[h] >= 2) {
+                                omega[h] = 1.0;
+                                plain[h] = 1;
+                            }
+                        } else
+                            stall[h] = 0;
+                        if (!plain[h] && rho > 0.0 && rho < 1.0) {
                             double th = (rho + w - 1.0) * (rho + w - 1.0) / (rho * w * w);
                             th = th < 1.0 ? th : 1.0;
                             double wn = 2.0 / (1.0 + sqrt(1.0 - th));
@@ -397,8 +412,18 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
             if (!last && (e < inner_tol || it_stage[h] >= max_inner)) {
                 /* next reg: keep the potentials in cost units */
                 double r = regs[stage[h]] / regs[stage[h] + 1];
-                for (ptrdiff_t i = 0; i < n; ++i) alpha[h * n + i] *= r;
-                for (ptrdiff_t j = 0; j < m; ++j) beh[j] *= r;
+                /* and re-centre the gauge (alpha + g, beta - g leaves P unchanged): the
+                 * factors r compound to 2^stages and would leave alpha and beta large and
+                 * of opposite signs, losing digits in alpha_i + beta_j - M_ij / reg */
+                double sa = 0.0, sb = 0.0;
+                ptrdiff_t na = 0, nbf = 0;
+                for (ptrdiff_t i = 0; i < n; ++i)
+                    if (alpha[h * n + i] > -INFINITY) { sa += alpha[h * n + i]; ++na; }
+                for (ptrdiff_t j = 0; j < m; ++j)
+                    if (beh[j] > -INFINITY) { sb += beh[j]; ++nbf; }
+                double g = (na > 0 && nbf > 0) ? 0.5 * (sb / (double)nbf - sa / (double)na) : 0.0;
+                for (ptrdiff_t i = 0; i < n; ++i) alpha[h * n + i] = (alpha[h * n + i] + g) * r;
+                for (ptrdiff_t j = 0; j < m; ++j) beh[j] = (beh[j] - g) * r;
                 stage[h] += 1;
                 it_stage[h] = 0;
                 inv_reg[h] = 1.0 / regs[stage[h]];
@@ -408,7 +433,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
 done:
     free(part); free(tbuf); free(colsum); free(work); free(la); free(inv_reg);
     free(flag); free(act); free(stage); free(it_stage); free(rowerr); free(omega); free(e_ref);
-    free(e_best);
+    free(e_best); free(stall); free(plain);
     return status;
 }
 
