@@ -68,12 +68,15 @@ extern "C" {
                              ptrdiff_t *niter, double *err, int *state, double *err_hist,     \
                              ptrdiff_t hist_cap, int n_threads);                              \
     /* Scaling form (Sinkhorn-Knopp) on K = exp(-M/reg) stored once as T.                  \
-     * u: in, starting u (POT: 1/n); out, final u.  v: out. */                             \
+     * u: in, starting u (POT: 1/n); out, final u.  v: out.  Then, from K (no exp):         \
+     * P = diag(u) K diag(v), cost[h] = <P, M>, plogp[h] = sum P log P as for               \
+     * fc_sinkhorn_plan, and the plan (n, m) when plan is not NULL (k == 1). */              \
     int fc_sinkhorn_knopp##SUF(const T *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,             \
                                const double *a, const double *b, double reg,                  \
                                ptrdiff_t max_iter, double tol, double *u, double *v,          \
                                ptrdiff_t *niter, double *err, int *state, double *err_hist,   \
-                               ptrdiff_t hist_cap, int n_threads);                            \
+                               ptrdiff_t hist_cap, T *plan, double *cost, double *plogp,      \
+                               int n_threads);                                                \
     /* P_ij = exp(alpha_i + beta_j - M_ij * inv_reg) for each histogram: cost[h] = <P, M>, \
      * plogp[h] = sum P log P (0 log 0 = 0); plan (n, m) written when not NULL (k == 1). */ \
     int fc_sinkhorn_plan##SUF(const T *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,              \

@@ -450,13 +450,58 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kernel_rows)(const fc_real *M, fc_real
             }
 }
 
+/* Plan P_ij = u_i K_ij v_j from the stored kernel (no exp), per row: rc = sum_j P_ij M_ij,
+ * rl = sum_j P_ij log P_ij with log P_ij = log u_i + log v_j - M_ij / reg (0 log 0 = 0). */
+static FC_MULTIVERSION void FC_NAME(fc_sk_kplanrows)(const fc_real *M, const fc_real *K, ptrdiff_t n,
+                                                     ptrdiff_t m, ptrdiff_t k, ptrdiff_t r0,
+                                                     ptrdiff_t r1, const double *u, const double *v,
+                                                     const double *lv, double inv_reg, fc_real *plan,
+                                                     double *rc, double *rl)
+{
+    for (ptrdiff_t i = r0; i < r1; ++i) {
+        const fc_real *restrict Mi = M + i * m, *restrict Ki = K + i * m;
+        for (ptrdiff_t h = 0; h < k; ++h) {
+            double ui = u[h * n + i];
+            const double *restrict vh = v + h * m, *restrict lvh = lv + h * m;
+            fc_real *restrict pi = plan ? plan + i * m : NULL;
+            double c = 0.0, lp = 0.0;
+            if (!(ui > 0.0)) {
+                if (pi) for (ptrdiff_t j = 0; j < m; ++j) pi[j] = (fc_real)0;
+            } else {
+                double lui = log(ui);
+                if (pi) {
+                    FC_SK_SIMD_SUM(c)
+                    for (ptrdiff_t j = 0; j < m; ++j) {
+                        double p = ui * (double)Ki[j] * vh[j];
+                        pi[j] = (fc_real)p;
+                        c += p * (double)Mi[j];
+                    }
+                } else {
+                    FC_SK_SIMD_SUM(c)
+                    for (ptrdiff_t j = 0; j < m; ++j) c += ui * (double)Ki[j] * vh[j] * (double)Mi[j];
+                }
+                FC_SK_SIMD_SUM(lp)
+                for (ptrdiff_t j = 0; j < m; ++j) {
+                    double p = ui * (double)Ki[j] * vh[j];
+                    lp += p > 0.0 ? p * (lui + lvh[j] - (double)Mi[j] * inv_reg) : 0.0;
+                }
+            }
+            rc[h * n + i] = c;
+            rl[h * n + i] = lp;
+        }
+    }
+}
+
 int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
                                const double *a, const double *b, double reg, ptrdiff_t max_iter,
                                double tol, double *u, double *v, ptrdiff_t *niter, double *err,
-                               int *state, double *err_hist, ptrdiff_t hist_cap, int n_threads)
+                               int *state, double *err_hist, ptrdiff_t hist_cap, fc_real *plan,
+                               double *cost, double *plogp, int n_threads)
 {
     if (n < 1 || m < 1 || k < 1 || max_iter < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
-    if (!M || !a || !b || !u || !v || !niter || !err || !state) return FC_BAD_ARGUMENT;
+    if (!M || !a || !b || !u || !v || !niter || !err || !state || !cost || !plogp)
+        return FC_BAD_ARGUMENT;
+    if (plan && k != 1) return FC_BAD_ARGUMENT;
     if (!(reg > 0.0) || reg == INFINITY) return FC_BAD_ARGUMENT;
     if (err_hist && hist_cap < max_iter) return FC_BAD_ARGUMENT;
 
@@ -559,6 +604,33 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
             memcpy(vh, ch, (size_t)m * sizeof(double));
         }
         first = 0;
+    }
+    {   /* plan and costs from K (reusing part: k * m for log v, 2 * k * n for the rows) */
+        double *lv = part, *rc = part + k * m, *rl = rc + k * n;
+        double *tmp = NULL;
+        if ((size_t)nb * (size_t)m < (size_t)(m + 2 * n)) {
+            tmp = malloc((size_t)k * (size_t)(m + 2 * n) * sizeof(double));
+            if (!tmp) { status = FC_OUT_OF_MEMORY; goto done; }
+            lv = tmp; rc = tmp + k * m; rl = rc + k * n;
+        }
+        for (ptrdiff_t j = 0; j < k * m; ++j) lv[j] = v[j] > 0.0 ? log(v[j]) : -INFINITY;
+        int ntp = fc_clamp_threads(n_threads, n);
+        if ((double)n * (double)m * (double)k < 65536.0) ntp = 1;
+        (void)ntp;
+        double inv_reg = 1.0 / reg;
+        FC_OMP_PARALLEL(ntp)
+        {
+            ptrdiff_t lo, hi;
+            fc_split(n, fc_thread_count(), fc_thread_id(), &lo, &hi);
+            FC_NAME(fc_sk_kplanrows)(M, K, n, m, k, lo, hi, u, v, lv, inv_reg, plan, rc, rl);
+        }
+        for (ptrdiff_t h = 0; h < k; ++h) {
+            double c = 0.0, l = 0.0;
+            for (ptrdiff_t i = 0; i < n; ++i) { c += rc[h * n + i]; l += rl[h * n + i]; }
+            cost[h] = c;
+            plogp[h] = l;
+        }
+        free(tmp);
     }
 done:
     free(K); free(part); free(colsum); free(uprev); free(act);

@@ -214,9 +214,14 @@ def test_scaling_breakdown_keeps_last_finite_iterate(rng):
     u = np.full((k, 6), 1 / 6)
     v = np.empty((k, 5))
     niter, err, state = np.zeros(k, np.intp), np.zeros(k), np.zeros(k, np.intc)
-    _sinkhorn.sinkhorn_knopp(M, a, b[None], 0.01, 50, 1e-9, u, v, niter, err, state, None, 1)
+    plan, cost, plogp = np.empty_like(M), np.empty(k), np.empty(k)
+    _sinkhorn.sinkhorn_knopp(M, a, b[None], 0.01, 50, 1e-9, u, v, niter, err, state, None, plan, cost,
+                             plogp, 1)
     assert state[0] == _sinkhorn.BREAKDOWN and niter[0] == 0
     assert np.isfinite(u).all() and np.isfinite(v).all()
+    # the plan of that iterate, u K v (row 2 of K is 0)
+    np.testing.assert_allclose(plan, u[0][:, None] * np.exp(-M / 0.01) * v[0][None, :], rtol=1e-13)
+    assert (plan[2] == 0).all() and np.isfinite(cost).all() and np.isfinite(plogp).all()
 
 
 # ---------------------------------------------------------------- several histograms, warm start
