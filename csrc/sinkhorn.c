@@ -51,9 +51,11 @@ FC_INLINE double fc_sk_exp_normal(double x)
 /* a vectorised sum (the order of its terms depends on the vector width only) */
 #define FC_SK_SIMD_SUM(s) FC_PRAGMA(omp simd reduction(+ : s))
 #define FC_SK_SIMD_SUM4(s, t, u, v) FC_PRAGMA(omp simd reduction(+ : s, t, u, v))
+#define FC_SK_SIMD_SUM2(s, t) FC_PRAGMA(omp simd reduction(+ : s, t))
 #define FC_SK_SIMD_SUM8(s, t, u, v, w, x, y, z) FC_PRAGMA(omp simd simdlen(4) reduction(+ : s, t, u, v, w, x, y, z))
 #else
 #define FC_SK_SIMD_SUM4(s, t, u, v)
+#define FC_SK_SIMD_SUM2(s, t)
 #define FC_SK_SIMD_SUM8(s, t, u, v, w, x, y, z)
 #define FC_SK_BARRIER
 #define FC_SK_SIMD_SUM(s)

@@ -491,7 +491,9 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kernel_rows)(const fc_real *M, fc_real
     for (ptrdiff_t i = r0; i < r1; ++i)
         for (ptrdiff_t j = 0; j < m; ++j)
             {
-                fc_real kij = (fc_real)fc_sk_exp_normal(-(double)M[i * m + j] * inv_reg);
+                /* exp(x), 0 below -708: the same values as fc_sk_exp_normal (the caller
+                 * checked x <= 709), with one scale factor */
+                fc_real kij = (fc_real)fc_exp_ftz_f64(-(double)M[i * m + j] * inv_reg);
                 K[i * m + j] = kij >= FC_SK_RMIN ? kij : (fc_real)0; /* no subnormals */
             }
 }
@@ -516,20 +518,20 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kplanrows)(const fc_real *M, const fc_
             } else {
                 double lui = log(ui);
                 if (pi) {
-                    FC_SK_SIMD_SUM(c)
+                    FC_SK_SIMD_SUM2(c, lp)
                     for (ptrdiff_t j = 0; j < m; ++j) {
-                        double p = ui * (double)Ki[j] * vh[j];
+                        double mij = (double)Mi[j], p = ui * (double)Ki[j] * vh[j];
                         pi[j] = (fc_real)p;
-                        c += p * (double)Mi[j];
+                        c += p * mij;
+                        lp += p > 0.0 ? p * (lui + lvh[j] - mij * inv_reg) : 0.0;
                     }
                 } else {
-                    FC_SK_SIMD_SUM(c)
-                    for (ptrdiff_t j = 0; j < m; ++j) c += ui * (double)Ki[j] * vh[j] * (double)Mi[j];
-                }
-                FC_SK_SIMD_SUM(lp)
-                for (ptrdiff_t j = 0; j < m; ++j) {
-                    double p = ui * (double)Ki[j] * vh[j];
-                    lp += p > 0.0 ? p * (lui + lvh[j] - (double)Mi[j] * inv_reg) : 0.0;
+                    FC_SK_SIMD_SUM2(c, lp)
+                    for (ptrdiff_t j = 0; j < m; ++j) {
+                        double mij = (double)Mi[j], p = ui * (double)Ki[j] * vh[j];
+                        c += p * mij;
+                        lp += p > 0.0 ? p * (lui + lvh[j] - mij * inv_reg) : 0.0;
+                    }
                 }
             }
             rc[h * n + i] = c;
