@@ -7,10 +7,13 @@
  */
 
 #undef FC_SK_RMIN
+#undef FC_SK_ROWEXP
 #if FC_REAL_DOUBLE
 #define FC_SK_RMIN DBL_MIN
+#define FC_SK_ROWEXP fc_sk_exp
 #else
 #define FC_SK_RMIN FLT_MIN
+#define FC_SK_ROWEXP fc_sk_exp9 /* see sinkhorn.c */
 #endif
 
 /* ------------------------------------------------------------------ row kernels */
@@ -64,7 +67,7 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
     if (c > -INFINITY && c < INFINITY) {
         FC_SK_SIMD_SUM(s)
         for (ptrdiff_t j = 0; j < m; ++j) {
-            double e = fc_sk_exp(beta[j] - (double)Mi[j] * inv_reg - c);
+            double e = FC_SK_ROWEXP(beta[j] - (double)Mi[j] * inv_reg - c);
             tbuf[j] = e;
             s += e;
         }
@@ -76,7 +79,7 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
             memset(tbuf, 0, (size_t)m * sizeof(double));
             return -INFINITY;
         }
-        for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = fc_sk_exp(tbuf[j] - c);
+        for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = FC_SK_ROWEXP(tbuf[j] - c);
         s = FC_NAME(fc_sk_suml)(tbuf, m); /* >= 1: the largest term is exp(0) */
     }
     double alpha_new = log_a - c - log(s);
