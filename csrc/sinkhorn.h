@@ -55,7 +55,8 @@ extern "C" {
  *     same for beta; the error then adds ||P 1 - a||_2): 1 = plain Sinkhorn (POT's
  *     iterates), a value in (1, 2) = fixed, 0 = automatic (from iteration 20 of the stage,
  *     every 50 iterations: the observed rate gives that of plain Sinkhorn r, and
- *     omega = 2 / (1 + sqrt(1 - r)) of linear SOR theory, capped at 1.95).
+ *     omega = 2 / (1 + sqrt(1 - r)) of linear SOR theory, capped at 1.99; back to 1 for
+ *     good when the error stalls, see sinkhorn.c).
  *   alpha: in, the starting log_u at regs[0] (zeros for a cold start); out, log_u at
  *     the target.  beta: out only (the first step is the exact column update from
  *     alpha, as in POT).  hist_cap >= (n_regs - 1) * max_inner + max_iter. */
