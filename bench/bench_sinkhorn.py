@@ -100,6 +100,11 @@ def cases():
              ("iter", 50), _check_plans(1e-8)),
         Case("sinkhorn", "scaling 2000x2000 f32, 50 it", _problem(2000, np.float32),
              _fixed_iters("sinkhorn", 50), ("iter", 50), _check_plans(1e-3)),
+        # the one-off passes (forming exp(-M/reg), first-touch pages, the plan) dominate here
+        Case("sinkhorn", "scaling 2000x2000 f32, 1 it (whole call)", _problem(2000, np.float32),
+             _fixed_iters("sinkhorn", 1), None, _check_plans(1e-3)),
+        Case("sinkhorn", "log-domain 2000x2000 f32, 20 it", _problem(2000, np.float32),
+             _fixed_iters("sinkhorn_log", 20), ("iter", 20), _check_plans(1e-3)),
         Case("sinkhorn", "reg=1e-3*median 500x500, to 1e-6", _small_reg, _small_reg_impls(), None,
              _check_small_reg),
     ]

@@ -55,7 +55,8 @@ extern "C" {
  *     same for beta; the error then adds ||P 1 - a||_2): 1 = plain Sinkhorn (POT's
  *     iterates), a value in (1, 2) = fixed, 0 = automatic (from iteration 20 of the stage,
  *     every 50 iterations: the observed rate gives that of plain Sinkhorn r, and
- *     omega = 2 / (1 + sqrt(1 - r)) of linear SOR theory, capped at 1.95).
+ *     omega = 2 / (1 + sqrt(1 - r)) of linear SOR theory, capped at 1.99; back to 1 for
+ *     good when the error stalls, see sinkhorn.c).
  *   alpha: in, the starting log_u at regs[0] (zeros for a cold start); out, log_u at
  *     the target.  beta: out only (the first step is the exact column update from
  *     alpha, as in POT).  hist_cap >= (n_regs - 1) * max_inner + max_iter. */
@@ -68,12 +69,15 @@ extern "C" {
                              ptrdiff_t *niter, double *err, int *state, double *err_hist,     \
                              ptrdiff_t hist_cap, int n_threads);                              \
     /* Scaling form (Sinkhorn-Knopp) on K = exp(-M/reg) stored once as T.                  \
-     * u: in, starting u (POT: 1/n); out, final u.  v: out. */                             \
+     * u: in, starting u (POT: 1/n); out, final u.  v: out.  Then, from K (no exp):         \
+     * P = diag(u) K diag(v), cost[h] = <P, M>, plogp[h] = sum P log P as for               \
+     * fc_sinkhorn_plan, and the plan (n, m) when plan is not NULL (k == 1). */              \
     int fc_sinkhorn_knopp##SUF(const T *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,             \
                                const double *a, const double *b, double reg,                  \
                                ptrdiff_t max_iter, double tol, double *u, double *v,          \
                                ptrdiff_t *niter, double *err, int *state, double *err_hist,   \
-                               ptrdiff_t hist_cap, int n_threads);                            \
+                               ptrdiff_t hist_cap, T *plan, double *cost, double *plogp,      \
+                               int n_threads);                                                \
     /* P_ij = exp(alpha_i + beta_j - M_ij * inv_reg) for each histogram: cost[h] = <P, M>, \
      * plogp[h] = sum P log P (0 log 0 = 0); plan (n, m) written when not NULL (k == 1). */ \
     int fc_sinkhorn_plan##SUF(const T *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,              \

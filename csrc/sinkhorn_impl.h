@@ -7,10 +7,13 @@
  */
 
 #undef FC_SK_RMIN
+#undef FC_SK_ROWEXP
 #if FC_REAL_DOUBLE
 #define FC_SK_RMIN DBL_MIN
+#define FC_SK_ROWEXP fc_sk_exp
 #else
 #define FC_SK_RMIN FLT_MIN
+#define FC_SK_ROWEXP fc_sk_exp9 /* see sinkhorn.c */
 #endif
 
 /* ------------------------------------------------------------------ row kernels */
@@ -64,7 +67,7 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
     if (c > -INFINITY && c < INFINITY) {
         FC_SK_SIMD_SUM(s)
         for (ptrdiff_t j = 0; j < m; ++j) {
-            double e = fc_sk_exp(beta[j] - (double)Mi[j] * inv_reg - c);
+            double e = FC_SK_ROWEXP(beta[j] - (double)Mi[j] * inv_reg - c);
             tbuf[j] = e;
             s += e;
         }
@@ -76,7 +79,7 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
             memset(tbuf, 0, (size_t)m * sizeof(double));
             return -INFINITY;
         }
-        for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = fc_sk_exp(tbuf[j] - c);
+        for (ptrdiff_t j = 0; j < m; ++j) tbuf[j] = FC_SK_ROWEXP(tbuf[j] - c);
         s = FC_NAME(fc_sk_suml)(tbuf, m); /* >= 1: the largest term is exp(0) */
     }
     double alpha_new = log_a - c - log(s);
@@ -95,10 +98,11 @@ FC_INLINE double FC_NAME(fc_sk_logrow)(const fc_real *restrict Mi, const double 
 }
 
 /* Scaling rows i .. i + 3: r_q = K_q . v in double (v is loaded once for the four rows). */
-FC_INLINE void FC_NAME(fc_sk_kdot4)(const fc_real *restrict K0, const fc_real *restrict K1,
-                                    const fc_real *restrict K2, const fc_real *restrict K3,
-                                    const double *restrict v, ptrdiff_t m, double *r)
+FC_INLINE void FC_NAME(fc_sk_kdot4)(const fc_real *const *Kq, const double *restrict v, ptrdiff_t m,
+                                    double *r)
 {
+    const fc_real *restrict K0 = Kq[0], *restrict K1 = Kq[1], *restrict K2 = Kq[2],
+                            *restrict K3 = Kq[3];
     double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
     FC_SK_SIMD_SUM4(t0, t1, t2, t3)
     for (ptrdiff_t j = 0; j < m; ++j) {
@@ -108,10 +112,32 @@ FC_INLINE void FC_NAME(fc_sk_kdot4)(const fc_real *restrict K0, const fc_real *r
         t2 += (double)K2[j] * vj;
         t3 += (double)K3[j] * vj;
     }
-    r[0] = t0;
-    r[1] = t1;
-    r[2] = t2;
-    r[3] = t3;
+    r[0] = t0; r[1] = t1; r[2] = t2; r[3] = t3;
+}
+
+/* Scaling rows i .. i + 7: r_q = K_q . v in double (v is loaded once for the eight rows;
+ * eight independent accumulators keep both FMA pipes busy). */
+FC_INLINE void FC_NAME(fc_sk_kdot8)(const fc_real *const *Kq, const double *restrict v, ptrdiff_t m,
+                                    double *r)
+{
+    const fc_real *restrict K0 = Kq[0], *restrict K1 = Kq[1], *restrict K2 = Kq[2],
+                            *restrict K3 = Kq[3], *restrict K4 = Kq[4], *restrict K5 = Kq[5],
+                            *restrict K6 = Kq[6], *restrict K7 = Kq[7];
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0, t4 = 0.0, t5 = 0.0, t6 = 0.0, t7 = 0.0;
+    FC_SK_SIMD_SUM8(t0, t1, t2, t3, t4, t5, t6, t7)
+    for (ptrdiff_t j = 0; j < m; ++j) {
+        double vj = v[j];
+        t0 += (double)K0[j] * vj;
+        t1 += (double)K1[j] * vj;
+        t2 += (double)K2[j] * vj;
+        t3 += (double)K3[j] * vj;
+        t4 += (double)K4[j] * vj;
+        t5 += (double)K5[j] * vj;
+        t6 += (double)K6[j] * vj;
+        t7 += (double)K7[j] * vj;
+    }
+    r[0] = t0; r[1] = t1; r[2] = t2; r[3] = t3;
+    r[4] = t4; r[5] = t5; r[6] = t6; r[7] = t7;
 }
 
 static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t m, ptrdiff_t k,
@@ -146,10 +172,19 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_logblock)(const fc_real *M, ptrdiff_t 
     }
 }
 
-/* Scaling pass over rows [r0, r1), four rows at a time (v and the column sums are
- * loaded once per group; a short last group repeats its first row with u = 0, which
- * adds exact zeros): u_i = a_i / (K_i . v) (kept as given when update == 0) and
- * part += K_i u_i.  r == 0 gives u = inf: a breakdown the caller detects. */
+/* Scaling pass over rows [r0, r1), FC_SK_KG rows at a time (v and the column sums are
+ * loaded once per group, while the group's rows of K stay in cache between the two
+ * sweeps; a short last group repeats its first row with u = 0, which adds exact
+ * zeros): u_i = a_i / (K_i . v) (kept as given when update == 0) and part += K_i u_i.
+ * r == 0 gives u = inf: a breakdown the caller detects.  Groups of 8 for double (it
+ * then reads K at ~24 GB/s, near the DRAM limit), of 4 for float, where converting K
+ * to double twice per entry is the limit and 8 rows measured no faster. */
+#undef FC_SK_KG
+#if FC_REAL_DOUBLE
+#define FC_SK_KG 8
+#else
+#define FC_SK_KG 4
+#endif
 static FC_MULTIVERSION void FC_NAME(fc_sk_kblock)(const fc_real *K, ptrdiff_t m, ptrdiff_t k,
                                                   ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1,
                                                   const ptrdiff_t *act, ptrdiff_t nact,
@@ -158,26 +193,40 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kblock)(const fc_real *K, ptrdiff_t m,
 {
     (void)k;
     for (ptrdiff_t q = 0; q < nact; ++q) memset(part + act[q] * m, 0, (size_t)m * sizeof(double));
-    for (ptrdiff_t i = r0; i < r1; i += 4) {
-        int g = r1 - i < 4 ? (int)(r1 - i) : 4;
-        const fc_real *restrict Kq[4];
-        for (int t = 0; t < 4; ++t) Kq[t] = K + (i + (t < g ? t : 0)) * m;
+    for (ptrdiff_t i = r0; i < r1; i += FC_SK_KG) {
+        int g = r1 - i < FC_SK_KG ? (int)(r1 - i) : FC_SK_KG;
+        const fc_real *Kq[FC_SK_KG];
+        for (int t = 0; t < FC_SK_KG; ++t) Kq[t] = K + (i + (t < g ? t : 0)) * m;
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];
             double *uh = u + h * n;
             double *restrict cp = part + h * m;
             if (update) {
-                double d[4];
-                FC_NAME(fc_sk_kdot4)(Kq[0], Kq[1], Kq[2], Kq[3], v + h * m, m, d);
+                double d[FC_SK_KG];
+#if FC_SK_KG == 8
+                FC_NAME(fc_sk_kdot8)(Kq, v + h * m, m, d);
+#else
+                FC_NAME(fc_sk_kdot4)(Kq, v + h * m, m, d);
+#endif
                 for (int t = 0; t < g; ++t) uh[i + t] = a[i + t] > 0.0 ? a[i + t] / d[t] : 0.0;
             }
-            double w[4];
-            for (int t = 0; t < 4; ++t) w[t] = t < g ? uh[i + t] : 0.0;
+            double w[FC_SK_KG];
+            for (int t = 0; t < FC_SK_KG; ++t) w[t] = t < g ? uh[i + t] : 0.0;
             const fc_real *restrict A = Kq[0], *restrict B = Kq[1], *restrict C = Kq[2],
                                     *restrict D = Kq[3];
             double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+#if FC_SK_KG == 8
+            const fc_real *restrict E = Kq[4], *restrict F = Kq[5], *restrict G = Kq[6],
+                                    *restrict H = Kq[7];
+            double w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7];
+            for (ptrdiff_t j = 0; j < m; ++j)
+                cp[j] += ((double)A[j] * w0 + (double)B[j] * w1 + (double)C[j] * w2 + (double)D[j] * w3)
+                         + ((double)E[j] * w4 + (double)F[j] * w5 + (double)G[j] * w6
+                            + (double)H[j] * w7);
+#else
             for (ptrdiff_t j = 0; j < m; ++j)
                 cp[j] += (double)A[j] * w0 + (double)B[j] * w1 + (double)C[j] * w2 + (double)D[j] * w3;
+#endif
         }
     }
 }
@@ -282,9 +331,11 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
     double *omega = malloc((size_t)k * sizeof(double));
     double *e_ref = malloc((size_t)k * sizeof(double));
     double *e_best = malloc((size_t)k * sizeof(double));
+    int *stall = malloc((size_t)k * sizeof(int));
+    int *plain = malloc((size_t)k * sizeof(int)); /* auto over-relaxation given up */
     int status = FC_OK;
     if (!part || !tbuf || !colsum || !work || !la || !inv_reg || !flag || !act || !stage || !it_stage
-        || !rowerr || !omega || !e_ref || !e_best) {
+        || !rowerr || !omega || !e_ref || !e_best || !stall || !plain) {
         status = FC_OUT_OF_MEMORY;
         goto done;
     }
@@ -304,6 +355,8 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
         omega[h] = 1.0;
         e_ref[h] = INFINITY;
         e_best[h] = INFINITY;
+        stall[h] = 0;
+        plain[h] = 0;
         FC_NAME(fc_sk_exact_beta)(M, n, m, alpha + h * n, inv_reg[h], b + h * m, beta + h * m,
                                   NULL, m, work, n_threads);
     }
@@ -364,10 +417,21 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
                 else {
                     ptrdiff_t t = it_stage[h] - FC_SK_RATE_FROM;
                     if (t == 0) e_ref[h] = e;
-                    else if (t > 0 && t % FC_SK_RATE_WIN == 0) {
+                    else if (t > 0 && t % FC_SK_RATE_WIN == 0 && !plain[h]) {
                         double w = omega[h];
                         double rho = pow(e / e_ref[h], 1.0 / FC_SK_RATE_WIN);
-                        if (rho > 0.0 && rho < 1.0) {
+                        /* stall (see FC_SK_STALL): the error of the over-relaxed iterate
+                         * hardly moves, and is the true marginal error amplified ~1 / (2 -
+                         * omega) by the row overshoot.  Plain Sinkhorn from then on: its
+                         * error is the true one (exact rows), and it stops once below tol. */
+                        if (w != 1.0 && rho >= FC_SK_STALL && rho <= 1.0) {
+                            if (++stall[h] >= 2) {
+                                omega[h] = 1.0;
+                                plain[h] = 1;
+                            }
+                        } else
+                            stall[h] = 0;
+                        if (!plain[h] && rho > 0.0 && rho < 1.0) {
                             double th = (rho + w - 1.0) * (rho + w - 1.0) / (rho * w * w);
                             th = th < 1.0 ? th : 1.0;
                             double wn = 2.0 / (1.0 + sqrt(1.0 - th));
@@ -397,8 +461,18 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
             if (!last && (e < inner_tol || it_stage[h] >= max_inner)) {
                 /* next reg: keep the potentials in cost units */
                 double r = regs[stage[h]] / regs[stage[h] + 1];
-                for (ptrdiff_t i = 0; i < n; ++i) alpha[h * n + i] *= r;
-                for (ptrdiff_t j = 0; j < m; ++j) beh[j] *= r;
+                /* and re-centre the gauge (alpha + g, beta - g leaves P unchanged): the
+                 * factors r compound to 2^stages and would leave alpha and beta large and
+                 * of opposite signs, losing digits in alpha_i + beta_j - M_ij / reg */
+                double sa = 0.0, sb = 0.0;
+                ptrdiff_t na = 0, nbf = 0;
+                for (ptrdiff_t i = 0; i < n; ++i)
+                    if (alpha[h * n + i] > -INFINITY) { sa += alpha[h * n + i]; ++na; }
+                for (ptrdiff_t j = 0; j < m; ++j)
+                    if (beh[j] > -INFINITY) { sb += beh[j]; ++nbf; }
+                double g = (na > 0 && nbf > 0) ? 0.5 * (sb / (double)nbf - sa / (double)na) : 0.0;
+                for (ptrdiff_t i = 0; i < n; ++i) alpha[h * n + i] = (alpha[h * n + i] + g) * r;
+                for (ptrdiff_t j = 0; j < m; ++j) beh[j] = (beh[j] - g) * r;
                 stage[h] += 1;
                 it_stage[h] = 0;
                 inv_reg[h] = 1.0 / regs[stage[h]];
@@ -408,7 +482,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
 done:
     free(part); free(tbuf); free(colsum); free(work); free(la); free(inv_reg);
     free(flag); free(act); free(stage); free(it_stage); free(rowerr); free(omega); free(e_ref);
-    free(e_best);
+    free(e_best); free(stall); free(plain);
     return status;
 }
 
@@ -420,18 +494,65 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kernel_rows)(const fc_real *M, fc_real
     for (ptrdiff_t i = r0; i < r1; ++i)
         for (ptrdiff_t j = 0; j < m; ++j)
             {
-                fc_real kij = (fc_real)fc_sk_exp_normal(-(double)M[i * m + j] * inv_reg);
+                /* exp(x), 0 below -708: the same values as fc_sk_exp_normal (the caller
+                 * checked x <= 709), with one scale factor */
+                fc_real kij = (fc_real)fc_exp_ftz_f64(-(double)M[i * m + j] * inv_reg);
                 K[i * m + j] = kij >= FC_SK_RMIN ? kij : (fc_real)0; /* no subnormals */
             }
+}
+
+/* Plan P_ij = u_i K_ij v_j from the stored kernel (no exp), per row: rc = sum_j P_ij M_ij,
+ * rl = sum_j P_ij log P_ij with log P_ij = log u_i + log v_j - M_ij / reg (0 log 0 = 0). */
+static FC_MULTIVERSION void FC_NAME(fc_sk_kplanrows)(const fc_real *M, const fc_real *K, ptrdiff_t n,
+                                                     ptrdiff_t m, ptrdiff_t k, ptrdiff_t r0,
+                                                     ptrdiff_t r1, const double *u, const double *v,
+                                                     const double *lv, double inv_reg, fc_real *plan,
+                                                     double *rc, double *rl)
+{
+    for (ptrdiff_t i = r0; i < r1; ++i) {
+        const fc_real *restrict Mi = M + i * m, *restrict Ki = K + i * m;
+        for (ptrdiff_t h = 0; h < k; ++h) {
+            double ui = u[h * n + i];
+            const double *restrict vh = v + h * m, *restrict lvh = lv + h * m;
+            fc_real *restrict pi = plan ? plan + i * m : NULL;
+            double c = 0.0, lp = 0.0;
+            if (!(ui > 0.0)) {
+                if (pi) for (ptrdiff_t j = 0; j < m; ++j) pi[j] = (fc_real)0;
+            } else {
+                double lui = log(ui);
+                if (pi) {
+                    FC_SK_SIMD_SUM2(c, lp)
+                    for (ptrdiff_t j = 0; j < m; ++j) {
+                        double mij = (double)Mi[j], p = ui * (double)Ki[j] * vh[j];
+                        pi[j] = (fc_real)p;
+                        c += p * mij;
+                        lp += p > 0.0 ? p * (lui + lvh[j] - mij * inv_reg) : 0.0;
+                    }
+                } else {
+                    FC_SK_SIMD_SUM2(c, lp)
+                    for (ptrdiff_t j = 0; j < m; ++j) {
+                        double mij = (double)Mi[j], p = ui * (double)Ki[j] * vh[j];
+                        c += p * mij;
+                        lp += p > 0.0 ? p * (lui + lvh[j] - mij * inv_reg) : 0.0;
+                    }
+                }
+            }
+            rc[h * n + i] = c;
+            rl[h * n + i] = lp;
+        }
+    }
 }
 
 int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
                                const double *a, const double *b, double reg, ptrdiff_t max_iter,
                                double tol, double *u, double *v, ptrdiff_t *niter, double *err,
-                               int *state, double *err_hist, ptrdiff_t hist_cap, int n_threads)
+                               int *state, double *err_hist, ptrdiff_t hist_cap, fc_real *plan,
+                               double *cost, double *plogp, int n_threads)
 {
     if (n < 1 || m < 1 || k < 1 || max_iter < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
-    if (!M || !a || !b || !u || !v || !niter || !err || !state) return FC_BAD_ARGUMENT;
+    if (!M || !a || !b || !u || !v || !niter || !err || !state || !cost || !plogp)
+        return FC_BAD_ARGUMENT;
+    if (plan && k != 1) return FC_BAD_ARGUMENT;
     if (!(reg > 0.0) || reg == INFINITY) return FC_BAD_ARGUMENT;
     if (err_hist && hist_cap < max_iter) return FC_BAD_ARGUMENT;
 
@@ -534,6 +655,33 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
             memcpy(vh, ch, (size_t)m * sizeof(double));
         }
         first = 0;
+    }
+    {   /* plan and costs from K (reusing part: k * m for log v, 2 * k * n for the rows) */
+        double *lv = part, *rc = part + k * m, *rl = rc + k * n;
+        double *tmp = NULL;
+        if ((size_t)nb * (size_t)m < (size_t)(m + 2 * n)) {
+            tmp = malloc((size_t)k * (size_t)(m + 2 * n) * sizeof(double));
+            if (!tmp) { status = FC_OUT_OF_MEMORY; goto done; }
+            lv = tmp; rc = tmp + k * m; rl = rc + k * n;
+        }
+        for (ptrdiff_t j = 0; j < k * m; ++j) lv[j] = v[j] > 0.0 ? log(v[j]) : -INFINITY;
+        int ntp = fc_clamp_threads(n_threads, n);
+        if ((double)n * (double)m * (double)k < 65536.0) ntp = 1;
+        (void)ntp;
+        double inv_reg = 1.0 / reg;
+        FC_OMP_PARALLEL(ntp)
+        {
+            ptrdiff_t lo, hi;
+            fc_split(n, fc_thread_count(), fc_thread_id(), &lo, &hi);
+            FC_NAME(fc_sk_kplanrows)(M, K, n, m, k, lo, hi, u, v, lv, inv_reg, plan, rc, rl);
+        }
+        for (ptrdiff_t h = 0; h < k; ++h) {
+            double c = 0.0, l = 0.0;
+            for (ptrdiff_t i = 0; i < n; ++i) { c += rc[h * n + i]; l += rl[h * n + i]; }
+            cost[h] = c;
+            plogp[h] = l;
+        }
+        free(tmp);
     }
 done:
     free(K); free(part); free(colsum); free(uprev); free(act);

@@ -26,12 +26,14 @@ cdef extern from "sinkhorn.h" nogil:
                               const double *a, const double *b, double reg,
                               Py_ssize_t max_iter, double tol, double *u, double *v,
                               Py_ssize_t *niter, double *err, int *state, double *err_hist,
-                              Py_ssize_t hist_cap, int n_threads)
+                              Py_ssize_t hist_cap, float *plan, double *cost, double *plogp,
+                              int n_threads)
     int fc_sinkhorn_knopp_f64(const double *M, Py_ssize_t n, Py_ssize_t m, Py_ssize_t k,
                               const double *a, const double *b, double reg,
                               Py_ssize_t max_iter, double tol, double *u, double *v,
                               Py_ssize_t *niter, double *err, int *state, double *err_hist,
-                              Py_ssize_t hist_cap, int n_threads)
+                              Py_ssize_t hist_cap, double *plan, double *cost, double *plogp,
+                              int n_threads)
     int fc_sinkhorn_plan_f32(const float *M, Py_ssize_t n, Py_ssize_t m, Py_ssize_t k,
                              const double *alpha, const double *beta, double inv_reg,
                              float *plan, double *cost, double *plogp, int n_threads)
@@ -87,21 +89,29 @@ def sinkhorn_log(const floating[:, ::1] M, const double[::1] a, const double[:, 
 def sinkhorn_knopp(const floating[:, ::1] M, const double[::1] a, const double[:, ::1] b,
                    double reg, Py_ssize_t max_iter, double tol, double[:, ::1] u, double[:, ::1] v,
                    Py_ssize_t[::1] niter, double[::1] err, int[::1] state, double[:, ::1] err_hist,
-                   int n_threads):
-    """Scaling-form Sinkhorn on k histograms; u is in/out, v out."""
+                   floating[:, ::1] plan, double[::1] cost, double[::1] plogp, int n_threads):
+    """Scaling-form Sinkhorn on k histograms; u is in/out, v out; then the plan (k == 1,
+    optional) and per-histogram <P, M> and sum P log P from the kernel."""
     cdef Py_ssize_t n = M.shape[0], m = M.shape[1], k = b.shape[0]
     cdef double *hp = _opt(err_hist)
+    cdef floating *pp = NULL
     cdef int status
     _check(n, m, k, a, b, u, v, niter, err, state, err_hist, max_iter)
+    if cost.shape[0] != k or plogp.shape[0] != k:
+        raise ValueError("sinkhorn: internal shape mismatch (cost)")
+    if plan is not None:
+        if plan.shape[0] != n or plan.shape[1] != m or k != 1:
+            raise ValueError("sinkhorn: internal shape mismatch (plan)")
+        pp = &plan[0, 0]
     with nogil:
         if floating is float:
             status = fc_sinkhorn_knopp_f32(&M[0, 0], n, m, k, &a[0], &b[0, 0], reg, max_iter, tol,
                                            &u[0, 0], &v[0, 0], &niter[0], &err[0], &state[0], hp,
-                                           max_iter, n_threads)
+                                           max_iter, pp, &cost[0], &plogp[0], n_threads)
         else:
             status = fc_sinkhorn_knopp_f64(&M[0, 0], n, m, k, &a[0], &b[0, 0], reg, max_iter, tol,
                                            &u[0, 0], &v[0, 0], &niter[0], &err[0], &state[0], hp,
-                                           max_iter, n_threads)
+                                           max_iter, pp, &cost[0], &plogp[0], n_threads)
     check_status(status, "sinkhorn")
 
 

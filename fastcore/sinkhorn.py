@@ -141,8 +141,9 @@ def _relax(overrelaxation, method):
 
 
 def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_start, reg_ratio,
-           numInnerItermax, stopThrInner, overrelaxation):
-    """Run the C solver.  Returns (alpha (k, n), beta (k, m), info dict, regs)."""
+           numInnerItermax, stopThrInner, overrelaxation, want_plan=False):
+    """Run the C solver.  Returns (alpha (k, n), beta (k, m), info dict).  The scaling method
+    also puts the plan (if want_plan and k == 1), cost and plogp in info (from its kernel)."""
     a, B, M, reg, method, numItermax, stopThr, multi, ws = _prepare(
         a, b, M, reg, method, numItermax, stopThr, warmstart)
     n, m = M.shape
@@ -169,8 +170,10 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
                              "infinite); use method='sinkhorn_log'")
         v = np.empty((k, m))
         hist = np.zeros((k, numItermax))
+        plan = np.empty(M.shape, dtype=M.dtype) if want_plan and not multi else None
+        cost, plogp = np.empty(k), np.empty(k)
         _sinkhorn.sinkhorn_knopp(M, a, B, reg, numItermax, stopThr, u, v, niter, err, state, hist,
-                                 n_threads)
+                                 plan, cost, plogp, n_threads)
         with np.errstate(divide="ignore"):
             alpha, beta = np.log(u), np.log(v)
         regs = np.array([reg])
@@ -200,6 +203,8 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
                                beta, niter, err, state, hist, n_threads)
     info = {"niter": niter, "err": err, "state": state, "hist": hist, "multi": multi, "M": M,
             "method": method, "regs": regs}
+    if method == "sinkhorn":
+        info.update(plan=plan, cost=cost, plogp=plogp)
     return alpha, beta, info
 
 
@@ -220,7 +225,9 @@ def _report(info, warn, stacklevel):
     warnings.warn(msg, ConvergenceWarning, stacklevel=stacklevel + 1)
 
 
-def _plan_and_costs(M, alpha, beta, reg, want_plan, n_threads):
+def _plan_and_costs(M, alpha, beta, reg, want_plan, n_threads, info):
+    if "cost" in info:  # the scaling method computed them from its kernel
+        return info["plan"], info["cost"], info["plogp"]
     k = alpha.shape[0]
     plan = np.empty(M.shape, dtype=M.dtype) if want_plan else None
     cost = np.empty(k)
@@ -313,9 +320,19 @@ _DOC_PARAMS = """
         many times faster at small ``reg``.  None (default): 1 (plain Sinkhorn, POT's
         iterates) for ``"sinkhorn_log"``, ``"auto"`` for ``"sinkhorn_epsilon_scaling"``.
         ``"auto"`` sets ``w`` from the observed convergence rate (linear SOR theory,
-        ``w = 2 / (1 + sqrt(1 - rate))``, capped at 1.95).  With ``w != 1`` the rows are no
-        longer exact after an iteration and the stopping error is
-        ``sqrt(||P.sum(0) - b||^2 + ||P.sum(1) - a||^2)``.
+        ``w = 2 / (1 + sqrt(1 - rate))``, capped at 1.99) and falls back to plain Sinkhorn
+        (``w = 1``) for good when the error stalls (less than 1% of progress in 100
+        iterations).  With ``w != 1`` the rows are no longer exact after an iteration and the
+        stopping error is ``sqrt(||P.sum(0) - b||^2 + ||P.sum(1) - a||^2)``, which on a stalled
+        slow mode is ~1 / (2 - w) times the true marginal error.
+
+        At very small ``reg`` (e.g. 0.001 x median cost) the limit is conditioning, not
+        float64 round-off (which is ~1e-15 here): a row and a column can be nearly isolated
+        from the rest of the plan (exchanging ~1e-7 of their mass with it), and Sinkhorn then
+        corrects their imbalance by ~1e-7 of itself per iteration.  Measured at n = m = 500,
+        reg = 0.001 x median cost, epsilon scaling, stopThr = 1e-9, numItermax = 5000: 11 of
+        12 random problems converge (in 880-2900 iterations); the 12th stops with an error of
+        1.8e-7 and a warning (all 12 reach stopThr = 1e-6 in at most 2050 iterations).
 """
 
 
@@ -324,11 +341,12 @@ def sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9,
              numInnerItermax=100, stopThrInner=None, overrelaxation=None):
     n_threads = resolve_n_threads(n_threads)
     alpha, beta, info = _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads,
-                               reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation)
+                               reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation,
+                               want_plan=True)
     if verbose:
         _verbose(info)
     _report(info, warn, stacklevel=2)
-    plan, cost, _ = _plan_and_costs(info["M"], alpha, beta, reg, not info["multi"], n_threads)
+    plan, cost, _ = _plan_and_costs(info["M"], alpha, beta, reg, not info["multi"], n_threads, info)
     res = cost if info["multi"] else plan
     if log:
         return res, _log_dict(alpha, beta, info)
@@ -367,7 +385,7 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9
     if verbose:
         _verbose(info)
     _report(info, warn, stacklevel=2)
-    _, cost, plogp = _plan_and_costs(info["M"], alpha, beta, reg, False, n_threads)
+    _, cost, plogp = _plan_and_costs(info["M"], alpha, beta, reg, False, n_threads, info)
     val = cost if objective == "cost" else cost + reg * plogp
     res = val if info["multi"] else val[0]
     if log:
