@@ -15,12 +15,11 @@ to the target, warm-starting the potentials, which converges where a cold start
 at small ``reg`` would need a very large number of iterations.
 """
 import numbers
-import warnings
 
 import numpy as np
 
 from fastcore import _sinkhorn
-from fastcore._errors import ConvergenceWarning
+from fastcore._errors import ConvergenceWarning, warn_user
 from fastcore._threads import resolve_n_threads
 from fastcore._validation import as_float_array, check_finite
 
@@ -208,7 +207,7 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
     return alpha, beta, info
 
 
-def _report(info, warn, stacklevel):
+def _report(info, warn):
     state = info["state"]
     if not warn or (state == _sinkhorn.CONVERGED).all():
         return
@@ -222,7 +221,7 @@ def _report(info, warn, stacklevel):
         msg = (f"sinkhorn did not converge{which}: marginal error {info['err'][h]:.3g} after "
                f"{info['niter'][h]} iterations. Increase numItermax or reg, or use "
                f"method='sinkhorn_epsilon_scaling'.")
-    warnings.warn(msg, ConvergenceWarning, stacklevel=stacklevel + 1)
+    warn_user(msg, ConvergenceWarning)
 
 
 def _plan_and_costs(M, alpha, beta, reg, want_plan, n_threads, info):
@@ -345,7 +344,7 @@ def sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9,
                                want_plan=True)
     if verbose:
         _verbose(info)
-    _report(info, warn, stacklevel=2)
+    _report(info, warn)
     plan, cost, _ = _plan_and_costs(info["M"], alpha, beta, reg, not info["multi"], n_threads, info)
     res = cost if info["multi"] else plan
     if log:
@@ -384,7 +383,7 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9
                                reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation)
     if verbose:
         _verbose(info)
-    _report(info, warn, stacklevel=2)
+    _report(info, warn)
     _, cost, plogp = _plan_and_costs(info["M"], alpha, beta, reg, False, n_threads, info)
     val = cost if objective == "cost" else cost + reg * plogp
     res = val if info["multi"] else val[0]

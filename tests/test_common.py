@@ -47,6 +47,9 @@ def test_convergence_warnings_point_at_the_caller(rng):
         fastcore.ot.emd2(a, a, M, numItermax=2)
     assert record[0].filename == __file__
     with pytest.warns(fastcore.ConvergenceWarning) as record:
+        fastcore.ot.sinkhorn2(a, a, M, 1e-3, numItermax=2)
+    assert record[0].filename == __file__
+    with pytest.warns(fastcore.ConvergenceWarning) as record:
         _common.raise_for_status(_common.NOT_CONVERGED, "solver")
     assert record[0].filename == __file__
 
