@@ -1167,6 +1167,248 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
     return dead ? -INFINITY : ll;
 }
 
+#if defined(__GNUC__)
+/* exp(x) on a vector for x <= 0 (softmax arguments: a logit minus its row maximum), with
+ * results below ~1e-38 (x < -87 float, -708 double) and -inf flushed to exactly 0: the
+ * fc_exp_ftz_* algorithm of fc_math.h written on explicit vectors (scalar operands
+ * broadcast) so that every clone keeps it in registers.  NaN never reaches it. */
+FC_INLINE void FC_NAME(fc_memm_vexp)(FC_NAME(fc_vr) *xp)
+{
+    FC_NAME(fc_vr) x = *xp;
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const vr z = {0};
+#if FC_REAL_DOUBLE
+    const vr lo = z - 708.0, magic = z + 6755399441055744.0;
+    const vi under = x < lo;
+    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
+    vr t = x * 1.4426950408889634074 + magic;
+    vi n = (vi)t - (vi)magic;
+    vr nf = t - magic;
+    vr r = x - nf * 6.93145751953125e-1;
+    r = r - nf * 1.42860682030941723212e-6;
+    vr p = z + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    vr sc = (vr)((n + 1023) << 52);
+#else
+    const vr lo = z - 87.0f, magic = z + 12582912.0f;
+    const vi under = x < lo;
+    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
+    vr t = x * 1.44269504088896341f + magic;
+    vi n = (vi)t - (vi)magic;
+    vr nf = t - magic;
+    vr r = x - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    vr p = z + 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    vr sc = (vr)((n + 127) << 23);
+#endif
+    *xp = (vr)((vi)(p * sc) & ~under);
+}
+
+/* Horizontal sum / maximum of one vector by halving (log2 lanes dependent steps). */
+FC_INLINE fc_real FC_NAME(fc_memm_hsum)(const FC_NAME(fc_vr) *v)
+{
+    fc_real a[FC_VLEN];
+    memcpy(a, v, sizeof a);
+    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) a[l] += a[l + w];
+    return a[0];
+}
+
+FC_INLINE fc_real FC_NAME(fc_memm_hmax)(const FC_NAME(fc_vr) *v)
+{
+    fc_real a[FC_VLEN];
+    memcpy(a, v, sizeof a);
+    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) a[l] = a[l + w] > a[l] ? a[l + w] : a[l];
+    return a[0];
+}
+
+/* One kept position of a (Bi-)MEMM, rows of NV vectors held in registers (NV a
+ * compile-time constant after inlining).  ev: the emission row (-inf padded); gf/gb:
+ * conditioning rows of G / G^T (-inf padded, gb NULL when one direction); ey = e[yk].
+ * Adds to the log-likelihoods and normaliser products (a direction whose logits are all
+ * -inf is marked dead and contributes nothing else); when gout != NULL writes
+ * gout (NV vectors) = cf (softmax_f - onehot) + cb (softmax_b - onehot) and adds the two
+ * terms to the double rows gaf, gab (either may be NULL). */
+FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf, const fc_real *gb, fc_real ey,
+                                    int64_t yk, const int NV, fc_real cf, fc_real cb, double *llf,
+                                    double *prf, int *deadf, double *llb, double *prb, int *deadb,
+                                    FC_NAME(fc_vr) *gout, double *gaf, double *gab)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const vr z = {0};
+    vr lf[16], lb[16], mf, mb = z, sf = z, sb = z;
+    for (int q = 0; q < NV; ++q) {
+        vr w;
+        memcpy(&w, gf + q * FC_VLEN, sizeof w);
+        lf[q] = ev[q] + w;
+        lb[q] = z;
+        if (gb != NULL) {
+            memcpy(&w, gb + q * FC_VLEN, sizeof w);
+            lb[q] = ev[q] + w;
+        }
+    }
+    mf = lf[0];
+    for (int q = 1; q < NV; ++q) { vi g = lf[q] > mf; mf = (vr)(((vi)lf[q] & g) | ((vi)mf & ~g)); }
+    fc_real m1 = FC_NAME(fc_memm_hmax)(&mf), m2 = -FC_INF;
+    if (gb != NULL) {
+        mb = lb[0];
+        for (int q = 1; q < NV; ++q) { vi g = lb[q] > mb; mb = (vr)(((vi)lb[q] & g) | ((vi)mb & ~g)); }
+        m2 = FC_NAME(fc_memm_hmax)(&mb);
+    }
+    const int okf = m1 != -FC_INF, okb = gb != NULL && m2 != -FC_INF;
+    mf = z + (okf ? m1 : (fc_real)0);
+    mb = z + (okb ? m2 : (fc_real)0);
+    for (int q = 0; q < NV; ++q) {
+        lf[q] -= mf;
+        FC_NAME(fc_memm_vexp)(&lf[q]);
+        sf += lf[q];
+        if (gb != NULL) {
+            lb[q] -= mb;
+            FC_NAME(fc_memm_vexp)(&lb[q]);
+            sb += lb[q];
+        }
+    }
+    fc_real s1 = FC_NAME(fc_memm_hsum)(&sf), s2 = gb != NULL ? FC_NAME(fc_memm_hsum)(&sb) : (fc_real)1;
+    if (okf) { *llf += (double)(ey + gf[yk]) - (double)m1; *prf *= (double)s1; } else { *deadf = 1; }
+    if (okb) { *llb += (double)(ey + gb[yk]) - (double)m2; *prb *= (double)s2; } else if (gb != NULL) { *deadb = 1; }
+    if (gout == NULL) return;
+    const fc_real uf = okf ? cf : (fc_real)0, ub = okb ? cb : (fc_real)0;
+    const vr af = z + (okf ? uf / s1 : (fc_real)0), ab = z + (okb ? ub / s2 : (fc_real)0);
+    vi lane;
+    for (int l = 0; l < (int)FC_VLEN; ++l) lane[l] = l;
+    for (int q = 0; q < NV; ++q) {
+        vi hot = lane + (q * (int)FC_VLEN) == (vi){0} + (__typeof__(lane[0]))yk;
+        vr a = lf[q] * af - (vr)(hot & (vi)(z + uf));
+        vr b = gb != NULL ? lb[q] * ab - (vr)(hot & (vi)(z + ub)) : z;
+        gout[q] = a + b;
+        if (gaf != NULL && okf)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gaf[q * FC_VLEN + l] += (double)a[l];
+        if (gab != NULL && okb)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gab[q * FC_VLEN + l] += (double)b[l];
+    }
+}
+
+/* Both directions of one sequence in one pass over its kept positions (rows of NV
+ * vectors, Kp = NV * FC_VLEN; NV in {2, 4, 8, 12, 16}, see fc_memm_fused).  Gp/GTp: (K+1, Kp) as for fc_memm_dir.  ge: (Tn, K) rows
+ * of this sequence, fully written (0 at masked positions), or NULL; gacc: (2, K, Kp). */
+FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
+                                         const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
+                                         ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
+                                         const int NV)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const ptrdiff_t Kp = NV * FC_VLEN, Kv = (K + FC_VLEN - 1) / FC_VLEN * FC_VLEN;
+    double llf = 0.0, prf = 1.0, llb = 0.0, prb = 1.0;
+    int deadf = 0, deadb = 0;
+    const fc_real fc = (fc_real)coef;
+    if (ge != NULL && n < Tn) memset(ge, 0, sizeof(fc_real) * Tn * K);
+    if (n == 0) return 0.0;
+    const fc_real *e_end = emb + Tn * K;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+    vr ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        const ptrdiff_t t = pos[k];
+        const fc_real *e = emb + t * K;
+        vr ev[16], go[16];
+        for (int q = 0; q < NV; ++q) {
+            ptrdiff_t j0 = q * FC_VLEN;
+            if (j0 + FC_VLEN <= K) {
+                memcpy(&ev[q], e + j0, sizeof(vr));
+            } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
+                vr v;
+                memcpy(&v, e + j0, sizeof v);
+                ev[q] = (vr)(((vi)v & bmask) | ((vi)ninf & ~bmask));
+            } else {
+                ev[q] = ninf;
+                for (int l = 0; l < (int)FC_VLEN; ++l)
+                    if (j0 + l < K) ev[q][l] = e[j0 + l];
+            }
+        }
+        const int64_t yk = y[t];
+        const int64_t cf = k == 0 ? K : y[pos[k - 1]];
+        const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
+        double *gaf = gacc != NULL && cf < K ? gacc + cf * Kp : NULL;
+        double *gab = gacc != NULL && cb < K ? gacc + (K + cb) * Kp : NULL;
+        FC_NAME(fc_memm_tok)(ev, Gp + cf * Kp, bidir ? GTp + cb * Kp : NULL, e[yk], yk, NV, fc,
+                             bidir ? fc : (fc_real)0,
+                             &llf, &prf, &deadf, &llb, &prb, &deadb, ge != NULL ? go : NULL, gaf, gab);
+        if (prf > 1e150) { llf -= log(prf); prf = 1.0; }
+        if (prb > 1e150) { llb -= log(prb); prb = 1.0; }
+        if (ge == NULL) continue;
+        /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
+         * run into the next rows (they get zeros, and later kept rows are written after) */
+        fc_real *gt = ge + t * K;
+        if (gt + Kv <= ge + Tn * K) {
+            for (int q = 0; q < NV; ++q) {
+                ptrdiff_t j0 = q * FC_VLEN;
+                if (j0 >= K) break;
+                vr v = go[q];
+                if (j0 + FC_VLEN > K) v = (vr)((vi)v & bmask);
+                memcpy(gt + j0, &v, sizeof v);
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < K; ++j) gt[j] = go[j / FC_VLEN][j % FC_VLEN];
+        }
+    }
+    llf -= log(prf);
+    llb -= log(prb);
+    llf = deadf ? -INFINITY : llf;
+    if (!bidir) return llf;
+    llb = deadb ? -INFINITY : llb;
+    return 0.5 * (llf + llb);
+}
+
+static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
+                                                   const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn,
+                                                   const int64_t *y, ptrdiff_t K, ptrdiff_t Kp, int bidir,
+                                                   double coef, fc_real *ge, double *gacc)
+{
+    switch (Kp / FC_VLEN) {
+    case 2: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 2);
+    case 4: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 4);
+    case 8: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 8);
+    case 12: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 12);
+    default: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 16);
+    }
+}
+#endif
+
+/* Whether fc_memm_seq handles rows of Kp elements (otherwise the per-direction loop). */
+FC_INLINE int FC_NAME(fc_memm_fused)(ptrdiff_t Kp)
+{
+#if defined(__GNUC__)
+    ptrdiff_t nv = Kp / FC_VLEN;
+    return nv == 2 || nv == 4 || nv == 8 || nv == 12 || nv == 16;
+#else
+    (void)Kp;
+    return 0;
+#endif
+}
+
 int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t *mask, const int64_t *tags,
                          ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, int bidir, const double *weight,
                          double *ll, fc_real *g_em, fc_real *g_trans, int n_threads)
@@ -1177,6 +1419,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     if (grad && weight == NULL) return FC_BAD_ARGUMENT;
     const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
     const ptrdiff_t accn = 2 * K * Kp;
+    const int fused = FC_NAME(fc_memm_fused)(Kp);
     const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
     double *chunk_acc = NULL;
     /* G and G^T padded to (K + 1, Kp): row K is the "no conditioning label" row of zeros */
@@ -1215,10 +1458,16 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                 const fc_real *emb = em + b * Tn * K;
                 const int64_t *yb = tags + b * Tn;
                 fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
-                if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
                 ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
                 double wb = grad ? weight[b] : 0.0;
                 double c = bidir ? 0.5 * wb : wb;
+#if defined(__GNUC__)
+                if (fused) {
+                    ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc);
+                    continue;
+                }
+#endif
+                if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
                 double lf = FC_NAME(fc_memm_dir)(emb, Gp, pos, n, yb, K, Kp, 0, c, ge, cacc, r, r + Kp);
                 if (bidir) {
                     double lb = FC_NAME(fc_memm_dir)(emb, GTp, pos, n, yb, K, Kp, 1, c, ge,

@@ -566,6 +566,79 @@ def test_memm_decode_exact_brute_force(rng, bidir, top_k):
     np.testing.assert_array_equal(crf.memm_decode(em, tr, mask=m, mode="crf")[0], vp)
 
 
+def memm_grad_ref(em, tr, keep, tags, bidir, w):
+    """Per-step softmax-minus-onehot gradients of -w * ll of one sequence (float64, direct loops)."""
+    T, K = em.shape
+    e = em.astype(np.float64)
+    tr = tr.astype(np.float64)
+    ge, gt = np.zeros((T, K)), np.zeros((K, K))
+    pos = np.flatnonzero(keep)
+    n = len(pos)
+    c = 0.5 * w if bidir else w
+
+    def soft(v):
+        if not np.isfinite(_lse(v)):
+            return None
+        return np.exp(v - _lse(v))
+
+    for k, t in enumerate(pos):
+        row = e[t] + (tr[tags[pos[k - 1]]] if k else 0.0)
+        p = soft(row)
+        if p is not None:
+            d = c * p
+            d[tags[t]] -= c
+            ge[t] += d
+            if k:
+                gt[tags[pos[k - 1]]] += d
+        if not bidir:
+            continue
+        row = e[t] + (tr[:, tags[pos[k + 1]]] if k < n - 1 else 0.0)
+        p = soft(row)
+        if p is not None:
+            d = c * p
+            d[tags[t]] -= c
+            ge[t] += d
+            if k < n - 1:
+                gt[:, tags[pos[k + 1]]] += d
+    return ge, gt
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 16, 17, 33, 50, 70, 130])
+def test_memm_nll_grad_against_loops(rng, dtype, K):
+    """Every row width of the vectorised MEMM kernel (and the generic one beyond), masks with
+    holes, a dead conditioning row (all -inf) and a forbidden gold transition."""
+    B, T = 6, 9
+    em = (rng.standard_normal((B, T, K)) * 3).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    if K > 2:
+        tr[1, :] = -np.inf          # conditioning on label 1 leaves no label (forward)
+        tr[2, 0] = -np.inf          # a forbidden transition
+    m = rng.random((B, T)) < 0.75
+    m[0] = True
+    m[1] = False
+    m[2, -1] = False
+    tags = rng.integers(0, K, (B, T))
+    for bidir in (False, True):
+        loss, g = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction="none")
+        ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=bidir)
+        assert g["emissions"].dtype == dtype and g["transitions"].dtype == dtype
+        ref_ll = np.array([memm_ref(em[b], tr, m[b], tags[b], bidir) for b in range(B)])
+        fin = np.isfinite(ref_ll)
+        np.testing.assert_array_equal(np.isfinite(ll), fin)
+        assert_close(ll[fin], ref_ll[fin], dtype, scale=10)
+        np.testing.assert_array_equal(loss, -ll)
+        ge = np.zeros((B, T, K))
+        gt = np.zeros((K, K))
+        for b in range(B):
+            a, t = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)
+            ge[b] = a
+            gt += t
+        assert_close(g["emissions"], ge, dtype)
+        assert_close(g["transitions"], gt, dtype, scale=10)
+        assert np.all(g["emissions"][~m] == 0)
+
+
 def test_memm_forbidden_transition():
     em = np.zeros((1, 3, 2))
     tr = np.array([[-np.inf, 0.0], [0.0, 0.0]])
