@@ -309,7 +309,7 @@ static int FC_NAME(fc_crf_ws_alloc)(FC_NAME(fc_crf_ws) *w, ptrdiff_t Tn, ptrdiff
 
 /* exp(v - max) over the finite entries of v (K), into out (Kp, zero padded); returns max
  * (0 when v is NULL: all ones; -inf when every entry is -inf). */
-static double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K, ptrdiff_t Kp)
+static FC_MULTIVERSION double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K, ptrdiff_t Kp)
 {
     if (v == NULL) {
         for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? (fc_real)1 : (fc_real)0;
@@ -318,7 +318,7 @@ static double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K
     fc_real m = -FC_INF;
     for (ptrdiff_t j = 0; j < K; ++j) m = v[j] > m ? v[j] : m;
     fc_real sh = m == -FC_INF ? (fc_real)0 : m;
-    for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? FC_LIBM_EXP(v[j] - sh) : (fc_real)0;
+    for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? FC_EXP(v[j] - sh) : (fc_real)0;
     return (double)m;
 }
 
@@ -327,7 +327,7 @@ static void FC_NAME(fc_crf_tab_free)(FC_NAME(fc_crf_tab) *t)
     free(t->E); free(t->ET); free(t->S); free(t->N);
 }
 
-static int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans, const fc_real *start,
+static FC_MULTIVERSION int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans, const fc_real *start,
                                     const fc_real *end, ptrdiff_t Tn, ptrdiff_t K)
 {
     ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
@@ -347,7 +347,7 @@ static int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans
     t->tmax = (double)sh;
     for (ptrdiff_t i = 0; i < K; ++i)
         for (ptrdiff_t j = 0; j < Kp; ++j) {
-            fc_real e = j < K ? FC_LIBM_EXP(trans[i * K + j] - sh) : (fc_real)0;
+            fc_real e = j < K ? FC_EXP(trans[i * K + j] - sh) : (fc_real)0;
             t->E[i * Kp + j] = e;
         }
     for (ptrdiff_t j = 0; j < K; ++j)
@@ -391,6 +391,55 @@ static double FC_NAME(fc_crf_path_score)(const fc_real *emb, const fc_real *tran
     }
     if (end) s += (double)end[prev];
     return s;
+}
+
+/* ---------------------------------------------------------------- input checks */
+/* Branch-free passes the compiler vectorises: x * 0 is NaN exactly when x is NaN or +-inf. */
+static FC_MULTIVERSION int FC_NAME(fc_crf_check_impl)(const fc_real *em, const fc_real *trans, const fc_real *start,
+                                                 const fc_real *end, const uint8_t *mask, const int64_t *tags,
+                                                 ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K)
+{
+    int bad = 0;
+    const ptrdiff_t n = B * Tn * K;
+    if (em != NULL && n > 0) {
+        const ptrdiff_t blk = 4096;
+        for (ptrdiff_t i0 = 0; i0 < n && !bad; i0 += blk) {
+            const ptrdiff_t i1 = i0 + blk < n ? i0 + blk : n;
+            fc_real acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            ptrdiff_t i = i0;
+            for (; i + 8 <= i1; i += 8)
+                for (int l = 0; l < 8; ++l) acc[l] += em[i + l] * (fc_real)0;
+            for (; i < i1; ++i) acc[0] += em[i] * (fc_real)0;
+            fc_real s = 0;
+            for (int l = 0; l < 8; ++l) s += acc[l];
+            if (s != s) bad |= 1;
+        }
+    }
+    const fc_real *vs[3] = {trans, start, end};
+    const ptrdiff_t ns[3] = {K * K, K, K};
+    for (int v = 0; v < 3; ++v) {
+        if (vs[v] == NULL) continue;
+        int b = 0;
+        for (ptrdiff_t i = 0; i < ns[v]; ++i) b |= (vs[v][i] != vs[v][i]) | (vs[v][i] > FC_MAXVAL);
+        if (b) bad |= 2;
+    }
+    if (tags != NULL && B * Tn > 0) {
+        uint64_t b = 0;
+        const ptrdiff_t m = B * Tn;
+        if (mask == NULL) {
+            for (ptrdiff_t i = 0; i < m; ++i) b |= (uint64_t)tags[i] >= (uint64_t)K;
+        } else {
+            for (ptrdiff_t i = 0; i < m; ++i) b |= ((uint64_t)tags[i] >= (uint64_t)K) & (mask[i] != 0);
+        }
+        if (b) bad |= 4;
+    }
+    return bad;
+}
+
+int FC_NAME(fc_crf_check)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
+                          const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K)
+{
+    return FC_NAME(fc_crf_check_impl)(em, trans, start, end, mask, tags, B, Tn, K);
 }
 
 /* ---------------------------------------------------------------- scaled forward */

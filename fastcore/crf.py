@@ -117,6 +117,10 @@ def _tags(tags, B, T, K, mask):
 
 
 def _prepare(emissions, transitions, start, end, mask, lengths, tags=None):
+    # fast path: arrays already in kernel layout, values checked in one C pass; anything
+    # else (conversions, lengths, every error and its message) goes through the checks below
+    if lengths is None and _crf.fast_check(emissions, transitions, start, end, mask, tags):
+        return emissions, transitions, start, end, mask, tags
     em = _emissions(emissions)
     B, T, K = em.shape
     tr = _scores(transitions, "transitions", em.dtype, (K, K))
@@ -210,12 +214,7 @@ def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, ma
 
 
 def _ll(score, logz):
-    if not (logz == -np.inf).any():
-        return score - logz
-    with np.errstate(invalid="ignore"):
-        ll = score - logz
-    ll[np.isnan(ll)] = -np.inf  # -inf - (-inf): no allowed path at all
-    return ll
+    return _crf.loglik(score, logz)  # score - logz, and -inf for -inf - (-inf): no allowed path at all
 
 
 def crf_marginals(emissions, transitions, start=None, end=None, *, mask=None, lengths=None,
@@ -429,6 +428,8 @@ def constraint_scores(allowed, start=None, end=None, dtype=np.float64):
 
 # ---------------------------------------------------------------- MEMM
 def _memm_prepare(emissions, transitions, mask, lengths, tags=None):
+    if lengths is None and _crf.fast_check(emissions, transitions, None, None, mask, tags):
+        return emissions, transitions, mask, tags
     em = _emissions(emissions)
     B, T, K = em.shape
     tr = _scores(transitions, "transitions", em.dtype, (K, K))

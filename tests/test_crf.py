@@ -852,3 +852,60 @@ def test_invariants(B, T, K, seed, scale):
     if ok.any():
         ll = crf.crf_log_likelihood(em[ok], np.where(p1[ok] < 0, 0, p1[ok]), tr, st_, en, mask=m[ok])
         np.testing.assert_allclose(ll, s1[ok] - lz[ok], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_fast_validation_path_catches_bad_values(rng, dtype):
+    """Arrays already in kernel layout skip the Python checks (fastcore._crf.fast_check): the
+    one C pass must still refuse every bad value, with the same messages, and accept what
+    the full checks accept (out-of-range tags at masked positions, -inf constraints)."""
+    from fastcore import _crf
+
+    B, T, K = 3, 40, 5
+    em = rng.standard_normal((B, T, K)).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    st = rng.standard_normal(K).astype(dtype)
+    m = np.ones((B, T), bool)
+    m[1, 30:] = False
+    tags = rng.integers(0, K, (B, T))
+    assert _crf.fast_check(em, tr, st, st, m, tags)
+    tags_masked_bad = tags.copy()
+    tags_masked_bad[1, 35] = K + 3
+    assert _crf.fast_check(em, tr, st, st, m, tags_masked_bad)
+    ref = crf.crf_log_likelihood(em, tags, tr, st, st, mask=m)
+    np.testing.assert_array_equal(crf.crf_log_likelihood(em, tags_masked_bad, tr, st, st, mask=m), ref)
+    tr_c = tr.copy()
+    tr_c[0, 1] = -np.inf
+    assert _crf.fast_check(em, tr_c, st, None, m, None)
+    # not kernel layout: the full path decides (and gives the same numbers)
+    assert not _crf.fast_check(em, tr, st, st, m, tags.astype(np.int32))
+    assert not _crf.fast_check(np.asfortranarray(em), tr, st, st, m, tags)
+    assert not _crf.fast_check(em, tr.astype(np.float32 if dtype == np.float64 else np.float64), st, st, m, tags)
+    np.testing.assert_array_equal(crf.crf_log_likelihood(em, tags.astype(np.int32), tr, st, st, mask=m), ref)
+    for where in [(0, 0, 0), (2, T - 1, K - 1), (1, 35, 2)]:  # the last one is masked: still refused
+        for bad, msg in [(np.nan, "NaN"), (np.inf, "infinite"), (-np.inf, "infinite")]:
+            e = em.copy()
+            e[where] = bad
+            assert not _crf.fast_check(e, tr, st, st, m, tags)
+            with pytest.raises(ValueError, match=f"emissions contains {msg}"):
+                crf.crf_log_likelihood(e, tags, tr, st, st, mask=m)
+            with pytest.raises(ValueError, match="emissions"):
+                crf.memm_nll_grad(e, tags, tr, mask=m)
+            with pytest.raises(ValueError, match="emissions"):
+                crf.viterbi(e, tr, st, st, mask=m)
+    for name in ("transitions", "start", "end"):
+        for bad, msg in [(np.nan, "NaN"), (np.inf, r"\+inf")]:
+            args = {"transitions": tr.copy(), "start": st.copy(), "end": st.copy()}
+            args[name].flat[-1] = bad
+            assert not _crf.fast_check(em, args["transitions"], args["start"], args["end"], m, tags)
+            with pytest.raises(ValueError, match=f"{name} contains {msg}"):
+                crf.crf_nll_grad(em, tags, args["transitions"], args["start"], args["end"], mask=m)
+    y = tags.copy()
+    y[2, 3] = K
+    assert not _crf.fast_check(em, tr, st, st, m, y)
+    with pytest.raises(ValueError, match="tags must lie in"):
+        crf.crf_nll_grad(em, y, tr, st, st, mask=m)
+    y[2, 3] = -1
+    with pytest.raises(ValueError, match="tags must lie in"):
+        crf.memm_nll_grad(em, y, tr, mask=m, bidirectional=True)
+    assert not np.isnan(em).any()  # inputs untouched
