@@ -1436,24 +1436,30 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_
                                                    const int64_t *y, ptrdiff_t K, ptrdiff_t Kp, int bidir,
                                                    double coef, fc_real *ge, double *gacc)
 {
+#define FC_MEMM_CASE(nv) \
+    case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, nv)
     switch (Kp / FC_VLEN) {
-    case 2: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 2);
-    case 4: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 4);
-    case 8: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 8);
-    case 12: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 12);
+    FC_MEMM_CASE(1); FC_MEMM_CASE(2); FC_MEMM_CASE(3); FC_MEMM_CASE(4); FC_MEMM_CASE(5);
+    FC_MEMM_CASE(6); FC_MEMM_CASE(7); FC_MEMM_CASE(8); FC_MEMM_CASE(12);
     default: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 16);
     }
+#undef FC_MEMM_CASE
 }
 #endif
 
 /* Whether fc_memm_seq handles rows of Kp elements (otherwise the per-direction loop). */
-FC_INLINE int FC_NAME(fc_memm_fused)(ptrdiff_t Kp)
+/* Row stride of the MEMM tables for K labels: for fc_memm_seq, K rounded up to whole
+ * vectors (1..8 vectors) or the CRF padding when that is 12 or 16 vectors; 0 when
+ * fc_memm_seq does not apply (the per-direction loop with the CRF padding is used). */
+FC_INLINE ptrdiff_t FC_NAME(fc_memm_stride)(ptrdiff_t K)
 {
 #if defined(__GNUC__)
-    ptrdiff_t nv = Kp / FC_VLEN;
-    return nv == 2 || nv == 4 || nv == 8 || nv == 12 || nv == 16;
+    ptrdiff_t nv = (K + FC_VLEN - 1) / FC_VLEN;
+    if (nv <= 8) return nv * FC_VLEN;
+    nv = FC_NAME(fc_crf_kp)(K) / FC_VLEN;
+    return nv == 12 || nv == 16 ? nv * FC_VLEN : 0;
 #else
-    (void)Kp;
+    (void)K;
     return 0;
 #endif
 }
@@ -1466,9 +1472,10 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     if (em == NULL || trans == NULL || tags == NULL || ll == NULL) return FC_BAD_ARGUMENT;
     int grad = g_em != NULL || g_trans != NULL;
     if (grad && weight == NULL) return FC_BAD_ARGUMENT;
-    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
+    const ptrdiff_t Ks = FC_NAME(fc_memm_stride)(K);
+    const int fused = Ks > 0;
+    const ptrdiff_t Kp = fused ? Ks : FC_NAME(fc_crf_kp)(K); /* row stride of G, G^T and the counts */
     const ptrdiff_t accn = 2 * K * Kp;
-    const int fused = FC_NAME(fc_memm_fused)(Kp);
     const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
     double *chunk_acc = NULL;
     /* G and G^T padded to (K + 1, Kp): row K is the "no conditioning label" row of zeros */

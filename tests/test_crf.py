@@ -604,7 +604,7 @@ def memm_grad_ref(em, tr, keep, tags, bidir, w):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 16, 17, 33, 50, 70, 130])
+@pytest.mark.parametrize("K", [1, 2, 3, 7, 8, 9, 16, 17, 20, 33, 41, 50, 60, 70, 130])
 def test_memm_nll_grad_against_loops(rng, dtype, K):
     """Every row width of the vectorised MEMM kernel (and the generic one beyond), masks with
     holes, a dead conditioning row (all -inf) and a forbidden gold transition."""
