@@ -9,6 +9,13 @@
 /* Smallest per-step normaliser of the scaled recursion that is trusted.  Every
  * value lost to underflow is below the smallest normal number, so with a
  * normaliser above this bound the relative error stays far below rounding. */
+/* Smallest shared-exp MEMM normaliser trusted (fc_memm_tok_sh): terms flushed to zero are
+ * below 1e-37 (float) / 1e-307 (double), negligible next to it. */
+#if FC_REAL_DOUBLE
+#define FC_MEMM_TINY 1e-100
+#else
+#define FC_MEMM_TINY 1e-18
+#endif
 #if FC_REAL_DOUBLE
 #define FC_CRF_TINY 1e-200
 #define FC_CRF_SUMTOL 1e-6
@@ -1358,13 +1365,73 @@ FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf,
     }
 }
 
+/* The same token with one exp per label shared by both directions: with x = exp(e - max e)
+ * and the tables EG[c, :] = exp(G[c, :] - rm[c]) (rm[c] = max of row c), the local
+ * normaliser of a direction is sum_j x_j EG[c, j] times exp(max e + rm[c]).  Returns -1,
+ * having changed nothing, when a normaliser falls below FC_MEMM_TINY (a dead row, or
+ * emission and transition maxima far apart): the caller then does the token exactly. */
+FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *ef, const fc_real *eb,
+                                      fc_real rf, fc_real rb, const fc_real *gf, const fc_real *gb, fc_real ey,
+                                      int64_t yk, const int NV, fc_real cf, fc_real cb, double *llf,
+                                      double *prf, double *llb, double *prb, FC_NAME(fc_vr) *gout,
+                                      double *gaf, double *gab)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const vr z = {0};
+    vr x[16], mx = ev[0], sf = z, sb = z;
+    for (int q = 1; q < NV; ++q) { vi g = ev[q] > mx; mx = (vr)(((vi)ev[q] & g) | ((vi)mx & ~g)); }
+    const fc_real me = FC_NAME(fc_memm_hmax)(&mx);
+    const vr mev = z + me;
+    for (int q = 0; q < NV; ++q) {
+        x[q] = ev[q] - mev;
+        FC_NAME(fc_memm_vexp)(&x[q]);
+    }
+    vr pf[16], pb[16];
+    for (int q = 0; q < NV; ++q) {
+        vr w;
+        memcpy(&w, ef + q * FC_VLEN, sizeof w);
+        pf[q] = x[q] * w;
+        sf += pf[q];
+        pb[q] = z;
+        if (gb != NULL) {
+            memcpy(&w, eb + q * FC_VLEN, sizeof w);
+            pb[q] = x[q] * w;
+            sb += pb[q];
+        }
+    }
+    const fc_real s1 = FC_NAME(fc_memm_hsum)(&sf), s2 = gb != NULL ? FC_NAME(fc_memm_hsum)(&sb) : (fc_real)1;
+    if (!(s1 >= (fc_real)FC_MEMM_TINY) || !(s2 >= (fc_real)FC_MEMM_TINY)) return -1;
+    *llf += (double)(ey + gf[yk]) - (double)me - (double)rf;
+    *prf *= (double)s1;
+    if (gb != NULL) {
+        *llb += (double)(ey + gb[yk]) - (double)me - (double)rb;
+        *prb *= (double)s2;
+    }
+    if (gout == NULL) return 0;
+    const vr af = z + cf / s1, ab = z + cb / s2;
+    vi lane;
+    for (int l = 0; l < (int)FC_VLEN; ++l) lane[l] = l;
+    for (int q = 0; q < NV; ++q) {
+        vi hot = lane + (q * (int)FC_VLEN) == (vi){0} + (__typeof__(lane[0]))yk;
+        vr a = pf[q] * af - (vr)(hot & (vi)(z + cf));
+        vr b = gb != NULL ? pb[q] * ab - (vr)(hot & (vi)(z + cb)) : z;
+        gout[q] = a + b;
+        if (gaf != NULL)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gaf[q * FC_VLEN + l] += (double)a[l];
+        if (gab != NULL)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gab[q * FC_VLEN + l] += (double)b[l];
+    }
+    return 0;
+}
+
 /* Both directions of one sequence in one pass over its kept positions (rows of NV
  * vectors, Kp = NV * FC_VLEN; NV in {2, 4, 8, 12, 16}, see fc_memm_fused).  Gp/GTp: (K+1, Kp) as for fc_memm_dir.  ge: (Tn, K) rows
  * of this sequence, fully written (0 at masked positions), or NULL; gacc: (2, K, Kp). */
 FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
                                          const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
                                          ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
-                                         const int NV)
+                                         const fc_real *EG, const fc_real *rm, const int NV)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
@@ -1402,11 +1469,15 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
         const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
         double *gaf = gacc != NULL && cf < K ? gacc + cf * Kp : NULL;
         double *gab = gacc != NULL && cb < K ? gacc + (K + cb) * Kp : NULL;
-        FC_NAME(fc_memm_tok)(ev, Gp + cf * Kp, bidir ? GTp + cb * Kp : NULL, e[yk], yk, NV, fc,
-                             bidir ? fc : (fc_real)0,
-                             &llf, &prf, &deadf, &llb, &prb, &deadb, ge != NULL ? go : NULL, gaf, gab);
-        if (prf > 1e150) { llf -= log(prf); prf = 1.0; }
-        if (prb > 1e150) { llb -= log(prb); prb = 1.0; }
+        const fc_real *gfr = Gp + cf * Kp, *gbr = bidir ? GTp + cb * Kp : NULL;
+        if (EG == NULL
+            || FC_NAME(fc_memm_tok_sh)(ev, EG + cf * Kp, EG + (K + 1 + cb) * Kp, rm[cf], rm[K + 1 + cb], gfr, gbr,
+                                       e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &llb, &prb,
+                                       ge != NULL ? go : NULL, gaf, gab) != 0)
+            FC_NAME(fc_memm_tok)(ev, gfr, gbr, e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &deadf,
+                                 &llb, &prb, &deadb, ge != NULL ? go : NULL, gaf, gab);
+        if (prf > 1e150 || prf < 1e-150) { llf -= log(prf); prf = 1.0; }
+        if (prb > 1e150 || prb < 1e-150) { llb -= log(prb); prb = 1.0; }
         if (ge == NULL) continue;
         /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
          * run into the next rows (they get zeros, and later kept rows are written after) */
@@ -1434,14 +1505,15 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
 static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
                                                    const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn,
                                                    const int64_t *y, ptrdiff_t K, ptrdiff_t Kp, int bidir,
-                                                   double coef, fc_real *ge, double *gacc)
+                                                   double coef, fc_real *ge, double *gacc, const fc_real *EG,
+                                                   const fc_real *rm)
 {
 #define FC_MEMM_CASE(nv) \
-    case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, nv)
+    case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, EG, rm, nv)
     switch (Kp / FC_VLEN) {
     FC_MEMM_CASE(1); FC_MEMM_CASE(2); FC_MEMM_CASE(3); FC_MEMM_CASE(4); FC_MEMM_CASE(5);
     FC_MEMM_CASE(6); FC_MEMM_CASE(7); FC_MEMM_CASE(8); FC_MEMM_CASE(12);
-    default: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, 16);
+    default: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, EG, rm, 16);
     }
 #undef FC_MEMM_CASE
 }
@@ -1487,9 +1559,25 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
             Gp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[i * K + j]);
             GTp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[j * K + i]);
         }
+    /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
+     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max */
+    fc_real *EG = NULL, *rm = NULL;
+    if (fused && B * Tn >= 4 * (K + 1)) {
+        EG = malloc(sizeof(fc_real) * 2 * (K + 1) * (Kp + 1));
+        if (EG == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
+        rm = EG + 2 * (K + 1) * Kp;
+        for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
+            const fc_real *row = G2 + i * Kp;
+            fc_real m = -FC_INF;
+            for (ptrdiff_t j = 0; j < K; ++j) m = row[j] > m ? row[j] : m;
+            rm[i] = m;
+            for (ptrdiff_t j = 0; j < Kp; ++j)
+                EG[i * Kp + j] = m == -FC_INF || j >= K ? (fc_real)0 : FC_EXP(row[j] - m);
+        }
+    }
     if (grad && nchunk > 0) {
         chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
-        if (chunk_acc == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
+        if (chunk_acc == NULL) { free(G2); free(EG); return FC_OUT_OF_MEMORY; }
     }
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, nchunk);
@@ -1519,7 +1607,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                 double c = bidir ? 0.5 * wb : wb;
 #if defined(__GNUC__)
                 if (fused) {
-                    ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc);
+                    ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, EG, rm);
                     continue;
                 }
 #endif
@@ -1546,6 +1634,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     }
     free(chunk_acc);
     free(G2);
+    free(EG);
     return status;
 }
 
@@ -1613,3 +1702,4 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
 
 #undef FC_CRF_TINY
 #undef FC_CRF_SUMTOL
+#undef FC_MEMM_TINY

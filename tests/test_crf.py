@@ -605,10 +605,12 @@ def memm_grad_ref(em, tr, keep, tags, bidir, w):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("K", [1, 2, 3, 7, 8, 9, 16, 17, 20, 33, 41, 50, 60, 70, 130])
-def test_memm_nll_grad_against_loops(rng, dtype, K):
+@pytest.mark.parametrize("B", [6, 40])
+def test_memm_nll_grad_against_loops(rng, dtype, K, B):
     """Every row width of the vectorised MEMM kernel (and the generic one beyond), masks with
-    holes, a dead conditioning row (all -inf) and a forbidden gold transition."""
-    B, T = 6, 9
+    holes, a dead conditioning row (all -inf) and a forbidden gold transition; B = 6 takes the
+    exact per-token softmax, B = 40 (enough tokens) the shared-exp one."""
+    T = 9
     em = (rng.standard_normal((B, T, K)) * 3).astype(dtype)
     tr = rng.standard_normal((K, K)).astype(dtype)
     if K > 2:
@@ -637,6 +639,33 @@ def test_memm_nll_grad_against_loops(rng, dtype, K):
         assert_close(g["emissions"], ge, dtype)
         assert_close(g["transitions"], gt, dtype, scale=10)
         assert np.all(g["emissions"][~m] == 0)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_memm_extreme_score_ranges(rng, dtype):
+    """Emission and transition maxima far apart (a shared-exp normaliser below its floor, redone
+    exactly per token), and huge scores: log-likelihoods and gradients stay exact."""
+    B, T, K = 30, 12, 6
+    big = 100.0 if dtype == np.float32 else 800.0  # exp(-big) flushes to 0: shared exps underflow
+    em = rng.standard_normal((B, T, K))
+    em[:, :, 0] += big
+    tr = rng.standard_normal((K, K))
+    tr[:, 0] -= big
+    em[5:10] *= 1e3
+    em, tr = em.astype(dtype), tr.astype(dtype)
+    tags = rng.integers(0, K, (B, T))
+    for bidir in (False, True):
+        loss, g = crf.memm_nll_grad(em, tags, tr, bidirectional=bidir, reduction="none")
+        ref = np.array([memm_ref(em[b], tr, np.ones(T, bool), tags[b], bidir) for b in range(B)])
+        np.testing.assert_allclose(-loss, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        ge = np.zeros((B, T, K))
+        gt = np.zeros((K, K))
+        for b in range(B):
+            a, t = memm_grad_ref(em[b], tr, np.ones(T, bool), tags[b], bidir, 1.0)
+            ge[b] = a
+            gt += t
+        assert_close(g["emissions"], ge, dtype)
+        assert_close(g["transitions"], gt, dtype, scale=10)
 
 
 def test_memm_forbidden_transition():
