@@ -50,7 +50,7 @@ typedef int64_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 typedef int32_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 #endif
 /* v = {x, x, ...} (a macro: vectors passed by value change the ABI on baseline builds) */
-#define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); for (int l_ = 0; l_ < (int)(32 / sizeof(fc_real)); ++l_) (v)[l_] = (x); } while (0)
+#define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); (v) = (v) + (fc_real)(x); } while (0)
 
 /* Row helpers over 32-byte vectors: whole-vector loads and stores only, so that a row
  * written here and read back by a vectorised loop never stalls on store forwarding. */
@@ -847,20 +847,18 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
     typedef FC_NAME(fc_vi) vi;
     enum { NVMAX = 2 * FC_CRF_WS / FC_VL };
     const int NV = W / FC_VL;
-    vr ninf;
-    vi zero;
-    for (int l = 0; l < FC_VL; ++l) { ninf[l] = -FC_INF; zero[l] = 0; }
+    vr ninf, zr;
+    vi zero, lanes2;
+    for (int l = 0; l < FC_VL; ++l) { ninf[l] = -FC_INF; zero[l] = 0; zr[l] = 0; lanes2[l] = 2; }
     for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
         vr b0[NVMAX], b1[NVMAX];
         vi a0[NVMAX], a1[NVMAX];
         for (int q = 0; q < NV; ++q) { b0[q] = ninf; b1[q] = ninf; a0[q] = zero; a1[q] = zero; }
         ptrdiff_t i = 0;
-        for (; i + 1 < K; i += 2) {
-            vr v0, v1;
-            vi i0, i1;
-            for (int l = 0; l < FC_VL; ++l) {
-                v0[l] = d0[i]; v1[l] = d0[i + 1]; i0[l] = (int32_t)i; i1[l] = (int32_t)(i + 1);
-            }
+        /* broadcasts as vector + scalar (a lane-by-lane fill compiles to insert chains) */
+        vi i0 = zero, i1 = zero - (zero - 1);
+        for (; i + 1 < K; i += 2, i0 += lanes2, i1 += lanes2) {
+            const vr v0 = zr + d0[i], v1 = zr + d0[i + 1];
             const fc_real *r0 = TP + i * Kp + jb, *r1 = r0 + Kp;
             for (int q = 0; q < NV; ++q) {
                 vr x0, x1;
@@ -875,9 +873,7 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
             }
         }
         if (i < K) {
-            vr v0;
-            vi i0;
-            for (int l = 0; l < FC_VL; ++l) { v0[l] = d0[i]; i0[l] = (int32_t)i; }
+            const vr v0 = zr + d0[i];
             const fc_real *r0 = TP + i * Kp + jb;
             for (int q = 0; q < NV; ++q) {
                 vr x0;
