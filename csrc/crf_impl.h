@@ -50,7 +50,7 @@ typedef int64_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 typedef int32_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 #endif
 /* v = {x, x, ...} (a macro: vectors passed by value change the ABI on baseline builds) */
-#define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); (v) = (v) + (fc_real)(x); } while (0)
+#define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); for (int l_ = 0; l_ < (int)(32 / sizeof(fc_real)); ++l_) (v)[l_] = (x); } while (0)
 
 /* Row helpers over 32-byte vectors: whole-vector loads and stores only, so that a row
  * written here and read back by a vectorised loop never stalls on store forwarding. */
@@ -412,13 +412,13 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_check_impl)(const fc_real *em, const f
         const ptrdiff_t blk = 4096;
         for (ptrdiff_t i0 = 0; i0 < n && !bad; i0 += blk) {
             const ptrdiff_t i1 = i0 + blk < n ? i0 + blk : n;
-            fc_real acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            fc_real acc[32] = {0}; /* 32 lanes: several independent vector chains */
             ptrdiff_t i = i0;
-            for (; i + 8 <= i1; i += 8)
-                for (int l = 0; l < 8; ++l) acc[l] += em[i + l] * (fc_real)0;
+            for (; i + 32 <= i1; i += 32)
+                for (int l = 0; l < 32; ++l) acc[l] += em[i + l] * (fc_real)0;
             for (; i < i1; ++i) acc[0] += em[i] * (fc_real)0;
             fc_real s = 0;
-            for (int l = 0; l < 8; ++l) s += acc[l];
+            for (int l = 0; l < 32; ++l) s += acc[l];
             if (s != s) bad |= 1;
         }
     }
