@@ -25,6 +25,11 @@ Conventions shared by every function
   are cast to the dtype of ``emissions``.
 - ``n_threads`` (None = every core) splits the batch; results are identical for
   any thread count.
+- Arrays already in kernel layout (C-contiguous, native byte order: float32/float64
+  ``emissions`` with ``transitions``/``start``/``end`` of the same dtype, a bool
+  ``mask``, int64 ``tags``) are checked in one C pass (finiteness, label ranges) and
+  used without copies; anything else is converted and checked in Python, with the
+  same errors.
 """
 import numpy as np
 
@@ -477,7 +482,9 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
     for the bidirectional mean), 0 at masked positions.  A forbidden gold transition
     (``-inf``) gives loss ``+inf`` and finite gradients.  No halving of the logits (see
     :func:`memm_log_likelihood`).  Per token: one K-wide softmax per direction, fully
-    parallel over tokens (no forward-backward).
+    parallel over tokens (no forward-backward); both directions are done in one pass and
+    share one exp per label (``exp(f - max f)`` times precomputed ``exp`` rows of ``G``),
+    a token whose shared normaliser would underflow being redone exactly.
     """
     n_threads = resolve_n_threads(n_threads)
     em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)
