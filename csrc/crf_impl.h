@@ -9,6 +9,13 @@
 /* Smallest per-step normaliser of the scaled recursion that is trusted.  Every
  * value lost to underflow is below the smallest normal number, so with a
  * normaliser above this bound the relative error stays far below rounding. */
+/* Smallest shared-exp MEMM normaliser trusted (fc_memm_tok_sh): terms flushed to zero are
+ * below 1e-37 (float) / 1e-307 (double), negligible next to it. */
+#if FC_REAL_DOUBLE
+#define FC_MEMM_TINY 1e-100
+#else
+#define FC_MEMM_TINY 1e-18
+#endif
 #if FC_REAL_DOUBLE
 #define FC_CRF_TINY 1e-200
 #define FC_CRF_SUMTOL 1e-6
@@ -309,7 +316,7 @@ static int FC_NAME(fc_crf_ws_alloc)(FC_NAME(fc_crf_ws) *w, ptrdiff_t Tn, ptrdiff
 
 /* exp(v - max) over the finite entries of v (K), into out (Kp, zero padded); returns max
  * (0 when v is NULL: all ones; -inf when every entry is -inf). */
-static double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K, ptrdiff_t Kp)
+static FC_MULTIVERSION double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K, ptrdiff_t Kp)
 {
     if (v == NULL) {
         for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? (fc_real)1 : (fc_real)0;
@@ -318,7 +325,7 @@ static double FC_NAME(fc_crf_expvec)(const fc_real *v, fc_real *out, ptrdiff_t K
     fc_real m = -FC_INF;
     for (ptrdiff_t j = 0; j < K; ++j) m = v[j] > m ? v[j] : m;
     fc_real sh = m == -FC_INF ? (fc_real)0 : m;
-    for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? FC_LIBM_EXP(v[j] - sh) : (fc_real)0;
+    for (ptrdiff_t j = 0; j < Kp; ++j) out[j] = j < K ? FC_EXP(v[j] - sh) : (fc_real)0;
     return (double)m;
 }
 
@@ -327,7 +334,7 @@ static void FC_NAME(fc_crf_tab_free)(FC_NAME(fc_crf_tab) *t)
     free(t->E); free(t->ET); free(t->S); free(t->N);
 }
 
-static int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans, const fc_real *start,
+static FC_MULTIVERSION int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans, const fc_real *start,
                                     const fc_real *end, ptrdiff_t Tn, ptrdiff_t K)
 {
     ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
@@ -347,7 +354,7 @@ static int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, const fc_real *trans
     t->tmax = (double)sh;
     for (ptrdiff_t i = 0; i < K; ++i)
         for (ptrdiff_t j = 0; j < Kp; ++j) {
-            fc_real e = j < K ? FC_LIBM_EXP(trans[i * K + j] - sh) : (fc_real)0;
+            fc_real e = j < K ? FC_EXP(trans[i * K + j] - sh) : (fc_real)0;
             t->E[i * Kp + j] = e;
         }
     for (ptrdiff_t j = 0; j < K; ++j)
@@ -391,6 +398,55 @@ static double FC_NAME(fc_crf_path_score)(const fc_real *emb, const fc_real *tran
     }
     if (end) s += (double)end[prev];
     return s;
+}
+
+/* ---------------------------------------------------------------- input checks */
+/* Branch-free passes the compiler vectorises: x * 0 is NaN exactly when x is NaN or +-inf. */
+static FC_MULTIVERSION int FC_NAME(fc_crf_check_impl)(const fc_real *em, const fc_real *trans, const fc_real *start,
+                                                 const fc_real *end, const uint8_t *mask, const int64_t *tags,
+                                                 ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K)
+{
+    int bad = 0;
+    const ptrdiff_t n = B * Tn * K;
+    if (em != NULL && n > 0) {
+        const ptrdiff_t blk = 4096;
+        for (ptrdiff_t i0 = 0; i0 < n && !bad; i0 += blk) {
+            const ptrdiff_t i1 = i0 + blk < n ? i0 + blk : n;
+            fc_real acc[32] = {0}; /* 32 lanes: several independent vector chains */
+            ptrdiff_t i = i0;
+            for (; i + 32 <= i1; i += 32)
+                for (int l = 0; l < 32; ++l) acc[l] += em[i + l] * (fc_real)0;
+            for (; i < i1; ++i) acc[0] += em[i] * (fc_real)0;
+            fc_real s = 0;
+            for (int l = 0; l < 32; ++l) s += acc[l];
+            if (s != s) bad |= 1;
+        }
+    }
+    const fc_real *vs[3] = {trans, start, end};
+    const ptrdiff_t ns[3] = {K * K, K, K};
+    for (int v = 0; v < 3; ++v) {
+        if (vs[v] == NULL) continue;
+        int b = 0;
+        for (ptrdiff_t i = 0; i < ns[v]; ++i) b |= (vs[v][i] != vs[v][i]) | (vs[v][i] > FC_MAXVAL);
+        if (b) bad |= 2;
+    }
+    if (tags != NULL && B * Tn > 0) {
+        uint64_t b = 0;
+        const ptrdiff_t m = B * Tn;
+        if (mask == NULL) {
+            for (ptrdiff_t i = 0; i < m; ++i) b |= (uint64_t)tags[i] >= (uint64_t)K;
+        } else {
+            for (ptrdiff_t i = 0; i < m; ++i) b |= ((uint64_t)tags[i] >= (uint64_t)K) & (mask[i] != 0);
+        }
+        if (b) bad |= 4;
+    }
+    return bad;
+}
+
+int FC_NAME(fc_crf_check)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
+                          const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K)
+{
+    return FC_NAME(fc_crf_check_impl)(em, trans, start, end, mask, tags, B, Tn, K);
 }
 
 /* ---------------------------------------------------------------- scaled forward */
@@ -791,20 +847,18 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
     typedef FC_NAME(fc_vi) vi;
     enum { NVMAX = 2 * FC_CRF_WS / FC_VL };
     const int NV = W / FC_VL;
-    vr ninf;
-    vi zero;
-    for (int l = 0; l < FC_VL; ++l) { ninf[l] = -FC_INF; zero[l] = 0; }
+    vr ninf, zr;
+    vi zero, lanes2;
+    for (int l = 0; l < FC_VL; ++l) { ninf[l] = -FC_INF; zero[l] = 0; zr[l] = 0; lanes2[l] = 2; }
     for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
         vr b0[NVMAX], b1[NVMAX];
         vi a0[NVMAX], a1[NVMAX];
         for (int q = 0; q < NV; ++q) { b0[q] = ninf; b1[q] = ninf; a0[q] = zero; a1[q] = zero; }
         ptrdiff_t i = 0;
-        for (; i + 1 < K; i += 2) {
-            vr v0, v1;
-            vi i0, i1;
-            for (int l = 0; l < FC_VL; ++l) {
-                v0[l] = d0[i]; v1[l] = d0[i + 1]; i0[l] = (int32_t)i; i1[l] = (int32_t)(i + 1);
-            }
+        /* broadcasts as vector + scalar (a lane-by-lane fill compiles to insert chains) */
+        vi i0 = zero, i1 = zero - (zero - 1);
+        for (; i + 1 < K; i += 2, i0 += lanes2, i1 += lanes2) {
+            const vr v0 = zr + d0[i], v1 = zr + d0[i + 1];
             const fc_real *r0 = TP + i * Kp + jb, *r1 = r0 + Kp;
             for (int q = 0; q < NV; ++q) {
                 vr x0, x1;
@@ -819,9 +873,7 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
             }
         }
         if (i < K) {
-            vr v0;
-            vi i0;
-            for (int l = 0; l < FC_VL; ++l) { v0[l] = d0[i]; i0[l] = (int32_t)i; }
+            const vr v0 = zr + d0[i];
             const fc_real *r0 = TP + i * Kp + jb;
             for (int q = 0; q < NV; ++q) {
                 vr x0;
@@ -1167,6 +1219,319 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
     return dead ? -INFINITY : ll;
 }
 
+#if defined(__GNUC__)
+/* exp(x) on a vector for x <= 0 (softmax arguments: a logit minus its row maximum), with
+ * results below ~1e-38 (x < -87 float, -708 double) and -inf flushed to exactly 0: the
+ * fc_exp_ftz_* algorithm of fc_math.h written on explicit vectors (scalar operands
+ * broadcast) so that every clone keeps it in registers.  NaN never reaches it. */
+FC_INLINE void FC_NAME(fc_memm_vexp)(FC_NAME(fc_vr) *xp)
+{
+    FC_NAME(fc_vr) x = *xp;
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const vr z = {0};
+#if FC_REAL_DOUBLE
+    const vr lo = z - 708.0, magic = z + 6755399441055744.0;
+    const vi under = x < lo;
+    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
+    vr t = x * 1.4426950408889634074 + magic;
+    vi n = (vi)t - (vi)magic;
+    vr nf = t - magic;
+    vr r = x - nf * 6.93145751953125e-1;
+    r = r - nf * 1.42860682030941723212e-6;
+    vr p = z + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    vr sc = (vr)((n + 1023) << 52);
+#else
+    const vr lo = z - 87.0f, magic = z + 12582912.0f;
+    const vi under = x < lo;
+    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
+    vr t = x * 1.44269504088896341f + magic;
+    vi n = (vi)t - (vi)magic;
+    vr nf = t - magic;
+    vr r = x - nf * 0.693359375f;
+    r = r - nf * -2.12194440e-4f;
+    vr p = z + 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    vr sc = (vr)((n + 127) << 23);
+#endif
+    *xp = (vr)((vi)(p * sc) & ~under);
+}
+
+/* Horizontal sum / maximum of one vector by halving (log2 lanes dependent steps). */
+FC_INLINE fc_real FC_NAME(fc_memm_hsum)(const FC_NAME(fc_vr) *v)
+{
+    fc_real a[FC_VLEN];
+    memcpy(a, v, sizeof a);
+    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) a[l] += a[l + w];
+    return a[0];
+}
+
+FC_INLINE fc_real FC_NAME(fc_memm_hmax)(const FC_NAME(fc_vr) *v)
+{
+    fc_real a[FC_VLEN];
+    memcpy(a, v, sizeof a);
+    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) a[l] = a[l + w] > a[l] ? a[l + w] : a[l];
+    return a[0];
+}
+
+/* One kept position of a (Bi-)MEMM, rows of NV vectors held in registers (NV a
+ * compile-time constant after inlining).  ev: the emission row (-inf padded); gf/gb:
+ * conditioning rows of G / G^T (-inf padded, gb NULL when one direction); ey = e[yk].
+ * Adds to the log-likelihoods and normaliser products (a direction whose logits are all
+ * -inf is marked dead and contributes nothing else); when gout != NULL writes
+ * gout (NV vectors) = cf (softmax_f - onehot) + cb (softmax_b - onehot) and adds the two
+ * terms to the double rows gaf, gab (either may be NULL). */
+FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf, const fc_real *gb, fc_real ey,
+                                    int64_t yk, const int NV, fc_real cf, fc_real cb, double *llf,
+                                    double *prf, int *deadf, double *llb, double *prb, int *deadb,
+                                    FC_NAME(fc_vr) *gout, double *gaf, double *gab)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const vr z = {0};
+    vr lf[16], lb[16], mf, mb = z, sf = z, sb = z;
+    for (int q = 0; q < NV; ++q) {
+        vr w;
+        memcpy(&w, gf + q * FC_VLEN, sizeof w);
+        lf[q] = ev[q] + w;
+        lb[q] = z;
+        if (gb != NULL) {
+            memcpy(&w, gb + q * FC_VLEN, sizeof w);
+            lb[q] = ev[q] + w;
+        }
+    }
+    mf = lf[0];
+    for (int q = 1; q < NV; ++q) { vi g = lf[q] > mf; mf = (vr)(((vi)lf[q] & g) | ((vi)mf & ~g)); }
+    fc_real m1 = FC_NAME(fc_memm_hmax)(&mf), m2 = -FC_INF;
+    if (gb != NULL) {
+        mb = lb[0];
+        for (int q = 1; q < NV; ++q) { vi g = lb[q] > mb; mb = (vr)(((vi)lb[q] & g) | ((vi)mb & ~g)); }
+        m2 = FC_NAME(fc_memm_hmax)(&mb);
+    }
+    const int okf = m1 != -FC_INF, okb = gb != NULL && m2 != -FC_INF;
+    mf = z + (okf ? m1 : (fc_real)0);
+    mb = z + (okb ? m2 : (fc_real)0);
+    for (int q = 0; q < NV; ++q) {
+        lf[q] -= mf;
+        FC_NAME(fc_memm_vexp)(&lf[q]);
+        sf += lf[q];
+        if (gb != NULL) {
+            lb[q] -= mb;
+            FC_NAME(fc_memm_vexp)(&lb[q]);
+            sb += lb[q];
+        }
+    }
+    fc_real s1 = FC_NAME(fc_memm_hsum)(&sf), s2 = gb != NULL ? FC_NAME(fc_memm_hsum)(&sb) : (fc_real)1;
+    if (okf) { *llf += (double)(ey + gf[yk]) - (double)m1; *prf *= (double)s1; } else { *deadf = 1; }
+    if (okb) { *llb += (double)(ey + gb[yk]) - (double)m2; *prb *= (double)s2; } else if (gb != NULL) { *deadb = 1; }
+    if (gout == NULL) return;
+    const fc_real uf = okf ? cf : (fc_real)0, ub = okb ? cb : (fc_real)0;
+    const vr af = z + (okf ? uf / s1 : (fc_real)0), ab = z + (okb ? ub / s2 : (fc_real)0);
+    vi lane;
+    for (int l = 0; l < (int)FC_VLEN; ++l) lane[l] = l;
+    for (int q = 0; q < NV; ++q) {
+        vi hot = lane + (q * (int)FC_VLEN) == (vi){0} + (__typeof__(lane[0]))yk;
+        vr a = lf[q] * af - (vr)(hot & (vi)(z + uf));
+        vr b = gb != NULL ? lb[q] * ab - (vr)(hot & (vi)(z + ub)) : z;
+        gout[q] = a + b;
+        if (gaf != NULL && okf)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gaf[q * FC_VLEN + l] += (double)a[l];
+        if (gab != NULL && okb)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gab[q * FC_VLEN + l] += (double)b[l];
+    }
+}
+
+/* The same token with one exp per label shared by both directions: with x = exp(e - max e)
+ * and the tables EG[c, :] = exp(G[c, :] - rm[c]) (rm[c] = max of row c), the local
+ * normaliser of a direction is sum_j x_j EG[c, j] times exp(max e + rm[c]).  Returns -1,
+ * having changed nothing, when a normaliser falls below FC_MEMM_TINY (a dead row, or
+ * emission and transition maxima far apart): the caller then does the token exactly. */
+FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *ef, const fc_real *eb,
+                                      fc_real rf, fc_real rb, const fc_real *gf, const fc_real *gb, fc_real ey,
+                                      int64_t yk, const int NV, fc_real cf, fc_real cb, double *llf,
+                                      double *prf, double *llb, double *prb, FC_NAME(fc_vr) *gout,
+                                      double *gaf, double *gab)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const vr z = {0};
+    vr x[16], mx = ev[0], sf = z, sb = z;
+    for (int q = 1; q < NV; ++q) { vi g = ev[q] > mx; mx = (vr)(((vi)ev[q] & g) | ((vi)mx & ~g)); }
+    const fc_real me = FC_NAME(fc_memm_hmax)(&mx);
+    const vr mev = z + me;
+    for (int q = 0; q < NV; ++q) {
+        x[q] = ev[q] - mev;
+        FC_NAME(fc_memm_vexp)(&x[q]);
+    }
+    vr pf[16], pb[16];
+    for (int q = 0; q < NV; ++q) {
+        vr w;
+        memcpy(&w, ef + q * FC_VLEN, sizeof w);
+        pf[q] = x[q] * w;
+        sf += pf[q];
+        pb[q] = z;
+        if (gb != NULL) {
+            memcpy(&w, eb + q * FC_VLEN, sizeof w);
+            pb[q] = x[q] * w;
+            sb += pb[q];
+        }
+    }
+    const fc_real s1 = FC_NAME(fc_memm_hsum)(&sf), s2 = gb != NULL ? FC_NAME(fc_memm_hsum)(&sb) : (fc_real)1;
+    if (!(s1 >= (fc_real)FC_MEMM_TINY) || !(s2 >= (fc_real)FC_MEMM_TINY)) return -1;
+    *llf += (double)(ey + gf[yk]) - (double)me - (double)rf;
+    *prf *= (double)s1;
+    if (gb != NULL) {
+        *llb += (double)(ey + gb[yk]) - (double)me - (double)rb;
+        *prb *= (double)s2;
+    }
+    if (gout == NULL) return 0;
+    const vr af = z + cf / s1, ab = z + cb / s2;
+    vi lane;
+    for (int l = 0; l < (int)FC_VLEN; ++l) lane[l] = l;
+    for (int q = 0; q < NV; ++q) {
+        vi hot = lane + (q * (int)FC_VLEN) == (vi){0} + (__typeof__(lane[0]))yk;
+        vr a = pf[q] * af - (vr)(hot & (vi)(z + cf));
+        vr b = gb != NULL ? pb[q] * ab - (vr)(hot & (vi)(z + cb)) : z;
+        gout[q] = a + b;
+        if (gaf != NULL)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gaf[q * FC_VLEN + l] += (double)a[l];
+        if (gab != NULL)
+            for (int l = 0; l < (int)FC_VLEN; ++l) gab[q * FC_VLEN + l] += (double)b[l];
+    }
+    return 0;
+}
+
+/* Both directions of one sequence in one pass over its kept positions (rows of NV
+ * vectors, Kp = NV * FC_VLEN; NV in {2, 4, 8, 12, 16}, see fc_memm_fused).  Gp/GTp: (K+1, Kp) as for fc_memm_dir.  ge: (Tn, K) rows
+ * of this sequence, fully written (0 at masked positions), or NULL; gacc: (2, K, Kp). */
+FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
+                                         const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
+                                         ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
+                                         const fc_real *EG, const fc_real *rm, const int NV)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const ptrdiff_t Kp = NV * FC_VLEN, Kv = (K + FC_VLEN - 1) / FC_VLEN * FC_VLEN;
+    double llf = 0.0, prf = 1.0, llb = 0.0, prb = 1.0;
+    int deadf = 0, deadb = 0;
+    const fc_real fc = (fc_real)coef;
+    if (ge != NULL && n < Tn) memset(ge, 0, sizeof(fc_real) * Tn * K);
+    if (n == 0) return 0.0;
+    const fc_real *e_end = emb + Tn * K;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+    vr ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        const ptrdiff_t t = pos[k];
+        const fc_real *e = emb + t * K;
+        vr ev[16], go[16];
+        for (int q = 0; q < NV; ++q) {
+            ptrdiff_t j0 = q * FC_VLEN;
+            if (j0 + FC_VLEN <= K) {
+                memcpy(&ev[q], e + j0, sizeof(vr));
+            } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
+                vr v;
+                memcpy(&v, e + j0, sizeof v);
+                ev[q] = (vr)(((vi)v & bmask) | ((vi)ninf & ~bmask));
+            } else {
+                ev[q] = ninf;
+                for (int l = 0; l < (int)FC_VLEN; ++l)
+                    if (j0 + l < K) ev[q][l] = e[j0 + l];
+            }
+        }
+        const int64_t yk = y[t];
+        const int64_t cf = k == 0 ? K : y[pos[k - 1]];
+        const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
+        double *gaf = gacc != NULL && cf < K ? gacc + cf * Kp : NULL;
+        double *gab = gacc != NULL && cb < K ? gacc + (K + cb) * Kp : NULL;
+        const fc_real *gfr = Gp + cf * Kp, *gbr = bidir ? GTp + cb * Kp : NULL;
+        if (EG == NULL
+            || FC_NAME(fc_memm_tok_sh)(ev, EG + cf * Kp, EG + (K + 1 + cb) * Kp, rm[cf], rm[K + 1 + cb], gfr, gbr,
+                                       e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &llb, &prb,
+                                       ge != NULL ? go : NULL, gaf, gab) != 0)
+            FC_NAME(fc_memm_tok)(ev, gfr, gbr, e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &deadf,
+                                 &llb, &prb, &deadb, ge != NULL ? go : NULL, gaf, gab);
+        if (prf > 1e150 || prf < 1e-150) { llf -= log(prf); prf = 1.0; }
+        if (prb > 1e150 || prb < 1e-150) { llb -= log(prb); prb = 1.0; }
+        if (ge == NULL) continue;
+        /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
+         * run into the next rows (they get zeros, and later kept rows are written after) */
+        fc_real *gt = ge + t * K;
+        if (gt + Kv <= ge + Tn * K) {
+            for (int q = 0; q < NV; ++q) {
+                ptrdiff_t j0 = q * FC_VLEN;
+                if (j0 >= K) break;
+                vr v = go[q];
+                if (j0 + FC_VLEN > K) v = (vr)((vi)v & bmask);
+                memcpy(gt + j0, &v, sizeof v);
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < K; ++j) gt[j] = go[j / FC_VLEN][j % FC_VLEN];
+        }
+    }
+    llf -= log(prf);
+    llb -= log(prb);
+    llf = deadf ? -INFINITY : llf;
+    if (!bidir) return llf;
+    llb = deadb ? -INFINITY : llb;
+    return 0.5 * (llf + llb);
+}
+
+static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
+                                                   const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn,
+                                                   const int64_t *y, ptrdiff_t K, ptrdiff_t Kp, int bidir,
+                                                   double coef, fc_real *ge, double *gacc, const fc_real *EG,
+                                                   const fc_real *rm)
+{
+#define FC_MEMM_CASE(nv) \
+    case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, EG, rm, nv)
+    switch (Kp / FC_VLEN) {
+    FC_MEMM_CASE(1); FC_MEMM_CASE(2); FC_MEMM_CASE(3); FC_MEMM_CASE(4); FC_MEMM_CASE(5);
+    FC_MEMM_CASE(6); FC_MEMM_CASE(7); FC_MEMM_CASE(8); FC_MEMM_CASE(12);
+    default: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, EG, rm, 16);
+    }
+#undef FC_MEMM_CASE
+}
+#endif
+
+/* Whether fc_memm_seq handles rows of Kp elements (otherwise the per-direction loop). */
+/* Row stride of the MEMM tables for K labels: for fc_memm_seq, K rounded up to whole
+ * vectors (1..8 vectors) or the CRF padding when that is 12 or 16 vectors; 0 when
+ * fc_memm_seq does not apply (the per-direction loop with the CRF padding is used). */
+FC_INLINE ptrdiff_t FC_NAME(fc_memm_stride)(ptrdiff_t K)
+{
+#if defined(__GNUC__)
+    ptrdiff_t nv = (K + FC_VLEN - 1) / FC_VLEN;
+    if (nv <= 8) return nv * FC_VLEN;
+    nv = FC_NAME(fc_crf_kp)(K) / FC_VLEN;
+    return nv == 12 || nv == 16 ? nv * FC_VLEN : 0;
+#else
+    (void)K;
+    return 0;
+#endif
+}
+
 int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t *mask, const int64_t *tags,
                          ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, int bidir, const double *weight,
                          double *ll, fc_real *g_em, fc_real *g_trans, int n_threads)
@@ -1175,7 +1540,9 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     if (em == NULL || trans == NULL || tags == NULL || ll == NULL) return FC_BAD_ARGUMENT;
     int grad = g_em != NULL || g_trans != NULL;
     if (grad && weight == NULL) return FC_BAD_ARGUMENT;
-    const ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
+    const ptrdiff_t Ks = FC_NAME(fc_memm_stride)(K);
+    const int fused = Ks > 0;
+    const ptrdiff_t Kp = fused ? Ks : FC_NAME(fc_crf_kp)(K); /* row stride of G, G^T and the counts */
     const ptrdiff_t accn = 2 * K * Kp;
     const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
     double *chunk_acc = NULL;
@@ -1188,9 +1555,25 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
             Gp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[i * K + j]);
             GTp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[j * K + i]);
         }
+    /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
+     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max */
+    fc_real *EG = NULL, *rm = NULL;
+    if (fused && B * Tn >= 4 * (K + 1)) {
+        EG = malloc(sizeof(fc_real) * 2 * (K + 1) * (Kp + 1));
+        if (EG == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
+        rm = EG + 2 * (K + 1) * Kp;
+        for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
+            const fc_real *row = G2 + i * Kp;
+            fc_real m = -FC_INF;
+            for (ptrdiff_t j = 0; j < K; ++j) m = row[j] > m ? row[j] : m;
+            rm[i] = m;
+            for (ptrdiff_t j = 0; j < Kp; ++j)
+                EG[i * Kp + j] = m == -FC_INF || j >= K ? (fc_real)0 : FC_EXP(row[j] - m);
+        }
+    }
     if (grad && nchunk > 0) {
         chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
-        if (chunk_acc == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
+        if (chunk_acc == NULL) { free(G2); free(EG); return FC_OUT_OF_MEMORY; }
     }
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, nchunk);
@@ -1215,10 +1598,16 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                 const fc_real *emb = em + b * Tn * K;
                 const int64_t *yb = tags + b * Tn;
                 fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
-                if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
                 ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
                 double wb = grad ? weight[b] : 0.0;
                 double c = bidir ? 0.5 * wb : wb;
+#if defined(__GNUC__)
+                if (fused) {
+                    ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, EG, rm);
+                    continue;
+                }
+#endif
+                if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
                 double lf = FC_NAME(fc_memm_dir)(emb, Gp, pos, n, yb, K, Kp, 0, c, ge, cacc, r, r + Kp);
                 if (bidir) {
                     double lb = FC_NAME(fc_memm_dir)(emb, GTp, pos, n, yb, K, Kp, 1, c, ge,
@@ -1241,6 +1630,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     }
     free(chunk_acc);
     free(G2);
+    free(EG);
     return status;
 }
 
@@ -1308,3 +1698,4 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
 
 #undef FC_CRF_TINY
 #undef FC_CRF_SUMTOL
+#undef FC_MEMM_TINY

@@ -1,8 +1,16 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Bindings for csrc/crf.c: linear-chain CRF and MEMM kernels.  Validation
-happens in fastcore/crf.py; these functions trust shapes, dtypes and label ranges."""
-from cython cimport floating
+happens in fastcore/crf.py (with :func:`fast_check` as its fast path); the kernel
+wrappers trust shapes, dtypes and label ranges.
+
+The wrappers take arrays as plain objects and read their data pointers through the
+buffer protocol (C-contiguous; the format is not re-checked): fused-type memoryview
+signatures cost several microseconds of dispatch per call, which was most of a call
+on one short sequence."""
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, PyBUF_FORMAT,
+                             PyBUF_WRITABLE)
 from libc.stdint cimport uint8_t, int64_t
+from libc.math cimport INFINITY
 
 import numpy as np
 
@@ -37,52 +45,182 @@ cdef extern from "crf.h" nogil:
                         double *ll, double *g_em, double *g_trans, int n_threads)
     int fc_memm_potentials_f32(const float *em, const float *trans, const uint8_t *mask, Py_ssize_t B,
                                Py_ssize_t Tn, Py_ssize_t K, double wf, double wb, float *out, int n_threads)
+    int fc_crf_check_f32(const float *em, const float *trans, const float *start, const float *end,
+                         const uint8_t *mask, const int64_t *tags, Py_ssize_t B, Py_ssize_t Tn, Py_ssize_t K)
+    int fc_crf_check_f64(const double *em, const double *trans, const double *start, const double *end,
+                         const uint8_t *mask, const int64_t *tags, Py_ssize_t B, Py_ssize_t Tn, Py_ssize_t K)
     int fc_memm_potentials_f64(const double *em, const double *trans, const uint8_t *mask, Py_ssize_t B,
                                Py_ssize_t Tn, Py_ssize_t K, double wf, double wb, double *out, int n_threads)
 
 
-cdef inline const uint8_t *_mptr(const uint8_t[:, ::1] m):
-    return &m[0, 0] if m is not None and m.shape[0] > 0 and m.shape[1] > 0 else NULL
 
-cdef inline const int64_t *_tptr(const int64_t[:, ::1] t):
-    return &t[0, 0] if t is not None and t.shape[0] > 0 and t.shape[1] > 0 else NULL
-
-cdef inline const floating *_vptr(const floating[::1] v):
-    return &v[0] if v is not None else NULL
+cdef object _ndarray = np.ndarray
+cdef object _f64 = np.dtype(np.float64)
+cdef object _f32 = np.dtype(np.float32)
 
 
-def forward(const floating[:, :, ::1] em, const floating[:, ::1] trans, const floating[::1] start,
-            const floating[::1] end, const uint8_t[:, ::1] mask, const int64_t[:, ::1] tags, int n_threads):
+cdef struct _Bufs:
+    Py_buffer v[16]
+    int n
+
+
+cdef void *_ptr(_Bufs *bs, object x, bint writable) except? NULL:
+    """Data pointer of x's C-contiguous buffer, held in bs until _release (NULL for None
+    or an empty array)."""
+    if x is None:
+        return NULL
+    cdef Py_buffer *v = &bs.v[bs.n]
+    PyObject_GetBuffer(x, v, PyBUF_C_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0))
+    bs.n += 1
+    return v.buf if v.len > 0 else NULL
+
+
+cdef void _release(_Bufs *bs) noexcept:
+    cdef int i
+    for i in range(bs.n):
+        PyBuffer_Release(&bs.v[i])
+    bs.n = 0
+
+
+cdef Py_buffer *_canon(_Bufs *bs, object x, const char *fmt, int ndim) noexcept:
+    """x's buffer (held in bs) when x is an ndarray, C-contiguous, native, one of the two
+    one-character formats fmt[0], fmt[1], with ndim dimensions; NULL otherwise."""
+    if type(x) is not _ndarray:
+        return NULL
+    cdef Py_buffer *v = &bs.v[bs.n]
+    try:
+        PyObject_GetBuffer(x, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except BaseException:
+        return NULL
+    bs.n += 1
+    if v.ndim != ndim or v.format == NULL or v.format[0] == 0 or v.format[1] != 0:
+        return NULL
+    if v.format[0] != fmt[0] and v.format[0] != fmt[1]:
+        return NULL
+    return v
+
+
+def fast_check(em, trans, start, end, mask, tags):
+    """The validation fast path of fastcore.crf.
+
+    True when every argument is already an ndarray in kernel layout (emissions
+    float32/float64 (B, T, K >= 1); transitions/start/end of the same dtype with shapes
+    (K, K)/(K,), or None; mask bool (B, T) or None; tags int64 (B, T) or None; all
+    C-contiguous in native byte order) and its values are valid (finite emissions, no
+    NaN/+inf in transitions/start/end, tags in [0, K) at kept positions).  False
+    otherwise: the caller then runs the full checks, which convert or raise.
+    """
+    cdef _Bufs bs
+    bs.n = 0
+    cdef Py_buffer *ve
+    cdef Py_buffer *vt
+    cdef Py_buffer *v
+    cdef Py_ssize_t B, Tn, K
+    cdef const void *ps = NULL
+    cdef const void *pn = NULL
+    cdef const uint8_t *pm = NULL
+    cdef const int64_t *py = NULL
+    cdef int bad = 0
+    cdef bint dbl
+    cdef const char *fmt
+    try:
+        ve = _canon(&bs, em, b"fd", 3)
+        if ve == NULL or ve.shape[2] < 1:
+            return False
+        B, Tn, K = ve.shape[0], ve.shape[1], ve.shape[2]
+        dbl = ve.format[0] == b"d"
+        if dbl:
+            fmt = b"dd"
+        else:
+            fmt = b"ff"
+        vt = _canon(&bs, trans, fmt, 2)
+        if vt == NULL or vt.shape[0] != K or vt.shape[1] != K:
+            return False
+        if start is not None:
+            v = _canon(&bs, start, fmt, 1)
+            if v == NULL or v.shape[0] != K:
+                return False
+            ps = v.buf
+        if end is not None:
+            v = _canon(&bs, end, fmt, 1)
+            if v == NULL or v.shape[0] != K:
+                return False
+            pn = v.buf
+        if mask is not None:
+            v = _canon(&bs, mask, b"??", 2)
+            if v == NULL or v.shape[0] != B or v.shape[1] != Tn:
+                return False
+            pm = <const uint8_t *>v.buf
+        if tags is not None:
+            v = _canon(&bs, tags, b"lq", 2)
+            if v == NULL or v.itemsize != 8 or v.shape[0] != B or v.shape[1] != Tn:
+                return False
+            py = <const int64_t *>v.buf
+        if B * Tn > 0:
+            with nogil:
+                if dbl:
+                    bad = fc_crf_check_f64(<const double *>ve.buf, <const double *>vt.buf, <const double *>ps,
+                                           <const double *>pn, pm, py, B, Tn, K)
+                else:
+                    bad = fc_crf_check_f32(<const float *>ve.buf, <const float *>vt.buf, <const float *>ps,
+                                           <const float *>pn, pm, py, B, Tn, K)
+        return bad == 0
+    finally:
+        _release(&bs)
+
+
+cdef inline bint _is_f64(object em) except -1:
+    dt = em.dtype
+    if dt is _f64 or dt == _f64:
+        return True
+    if dt is _f32 or dt == _f32:
+        return False
+    raise TypeError(f"internal: emissions must be float32 or float64, got {dt}")
+
+
+def forward(em, trans, start, end, mask, tags, int n_threads):
     """(log Z (B,), score (B,) or None), float64."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
+    cdef bint dbl = _is_f64(em)
     logz_a = np.zeros(B, dtype=np.float64)
     score_a = np.zeros(B, dtype=np.float64) if tags is not None else None
-    cdef double[::1] lz = logz_a
-    cdef double[::1] sc = score_a
-    cdef double *scp = &sc[0] if (score_a is not None and B > 0) else NULL
-    cdef const floating *emp = &em[0, 0, 0] if B * Tn * K > 0 else NULL
-    cdef const uint8_t *mp = _mptr(mask)
-    cdef const int64_t *tp = _tptr(tags)
-    cdef const floating *sp = _vptr(start)
-    cdef const floating *ep = _vptr(end)
-    cdef int status = 0
     if B == 0 or Tn == 0:
         return logz_a, score_a
-    with nogil:
-        if floating is float:
-            status = fc_crf_forward_f32(emp, &trans[0, 0], sp, ep, mp, tp, B, Tn, K, &lz[0], scp, n_threads)
-        else:
-            status = fc_crf_forward_f64(emp, &trans[0, 0], sp, ep, mp, tp, B, Tn, K, &lz[0], scp, n_threads)
+    cdef _Bufs bs
+    bs.n = 0
+    cdef int status = 0
+    cdef void *emp
+    cdef void *tp
+    cdef void *sp
+    cdef void *ep
+    cdef const uint8_t *mp
+    cdef const int64_t *yp
+    cdef double *lz
+    cdef double *scp
+    try:
+        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
+        sp = _ptr(&bs, start, False); ep = _ptr(&bs, end, False)
+        mp = <const uint8_t *>_ptr(&bs, mask, False); yp = <const int64_t *>_ptr(&bs, tags, False)
+        lz = <double *>_ptr(&bs, logz_a, True); scp = <double *>_ptr(&bs, score_a, True)
+        with nogil:
+            if dbl:
+                status = fc_crf_forward_f64(<const double *>emp, <const double *>tp, <const double *>sp,
+                                            <const double *>ep, mp, yp, B, Tn, K, lz, scp, n_threads)
+            else:
+                status = fc_crf_forward_f32(<const float *>emp, <const float *>tp, <const float *>sp,
+                                            <const float *>ep, mp, yp, B, Tn, K, lz, scp, n_threads)
+    finally:
+        _release(&bs)
     check_status(status, "crf forward")
     return logz_a, score_a
 
 
-def forward_backward(const floating[:, :, ::1] em, const floating[:, ::1] trans, const floating[::1] start,
-                     const floating[::1] end, const uint8_t[:, ::1] mask, const int64_t[:, ::1] tags,
-                     const double[::1] weight, bint want_node, bint want_pair, bint want_grad, int n_threads):
+def forward_backward(em, trans, start, end, mask, tags, weight, bint want_node, bint want_pair,
+                     bint want_grad, int n_threads):
     """dict with logz, score (if tags), node, pair, g_em, g_trans, g_start, g_end as requested."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    dt = np.float32 if floating is float else np.float64
+    cdef bint dbl = _is_f64(em)
+    dt = _f64 if dbl else _f32
     out = {"logz": np.zeros(B, dtype=np.float64)}
     if tags is not None:
         out["score"] = np.zeros(B, dtype=np.float64)
@@ -96,127 +234,187 @@ def forward_backward(const floating[:, :, ::1] em, const floating[:, ::1] trans,
         out["g_start"] = np.zeros(K, dtype=dt)
         out["g_end"] = np.zeros(K, dtype=dt)
     if B == 0 or Tn == 0:
-        if want_grad:
-            out["g_trans"][...] = 0
         return out
-    cdef double[::1] lz = out["logz"]
-    cdef double[::1] sc
-    cdef double *scp = NULL
-    if tags is not None:
-        sc = out["score"]
-        scp = &sc[0]
-    cdef floating[:, :, ::1] nd
-    cdef floating[:, :, :, ::1] pr
-    cdef floating[:, :, ::1] ge
-    cdef floating[:, ::1] gt
-    cdef floating[::1] gs, gn
-    cdef floating *ndp = NULL
-    cdef floating *prp = NULL
-    cdef floating *gep = NULL
-    cdef floating *gtp = NULL
-    cdef floating *gsp = NULL
-    cdef floating *gnp = NULL
-    if want_node:
-        nd = out["node"]
-        ndp = &nd[0, 0, 0]
-    if want_pair:
-        pr = out["pair"]
-        prp = &pr[0, 0, 0, 0]
-    if want_grad:
-        ge = out["g_em"]; gt = out["g_trans"]; gs = out["g_start"]; gn = out["g_end"]
-        gep = &ge[0, 0, 0]; gtp = &gt[0, 0]; gsp = &gs[0]; gnp = &gn[0]
-    cdef const double *wp = &weight[0] if weight is not None else NULL
-    cdef const uint8_t *mp = _mptr(mask)
-    cdef const int64_t *tp = _tptr(tags)
-    cdef const floating *sp = _vptr(start)
-    cdef const floating *ep = _vptr(end)
+    cdef _Bufs bs
+    bs.n = 0
     cdef int status = 0
-    with nogil:
-        if floating is float:
-            status = fc_crf_fb_f32(&em[0, 0, 0], &trans[0, 0], sp, ep, mp, tp, B, Tn, K, wp, &lz[0], scp,
-                                   ndp, prp, gep, gtp, gsp, gnp, n_threads)
-        else:
-            status = fc_crf_fb_f64(&em[0, 0, 0], &trans[0, 0], sp, ep, mp, tp, B, Tn, K, wp, &lz[0], scp,
-                                   ndp, prp, gep, gtp, gsp, gnp, n_threads)
+    cdef void *emp
+    cdef void *tp
+    cdef void *sp
+    cdef void *ep
+    cdef const uint8_t *mp
+    cdef const int64_t *yp
+    cdef const double *wp
+    cdef double *lz
+    cdef double *scp
+    cdef void *ndp
+    cdef void *prp
+    cdef void *gep
+    cdef void *gtp
+    cdef void *gsp
+    cdef void *gnp
+    try:
+        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
+        sp = _ptr(&bs, start, False); ep = _ptr(&bs, end, False)
+        mp = <const uint8_t *>_ptr(&bs, mask, False); yp = <const int64_t *>_ptr(&bs, tags, False)
+        wp = <const double *>_ptr(&bs, weight, False)
+        lz = <double *>_ptr(&bs, out["logz"], True)
+        scp = <double *>_ptr(&bs, out.get("score"), True)
+        ndp = _ptr(&bs, out.get("node"), True)
+        prp = _ptr(&bs, out.get("pair"), True)
+        gep = _ptr(&bs, out.get("g_em"), True)
+        gtp = _ptr(&bs, out.get("g_trans"), True)
+        gsp = _ptr(&bs, out.get("g_start"), True)
+        gnp = _ptr(&bs, out.get("g_end"), True)
+        with nogil:
+            if dbl:
+                status = fc_crf_fb_f64(<const double *>emp, <const double *>tp, <const double *>sp,
+                                       <const double *>ep, mp, yp, B, Tn, K, wp, lz, scp, <double *>ndp,
+                                       <double *>prp, <double *>gep, <double *>gtp, <double *>gsp,
+                                       <double *>gnp, n_threads)
+            else:
+                status = fc_crf_fb_f32(<const float *>emp, <const float *>tp, <const float *>sp,
+                                       <const float *>ep, mp, yp, B, Tn, K, wp, lz, scp, <float *>ndp,
+                                       <float *>prp, <float *>gep, <float *>gtp, <float *>gsp,
+                                       <float *>gnp, n_threads)
+    finally:
+        _release(&bs)
     check_status(status, "crf forward-backward")
     return out
 
 
-def viterbi(const floating[:, :, ::1] em, const floating[:, ::1] trans, const floating[::1] start,
-            const floating[::1] end, const uint8_t[:, ::1] mask, Py_ssize_t top_k, int n_threads):
+def viterbi(em, trans, start, end, mask, Py_ssize_t top_k, int n_threads):
     """(paths (B, top_k, T) int64, scores (B, top_k) float64)."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    paths_a = np.full((B, top_k, Tn), -1, dtype=np.int64)
-    scores_a = np.zeros((B, top_k), dtype=np.float64)
+    cdef bint dbl = _is_f64(em)
+    paths_a = np.empty((B, top_k, Tn), dtype=np.int64)   # the kernel writes every entry
+    scores_a = np.empty((B, top_k), dtype=np.float64)
     if B == 0:
         return paths_a, scores_a
     if Tn == 0:
+        scores_a[:, 0] = 0.0
         scores_a[:, 1:] = -np.inf
         return paths_a, scores_a
-    cdef int64_t[:, :, ::1] pa = paths_a
-    cdef double[:, ::1] sa = scores_a
-    cdef const uint8_t *mp = _mptr(mask)
-    cdef const floating *sp = _vptr(start)
-    cdef const floating *ep = _vptr(end)
+    cdef _Bufs bs
+    bs.n = 0
     cdef int status = 0
-    with nogil:
-        if floating is float:
-            status = fc_crf_viterbi_f32(&em[0, 0, 0], &trans[0, 0], sp, ep, mp, B, Tn, K, top_k,
-                                        &pa[0, 0, 0], &sa[0, 0], n_threads)
-        else:
-            status = fc_crf_viterbi_f64(&em[0, 0, 0], &trans[0, 0], sp, ep, mp, B, Tn, K, top_k,
-                                        &pa[0, 0, 0], &sa[0, 0], n_threads)
+    cdef void *emp
+    cdef void *tp
+    cdef void *sp
+    cdef void *ep
+    cdef const uint8_t *mp
+    cdef int64_t *pa
+    cdef double *sa
+    try:
+        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
+        sp = _ptr(&bs, start, False); ep = _ptr(&bs, end, False)
+        mp = <const uint8_t *>_ptr(&bs, mask, False)
+        pa = <int64_t *>_ptr(&bs, paths_a, True); sa = <double *>_ptr(&bs, scores_a, True)
+        with nogil:
+            if dbl:
+                status = fc_crf_viterbi_f64(<const double *>emp, <const double *>tp, <const double *>sp,
+                                            <const double *>ep, mp, B, Tn, K, top_k, pa, sa, n_threads)
+            else:
+                status = fc_crf_viterbi_f32(<const float *>emp, <const float *>tp, <const float *>sp,
+                                            <const float *>ep, mp, B, Tn, K, top_k, pa, sa, n_threads)
+    finally:
+        _release(&bs)
     check_status(status, "viterbi")
     return paths_a, scores_a
 
 
-def memm_nll(const floating[:, :, ::1] em, const floating[:, ::1] trans, const uint8_t[:, ::1] mask,
-             const int64_t[:, ::1] tags, bint bidir, const double[::1] weight, bint want_grad, int n_threads):
+def memm_nll(em, trans, mask, tags, bint bidir, weight, bint want_grad, int n_threads):
     """(ll (B,) float64, g_em or None, g_trans or None)."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    dt = np.float32 if floating is float else np.float64
+    cdef bint dbl = _is_f64(em)
+    dt = _f64 if dbl else _f32
     ll_a = np.zeros(B, dtype=np.float64)
-    ge_a = np.zeros((B, Tn, K), dtype=dt) if want_grad else None
-    gt_a = np.zeros((K, K), dtype=dt) if want_grad else None
+    # the kernel writes every entry of g_em (0 at masked positions) and of g_trans
+    ge_a = (np.empty if B * Tn > 0 else np.zeros)((B, Tn, K), dtype=dt) if want_grad else None
+    gt_a = (np.empty if B * Tn > 0 else np.zeros)((K, K), dtype=dt) if want_grad else None
     if B == 0 or Tn == 0:
         return ll_a, ge_a, gt_a
-    cdef double[::1] ll = ll_a
-    cdef floating[:, :, ::1] ge
-    cdef floating[:, ::1] gt
-    cdef floating *gep = NULL
-    cdef floating *gtp = NULL
-    if want_grad:
-        ge = ge_a; gt = gt_a
-        gep = &ge[0, 0, 0]; gtp = &gt[0, 0]
-    cdef const double *wp = &weight[0] if weight is not None else NULL
-    cdef const uint8_t *mp = _mptr(mask)
+    cdef _Bufs bs
+    bs.n = 0
     cdef int status = 0
-    with nogil:
-        if floating is float:
-            status = fc_memm_nll_f32(&em[0, 0, 0], &trans[0, 0], mp, &tags[0, 0], B, Tn, K, bidir, wp,
-                                     &ll[0], gep, gtp, n_threads)
-        else:
-            status = fc_memm_nll_f64(&em[0, 0, 0], &trans[0, 0], mp, &tags[0, 0], B, Tn, K, bidir, wp,
-                                     &ll[0], gep, gtp, n_threads)
+    cdef void *emp
+    cdef void *tp
+    cdef const uint8_t *mp
+    cdef const int64_t *yp
+    cdef const double *wp
+    cdef double *llp
+    cdef void *gep
+    cdef void *gtp
+    try:
+        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
+        mp = <const uint8_t *>_ptr(&bs, mask, False); yp = <const int64_t *>_ptr(&bs, tags, False)
+        wp = <const double *>_ptr(&bs, weight, False)
+        llp = <double *>_ptr(&bs, ll_a, True)
+        gep = _ptr(&bs, ge_a, True); gtp = _ptr(&bs, gt_a, True)
+        with nogil:
+            if dbl:
+                status = fc_memm_nll_f64(<const double *>emp, <const double *>tp, mp, yp, B, Tn, K, bidir, wp,
+                                         llp, <double *>gep, <double *>gtp, n_threads)
+            else:
+                status = fc_memm_nll_f32(<const float *>emp, <const float *>tp, mp, yp, B, Tn, K, bidir, wp,
+                                         llp, <float *>gep, <float *>gtp, n_threads)
+    finally:
+        _release(&bs)
     check_status(status, "memm nll")
     return ll_a, ge_a, gt_a
 
 
-def memm_potentials(const floating[:, :, ::1] em, const floating[:, ::1] trans, const uint8_t[:, ::1] mask,
-                    double wf, double wb, int n_threads):
+def memm_potentials(em, trans, mask, double wf, double wb, int n_threads):
     """Unary potentials (B, T, K) whose CRF path score (trans, no start/end) is the MEMM log-likelihood."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    dt = np.float32 if floating is float else np.float64
+    cdef bint dbl = _is_f64(em)
+    dt = _f64 if dbl else _f32
     out_a = np.zeros((B, Tn, K), dtype=dt)
     if B == 0 or Tn == 0:
         return out_a
-    cdef floating[:, :, ::1] o = out_a
-    cdef const uint8_t *mp = _mptr(mask)
+    cdef _Bufs bs
+    bs.n = 0
     cdef int status = 0
-    with nogil:
-        if floating is float:
-            status = fc_memm_potentials_f32(&em[0, 0, 0], &trans[0, 0], mp, B, Tn, K, wf, wb, &o[0, 0, 0], n_threads)
-        else:
-            status = fc_memm_potentials_f64(&em[0, 0, 0], &trans[0, 0], mp, B, Tn, K, wf, wb, &o[0, 0, 0], n_threads)
+    cdef void *emp
+    cdef void *tp
+    cdef const uint8_t *mp
+    cdef void *op
+    try:
+        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
+        mp = <const uint8_t *>_ptr(&bs, mask, False)
+        op = _ptr(&bs, out_a, True)
+        with nogil:
+            if dbl:
+                status = fc_memm_potentials_f64(<const double *>emp, <const double *>tp, mp, B, Tn, K, wf, wb,
+                                                <double *>op, n_threads)
+            else:
+                status = fc_memm_potentials_f32(<const float *>emp, <const float *>tp, mp, B, Tn, K, wf, wb,
+                                                <float *>op, n_threads)
+    finally:
+        _release(&bs)
     check_status(status, "memm potentials")
     return out_a
+
+
+def loglik(score, logz):
+    """score - logz (float64 arrays of one shape), -inf where both are -inf (no allowed path)."""
+    cdef Py_ssize_t n = score.shape[0], i
+    out = np.empty(n, dtype=np.float64)
+    if n == 0:
+        return out
+    cdef _Bufs bs
+    bs.n = 0
+    cdef const double *s
+    cdef const double *z
+    cdef double *o
+    cdef double v
+    try:
+        s = <const double *>_ptr(&bs, score, False)
+        z = <const double *>_ptr(&bs, logz, False)
+        o = <double *>_ptr(&bs, out, True)
+        for i in range(n):
+            v = s[i] - z[i]
+            o[i] = v if v == v else -INFINITY
+    finally:
+        _release(&bs)
+    return out

@@ -25,6 +25,11 @@ Conventions shared by every function
   are cast to the dtype of ``emissions``.
 - ``n_threads`` (None = every core) splits the batch; results are identical for
   any thread count.
+- Arrays already in kernel layout (C-contiguous, native byte order: float32/float64
+  ``emissions`` with ``transitions``/``start``/``end`` of the same dtype, a bool
+  ``mask``, int64 ``tags``) are checked in one C pass (finiteness, label ranges) and
+  used without copies; anything else is converted and checked in Python, with the
+  same errors.
 """
 import numpy as np
 
@@ -117,6 +122,10 @@ def _tags(tags, B, T, K, mask):
 
 
 def _prepare(emissions, transitions, start, end, mask, lengths, tags=None):
+    # fast path: arrays already in kernel layout, values checked in one C pass; anything
+    # else (conversions, lengths, every error and its message) goes through the checks below
+    if lengths is None and _crf.fast_check(emissions, transitions, start, end, mask, tags):
+        return emissions, transitions, start, end, mask, tags
     em = _emissions(emissions)
     B, T, K = em.shape
     tr = _scores(transitions, "transitions", em.dtype, (K, K))
@@ -210,12 +219,7 @@ def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, ma
 
 
 def _ll(score, logz):
-    if not (logz == -np.inf).any():
-        return score - logz
-    with np.errstate(invalid="ignore"):
-        ll = score - logz
-    ll[np.isnan(ll)] = -np.inf  # -inf - (-inf): no allowed path at all
-    return ll
+    return _crf.loglik(score, logz)  # score - logz, and -inf for -inf - (-inf): no allowed path at all
 
 
 def crf_marginals(emissions, transitions, start=None, end=None, *, mask=None, lengths=None,
@@ -429,6 +433,8 @@ def constraint_scores(allowed, start=None, end=None, dtype=np.float64):
 
 # ---------------------------------------------------------------- MEMM
 def _memm_prepare(emissions, transitions, mask, lengths, tags=None):
+    if lengths is None and _crf.fast_check(emissions, transitions, None, None, mask, tags):
+        return emissions, transitions, mask, tags
     em = _emissions(emissions)
     B, T, K = em.shape
     tr = _scores(transitions, "transitions", em.dtype, (K, K))
@@ -476,7 +482,9 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
     for the bidirectional mean), 0 at masked positions.  A forbidden gold transition
     (``-inf``) gives loss ``+inf`` and finite gradients.  No halving of the logits (see
     :func:`memm_log_likelihood`).  Per token: one K-wide softmax per direction, fully
-    parallel over tokens (no forward-backward).
+    parallel over tokens (no forward-backward); both directions are done in one pass and
+    share one exp per label (``exp(f - max f)`` times precomputed ``exp`` rows of ``G``),
+    a token whose shared normaliser would underflow being redone exactly.
     """
     n_threads = resolve_n_threads(n_threads)
     em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)

@@ -566,6 +566,108 @@ def test_memm_decode_exact_brute_force(rng, bidir, top_k):
     np.testing.assert_array_equal(crf.memm_decode(em, tr, mask=m, mode="crf")[0], vp)
 
 
+def memm_grad_ref(em, tr, keep, tags, bidir, w):
+    """Per-step softmax-minus-onehot gradients of -w * ll of one sequence (float64, direct loops)."""
+    T, K = em.shape
+    e = em.astype(np.float64)
+    tr = tr.astype(np.float64)
+    ge, gt = np.zeros((T, K)), np.zeros((K, K))
+    pos = np.flatnonzero(keep)
+    n = len(pos)
+    c = 0.5 * w if bidir else w
+
+    def soft(v):
+        if not np.isfinite(_lse(v)):
+            return None
+        return np.exp(v - _lse(v))
+
+    for k, t in enumerate(pos):
+        row = e[t] + (tr[tags[pos[k - 1]]] if k else 0.0)
+        p = soft(row)
+        if p is not None:
+            d = c * p
+            d[tags[t]] -= c
+            ge[t] += d
+            if k:
+                gt[tags[pos[k - 1]]] += d
+        if not bidir:
+            continue
+        row = e[t] + (tr[:, tags[pos[k + 1]]] if k < n - 1 else 0.0)
+        p = soft(row)
+        if p is not None:
+            d = c * p
+            d[tags[t]] -= c
+            ge[t] += d
+            if k < n - 1:
+                gt[:, tags[pos[k + 1]]] += d
+    return ge, gt
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [1, 2, 3, 7, 8, 9, 16, 17, 20, 33, 41, 50, 60, 70, 130])
+@pytest.mark.parametrize("B", [6, 40])
+def test_memm_nll_grad_against_loops(rng, dtype, K, B):
+    """Every row width of the vectorised MEMM kernel (and the generic one beyond), masks with
+    holes, a dead conditioning row (all -inf) and a forbidden gold transition; B = 6 takes the
+    exact per-token softmax, B = 40 (enough tokens) the shared-exp one."""
+    T = 9
+    em = (rng.standard_normal((B, T, K)) * 3).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    if K > 2:
+        tr[1, :] = -np.inf          # conditioning on label 1 leaves no label (forward)
+        tr[2, 0] = -np.inf          # a forbidden transition
+    m = rng.random((B, T)) < 0.75
+    m[0] = True
+    m[1] = False
+    m[2, -1] = False
+    tags = rng.integers(0, K, (B, T))
+    for bidir in (False, True):
+        loss, g = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction="none")
+        ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=bidir)
+        assert g["emissions"].dtype == dtype and g["transitions"].dtype == dtype
+        ref_ll = np.array([memm_ref(em[b], tr, m[b], tags[b], bidir) for b in range(B)])
+        fin = np.isfinite(ref_ll)
+        np.testing.assert_array_equal(np.isfinite(ll), fin)
+        assert_close(ll[fin], ref_ll[fin], dtype, scale=10)
+        np.testing.assert_array_equal(loss, -ll)
+        ge = np.zeros((B, T, K))
+        gt = np.zeros((K, K))
+        for b in range(B):
+            a, t = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)
+            ge[b] = a
+            gt += t
+        assert_close(g["emissions"], ge, dtype)
+        assert_close(g["transitions"], gt, dtype, scale=10)
+        assert np.all(g["emissions"][~m] == 0)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_memm_extreme_score_ranges(rng, dtype):
+    """Emission and transition maxima far apart (a shared-exp normaliser below its floor, redone
+    exactly per token), and huge scores: log-likelihoods and gradients stay exact."""
+    B, T, K = 30, 12, 6
+    big = 100.0 if dtype == np.float32 else 800.0  # exp(-big) flushes to 0: shared exps underflow
+    em = rng.standard_normal((B, T, K))
+    em[:, :, 0] += big
+    tr = rng.standard_normal((K, K))
+    tr[:, 0] -= big
+    em[5:10] *= 1e3
+    em, tr = em.astype(dtype), tr.astype(dtype)
+    tags = rng.integers(0, K, (B, T))
+    for bidir in (False, True):
+        loss, g = crf.memm_nll_grad(em, tags, tr, bidirectional=bidir, reduction="none")
+        ref = np.array([memm_ref(em[b], tr, np.ones(T, bool), tags[b], bidir) for b in range(B)])
+        np.testing.assert_allclose(-loss, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        ge = np.zeros((B, T, K))
+        gt = np.zeros((K, K))
+        for b in range(B):
+            a, t = memm_grad_ref(em[b], tr, np.ones(T, bool), tags[b], bidir, 1.0)
+            ge[b] = a
+            gt += t
+        assert_close(g["emissions"], ge, dtype)
+        assert_close(g["transitions"], gt, dtype, scale=10)
+
+
 def test_memm_forbidden_transition():
     em = np.zeros((1, 3, 2))
     tr = np.array([[-np.inf, 0.0], [0.0, 0.0]])
@@ -779,3 +881,60 @@ def test_invariants(B, T, K, seed, scale):
     if ok.any():
         ll = crf.crf_log_likelihood(em[ok], np.where(p1[ok] < 0, 0, p1[ok]), tr, st_, en, mask=m[ok])
         np.testing.assert_allclose(ll, s1[ok] - lz[ok], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_fast_validation_path_catches_bad_values(rng, dtype):
+    """Arrays already in kernel layout skip the Python checks (fastcore._crf.fast_check): the
+    one C pass must still refuse every bad value, with the same messages, and accept what
+    the full checks accept (out-of-range tags at masked positions, -inf constraints)."""
+    from fastcore import _crf
+
+    B, T, K = 3, 40, 5
+    em = rng.standard_normal((B, T, K)).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    st = rng.standard_normal(K).astype(dtype)
+    m = np.ones((B, T), bool)
+    m[1, 30:] = False
+    tags = rng.integers(0, K, (B, T))
+    assert _crf.fast_check(em, tr, st, st, m, tags)
+    tags_masked_bad = tags.copy()
+    tags_masked_bad[1, 35] = K + 3
+    assert _crf.fast_check(em, tr, st, st, m, tags_masked_bad)
+    ref = crf.crf_log_likelihood(em, tags, tr, st, st, mask=m)
+    np.testing.assert_array_equal(crf.crf_log_likelihood(em, tags_masked_bad, tr, st, st, mask=m), ref)
+    tr_c = tr.copy()
+    tr_c[0, 1] = -np.inf
+    assert _crf.fast_check(em, tr_c, st, None, m, None)
+    # not kernel layout: the full path decides (and gives the same numbers)
+    assert not _crf.fast_check(em, tr, st, st, m, tags.astype(np.int32))
+    assert not _crf.fast_check(np.asfortranarray(em), tr, st, st, m, tags)
+    assert not _crf.fast_check(em, tr.astype(np.float32 if dtype == np.float64 else np.float64), st, st, m, tags)
+    np.testing.assert_array_equal(crf.crf_log_likelihood(em, tags.astype(np.int32), tr, st, st, mask=m), ref)
+    for where in [(0, 0, 0), (2, T - 1, K - 1), (1, 35, 2)]:  # the last one is masked: still refused
+        for bad, msg in [(np.nan, "NaN"), (np.inf, "infinite"), (-np.inf, "infinite")]:
+            e = em.copy()
+            e[where] = bad
+            assert not _crf.fast_check(e, tr, st, st, m, tags)
+            with pytest.raises(ValueError, match=f"emissions contains {msg}"):
+                crf.crf_log_likelihood(e, tags, tr, st, st, mask=m)
+            with pytest.raises(ValueError, match="emissions"):
+                crf.memm_nll_grad(e, tags, tr, mask=m)
+            with pytest.raises(ValueError, match="emissions"):
+                crf.viterbi(e, tr, st, st, mask=m)
+    for name in ("transitions", "start", "end"):
+        for bad, msg in [(np.nan, "NaN"), (np.inf, r"\+inf")]:
+            args = {"transitions": tr.copy(), "start": st.copy(), "end": st.copy()}
+            args[name].flat[-1] = bad
+            assert not _crf.fast_check(em, args["transitions"], args["start"], args["end"], m, tags)
+            with pytest.raises(ValueError, match=f"{name} contains {msg}"):
+                crf.crf_nll_grad(em, tags, args["transitions"], args["start"], args["end"], mask=m)
+    y = tags.copy()
+    y[2, 3] = K
+    assert not _crf.fast_check(em, tr, st, st, m, y)
+    with pytest.raises(ValueError, match="tags must lie in"):
+        crf.crf_nll_grad(em, y, tr, st, st, mask=m)
+    y[2, 3] = -1
+    with pytest.raises(ValueError, match="tags must lie in"):
+        crf.memm_nll_grad(em, y, tr, mask=m, bidirectional=True)
+    assert not np.isnan(em).any()  # inputs untouched
