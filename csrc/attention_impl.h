@@ -255,8 +255,12 @@ FC_INLINE double FC_NAME(fc_att_exp_row)(fc_real *restrict s, ptrdiff_t n, fc_re
         sum += (double)s[i];
     }
     for (; i < FC_ATTN_BK; ++i) s[i] = (fc_real)0;
-    for (int j = 0; j < FC_ATT_LANES; ++j) sum += (double)lane[j];
-    return sum;
+    /* a tree in double rather than 16 dependent additions (4.5% of the forward, perf) */
+    double t[FC_ATT_LANES / 2];
+    for (int j = 0; j < FC_ATT_LANES / 2; ++j) t[j] = (double)lane[j] + (double)lane[j + FC_ATT_LANES / 2];
+    for (int w = FC_ATT_LANES / 4; w >= 1; w /= 2)
+        for (int j = 0; j < w; ++j) t[j] += t[j + w];
+    return sum + t[0];
 }
 
 /* Logits row of kernel query i against keys j0 .. j0 + nk - 1 (s has FC_ATTN_BK entries):
@@ -279,10 +283,11 @@ FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restr
     }
     const int seg = mk->q_seg != NULL && kseg_max > mk->q_seg[b * c->T + i];
     if (mk->bias == NULL && mk->mask == NULL && !seg && mk->key_keep == NULL) {
-        *mx = FC_NAME(fc_att_scale_max)(s, jend, scale);
+        *mx = scale == (fc_real)1 ? FC_NAME(fc_att_max)(s, jend) : FC_NAME(fc_att_scale_max)(s, jend, scale);
         return jend;
     }
-    for (ptrdiff_t j = 0; j < jend; ++j) s[j] *= scale;
+    if (scale != (fc_real)1)
+        for (ptrdiff_t j = 0; j < jend; ++j) s[j] *= scale;
     if (mk->bias != NULL || mk->mask != NULL) {
         ptrdiff_t qp = mk->q_pos ? (ptrdiff_t)mk->q_pos[b * c->T + i] : i;
         const int64_t *kpos = mk->k_pos ? mk->k_pos + b * c->S + j0 : NULL;
@@ -408,7 +413,8 @@ FC_INLINE void FC_NAME(fc_att_finish)(fc_real *O, fc_real *lse, const fc_real *m
  * k and v from L3 for every 64 queries), while masks are still skipped per 64 x 64 tile.
  * Each row sees the same key tiles in the same order whatever the grouping. */
 static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdiff_t bh, ptrdiff_t qg,
-                                                     fc_real *restrict Sb, fc_real *m, double *l)
+                                                     fc_real *restrict Sb, fc_real *m, double *l,
+                                                     fc_real *restrict Qs)
 {
     const ptrdiff_t H = c->H, T = c->T, S = c->S, dk = c->DK, dv = c->DV;
     const ptrdiff_t b = bh / H, h = bh % H;
@@ -427,6 +433,13 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
         }
         qsmax[qt - qt0] = FC_NAME(fc_att_qseg_max)(c, b, i0, mq);
     }
+    /* the group's queries times scale, once: the logits come out scaled (no pass over
+     * each logits row to multiply it) */
+    {
+        const ptrdiff_t r1 = (qt1 * FC_ATTN_BQ < T ? qt1 * FC_ATTN_BQ : T) - qt0 * FC_ATTN_BQ;
+        const fc_real *Q = c->q + (bh * T + qt0 * FC_ATTN_BQ) * dk;
+        for (ptrdiff_t x = 0; x < r1 * dk; ++x) Qs[x] = Q[x] * c->scale;
+    }
     for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
         const ptrdiff_t j0 = kt * FC_ATTN_BK;
         const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
@@ -436,7 +449,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
             const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
             int64_t ksmax;
             if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax[qt - qt0], &ksmax)) continue;
-            const fc_real *Q = c->q + (bh * T + i0) * dk;
+            const fc_real *Q = Qs + (qt - qt0) * FC_ATTN_BQ * dk;
             fc_real *O = c->out + (bh * T + i0) * dv;
             fc_real *mt = m + (qt - qt0) * FC_ATTN_BQ;
             double *lt = l + (qt - qt0) * FC_ATTN_BQ;
@@ -445,7 +458,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
             for (ptrdiff_t r = 0; r < mq; ++r) {
                 fc_real *s = Sb + r * FC_ATTN_BK;
                 fc_real mx;
-                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
+                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, (fc_real)1, ksmax, &mx);
                 FC_NAME(fc_att_online_row)(s, jend, mx, mt + r, lt + r, O + r * dv, dv);
                 jmax = jend > jmax ? jend : jmax;
             }
@@ -660,7 +673,8 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
         fc_real *sb = (fc_real *)malloc(sizeof(fc_real) * (tile * (size_t)(mix ? 2 * hh + 1 : 1)));
         fc_real *mb = (fc_real *)malloc(sizeof(fc_real) * (size_t)(2 * hh * FC_ATTN_BQ));
         double *lb = (double *)malloc(sizeof(double) * (size_t)(hh * FC_ATTN_BQ));
-        if (sb == NULL || mb == NULL || lb == NULL) {
+        fc_real *qs = mix ? NULL : (fc_real *)malloc(sizeof(fc_real) * (size_t)(FC_ATT_QG * FC_ATTN_BQ * dk));
+        if (sb == NULL || mb == NULL || lb == NULL || (!mix && qs == NULL)) {
             failed[tid] = 1;
         } else if (mix) {
             for (ptrdiff_t w = tid; w < work; w += nth)
@@ -668,8 +682,9 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
                                          sb + 2 * tile * (size_t)H, mb, lb, mb + H * FC_ATTN_BQ);
         } else {
             for (ptrdiff_t w = tid; w < work; w += nth)
-                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb);
+                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb, qs);
         }
+        free(qs);
         free(sb);
         free(mb);
         free(lb);
