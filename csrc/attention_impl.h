@@ -405,6 +405,23 @@ FC_INLINE void FC_NAME(fc_att_finish)(fc_real *O, fc_real *lse, const fc_real *m
     }
 }
 
+/* Key tile t of one (b, h) (src: S x d rows) into dst, panel-major: element (x, jj) of the
+ * d x BK transposed tile at [jj / NR][x][jj % NR] = src[t*BK + jj][x], zero beyond S. */
+FC_INLINE void FC_NAME(fc_att_transpose_tile)(const fc_real *restrict src, fc_real *restrict dst, ptrdiff_t S,
+                                              ptrdiff_t d, ptrdiff_t t)
+{
+    for (ptrdiff_t jj = 0; jj < FC_ATTN_BK; ++jj) {
+        ptrdiff_t j = t * FC_ATTN_BK + jj;
+        fc_real *op = dst + (jj / FC_ATT_NR) * d * FC_ATT_NR + jj % FC_ATT_NR;
+        if (j < S) {
+            const fc_real *row = src + j * d;
+            for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = row[x];
+        } else {
+            for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = (fc_real)0;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ forward */
 
 /* One (b, h, group of FC_ATT_QG query tiles) work item without head mixing.  The key
@@ -414,7 +431,7 @@ FC_INLINE void FC_NAME(fc_att_finish)(fc_real *O, fc_real *lse, const fc_real *m
  * Each row sees the same key tiles in the same order whatever the grouping. */
 static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdiff_t bh, ptrdiff_t qg,
                                                      fc_real *restrict Sb, fc_real *m, double *l,
-                                                     fc_real *restrict Qs)
+                                                     fc_real *restrict Qs, fc_real *restrict Kb)
 {
     const ptrdiff_t H = c->H, T = c->T, S = c->S, dk = c->DK, dv = c->DV;
     const ptrdiff_t b = bh / H, h = bh % H;
@@ -443,12 +460,19 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
     for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
         const ptrdiff_t j0 = kt * FC_ATTN_BK;
         const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
-        const fc_real *Kt = c->kt + (bh * c->nkt + kt) * dk * FC_ATTN_BK;
+        /* this key tile, transposed here (a whole-k transposed copy cost a large malloc,
+         * page faults and a pass over memory per call: 13% at (8,12,128,64), perf) */
+        int transposed = 0;
         for (ptrdiff_t qt = qt0; qt < qt1; ++qt) {
             const ptrdiff_t i0 = qt * FC_ATTN_BQ;
             const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
             int64_t ksmax;
             if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax[qt - qt0], &ksmax)) continue;
+            if (!transposed) {
+                FC_NAME(fc_att_transpose_tile)(c->k + bh * S * dk, Kb, S, dk, kt);
+                transposed = 1;
+            }
+            const fc_real *Kt = Kb;
             const fc_real *Q = Qs + (qt - qt0) * FC_ATTN_BQ * dk;
             fc_real *O = c->out + (bh * T + i0) * dv;
             fc_real *mt = m + (qt - qt0) * FC_ATTN_BQ;
@@ -646,9 +670,15 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
     }
     if (k == NULL || v == NULL) return FC_BAD_ARGUMENT;
     const ptrdiff_t nqt = (T + FC_ATTN_BQ - 1) / FC_ATTN_BQ, nkt = (S + FC_ATTN_BK - 1) / FC_ATTN_BK;
-    fc_real *kt = (fc_real *)malloc(sizeof(fc_real) * (size_t)(B * H * nkt * dk * FC_ATTN_BK));
-    if (kt == NULL) return FC_OUT_OF_MEMORY;
-    FC_NAME(fc_att_transpose_tiles)(k, kt, B * H, S, dk, nkt, n_threads);
+    const int mix = pre_mix != NULL || post_mix != NULL;
+    /* with mixing, every head's key tiles are read by each (b, query tile) item: one
+     * transposed copy of k; without, each item transposes the key tiles it uses */
+    fc_real *kt = NULL;
+    if (mix) {
+        kt = (fc_real *)malloc(sizeof(fc_real) * (size_t)(B * H * nkt * dk * FC_ATTN_BK));
+        if (kt == NULL) return FC_OUT_OF_MEMORY;
+        FC_NAME(fc_att_transpose_tiles)(k, kt, B * H, S, dk, nkt, n_threads);
+    }
 
     FC_ATT_CTX c;
     memset(&c, 0, sizeof c);
@@ -656,7 +686,6 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
     c.B = B; c.H = H; c.T = T; c.S = S; c.DK = dk; c.DV = dv; c.nqt = nqt; c.nkt = nkt;
     c.scale = (fc_real)scale; c.mk = mask; c.pre = pre_mix; c.post = post_mix;
 
-    const int mix = pre_mix != NULL || post_mix != NULL;
     const ptrdiff_t nqg = (nqt + FC_ATT_QG - 1) / FC_ATT_QG;
     const ptrdiff_t work = mix ? B * nqt : B * H * nqg;
     const int nt = fc_clamp_threads(n_threads, work);
@@ -673,7 +702,7 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
         fc_real *sb = (fc_real *)malloc(sizeof(fc_real) * (tile * (size_t)(mix ? 2 * hh + 1 : 1)));
         fc_real *mb = (fc_real *)malloc(sizeof(fc_real) * (size_t)(2 * hh * FC_ATTN_BQ));
         double *lb = (double *)malloc(sizeof(double) * (size_t)(hh * FC_ATTN_BQ));
-        fc_real *qs = mix ? NULL : (fc_real *)malloc(sizeof(fc_real) * (size_t)(FC_ATT_QG * FC_ATTN_BQ * dk));
+        fc_real *qs = mix ? NULL : (fc_real *)malloc(sizeof(fc_real) * (size_t)((FC_ATT_QG * FC_ATTN_BQ + FC_ATTN_BK) * dk));
         if (sb == NULL || mb == NULL || lb == NULL || (!mix && qs == NULL)) {
             failed[tid] = 1;
         } else if (mix) {
@@ -682,7 +711,8 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
                                          sb + 2 * tile * (size_t)H, mb, lb, mb + H * FC_ATTN_BQ);
         } else {
             for (ptrdiff_t w = tid; w < work; w += nth)
-                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb, qs);
+                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb, qs,
+                                         qs + FC_ATT_QG * FC_ATTN_BQ * dk);
         }
         free(qs);
         free(sb);
