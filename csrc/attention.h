@@ -16,10 +16,11 @@
  * FC_ATTN_BQ rows against key tiles of FC_ATTN_BK keys with an online softmax
  * (running max, running sum, rescaled accumulator).  Key tiles that the structural
  * masks (causal, kv_len, segments) hide entirely are skipped.  The only workspace
- * besides per-thread tiles is a tiled transposed copy of k (and of v in backward),
- * O(B*H*S*d).  Work items are (b, h, 4 query tiles) (or (b, query tile) with mixing;
- * (b, h) in backward), each computed by one thread in a fixed order: results do not
- * depend on n_threads.
+ * besides per-thread tiles (the forward without mixing transposes each key tile it
+ * uses into one) is a tiled transposed copy of k with talking-heads mixing (and of k
+ * and v in backward), O(B*H*S*d).  Work items are (b, h, 4 query tiles) (or
+ * (b, query tile) with mixing; (b, h), or b with mixing, in backward), each computed
+ * by one thread in a fixed order: results do not depend on n_threads.
  *
  * Sums of exponentials are accumulated in double; dot products in the input precision.
  *

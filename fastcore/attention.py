@@ -246,9 +246,9 @@ def attention(q, k, v, *, lengths=None, causal=False, segment_ids=None, order=No
     Notes
     -----
     All masks given are combined with AND.  A query row with no visible key gives
-    ``out = 0`` and ``lse = -inf`` (never NaN).  Memory beyond the outputs: a tiled
-    transposed copy of ``k`` (and the gathered copies for ``order``), O(B H S dk),
-    plus per-thread tiles.  Exponential sums are accumulated in float64; dot products
+    ``out = 0`` and ``lse = -inf`` (never NaN).  Memory beyond the outputs: per-thread
+    tiles, the gathered copies for ``order`` and, with ``pre_mix`` / ``post_mix``, a
+    tiled transposed copy of ``k``: O(B H S dk).  Exponential sums are accumulated in float64; dot products
     in the computation dtype.
     """
     n_threads = resolve_n_threads(n_threads)
