@@ -138,6 +138,11 @@ def cases():
         if torch_ok:
             impls["torch_bool_mask"] = _sdpa(attn_mask="t_pad")
         out.append(Case("attention", f"padding {tag}", setup, impls, work, _check()))
+        impls = {"fastcore": _fc()}
+        if torch_ok:
+            impls["torch_sdpa_math"] = _sdpa()
+        out.append(Case("attention", f"dk={d} dv=128 {tag}", _setup(shape, dv=128), impls,
+                        _flops(B, H, T, T, d, 128), _check()))
         if shape != LARGE:
             continue
         impls = {"fastcore": _fc(segment_ids="seg")}

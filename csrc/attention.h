@@ -16,12 +16,23 @@
  * FC_ATTN_BQ rows against key tiles of FC_ATTN_BK keys with an online softmax
  * (running max, running sum, rescaled accumulator).  Key tiles that the structural
  * masks (causal, kv_len, segments) hide entirely are skipped.  The only workspace
- * besides per-thread tiles is a tiled transposed copy of k (and of v in backward),
- * O(B*H*S*d).  Work items are (b, h, 4 query tiles) (or (b, query tile) with mixing;
- * (b, h) in backward), each computed by one thread in a fixed order: results do not
- * depend on n_threads.
+ * besides per-thread tiles (the forward without mixing transposes each key tile it
+ * uses into one) is a tiled transposed copy of k with talking-heads mixing (and of k
+ * and v in backward), O(B*H*S*d).  Work items are (b, h, 4 query tiles) (or
+ * (b, query tile) with mixing; (b, h), or b with mixing, in backward), each computed
+ * by one thread in a fixed order: results do not depend on n_threads.
  *
  * Sums of exponentials are accumulated in double; dot products in the input precision.
+ *
+ * Backward: dq, dk, dv (overwritten) from dout, the forward's out and lse, recomputing
+ * the probabilities tile by tile as P = exp(z - lse).  With pre_mix / post_mix (the
+ * same as the forward's), all heads of a batch element are processed together
+ * (one work item per b); with post_mix the row term D_h[i] = sum_j P dP, which is no
+ * longer rowsum(dout * out), takes a first sweep over the key tiles.  Optional float64
+ * outputs: dpre, dpost (H x H, overwritten; dpre[h,g] = dL/dpre_mix[h,g]) and dbias
+ * (accumulated into: the caller zeroes it), laid out like the bias (mask->bias_strides,
+ * 0 along broadcast axes, read at q_pos / k_pos; needs mask->bias).  Items that share
+ * dbias entries are grouped on one thread, so no result depends on n_threads.
  *
  * Returns FC_OK, FC_BAD_ARGUMENT (negative sizes, NULL pointers, n_threads < 1) or
  * FC_OUT_OF_MEMORY.
@@ -63,7 +74,9 @@ typedef struct fc_attn_mask {
                                    const T_ *dout, const T_ *lse, T_ *dq, T_ *dk_, T_ *dv_,    \
                                    ptrdiff_t B, ptrdiff_t H, ptrdiff_t T, ptrdiff_t S,         \
                                    ptrdiff_t dk, ptrdiff_t dv, double scale,                   \
-                                   const fc_attn_mask *mask, int n_threads);               \
+                                   const fc_attn_mask *mask, const T_ *pre_mix,                \
+                                   const T_ *post_mix, double *dpre, double *dpost,            \
+                                   double *dbias, int n_threads);                              \
     /* 1 when the n values at x are all finite, else 0 */                                      \
     int fc_attention_finite##SUF(const T_ *x, ptrdiff_t n);
 

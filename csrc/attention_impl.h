@@ -2,11 +2,16 @@
  * No include guard on purpose.  The maths and layout are described in attention.h.
  *
  * Building blocks:
- *   fc_att_gemm    C (+)= A B on tiles, a 4 x NR register-blocked micro-kernel
- *                  (NR = 64 bytes of fc_real: 2 AVX2 vectors per row, 8 accumulators),
- *                  written as plain loops that GCC unrolls and vectorises in every
- *                  FC_MULTIVERSION clone.  k is copied once into a tiled transposed
- *                  layout (d-major inside each key tile) so that Q K^T uses the same kernel.
+ *   fc_att_gemm    C (+)= A B on tiles, a 6 x NR register-blocked micro-kernel
+ *                  (NR = 64 bytes of fc_real: 2 AVX2 vectors per row, 12 accumulators),
+ *                  written with vector extensions that GCC compiles in every
+ *                  FC_MULTIVERSION clone.  Key tiles are transposed (d-major, panels of
+ *                  NR keys) so that Q K^T uses the same kernel: per work item in the
+ *                  forward without mixing, once for all of k otherwise.  On 64 x 64 x 64
+ *                  tiles it ran at 95 GFLOP/s (one Zen 4 core, AVX2) where OpenBLAS sgemm
+ *                  called as scipy.linalg.cython_blas does ran at 62
+ *                  (bench/attention_tile_gemm.c): no BLAS calls here.
+ *   fc_att_mix_bwd_item  the talking-heads backward (all heads of a batch element).
  *   fc_att_mask_row  scale, bias and every mask of one logits row (masked -> -inf).
  *   fc_att_online_row  the online-softmax update of one row.
  */
@@ -233,17 +238,21 @@ FC_INLINE fc_real FC_NAME(fc_att_scale_max)(fc_real *restrict x, ptrdiff_t n, fc
     return FC_NAME(fc_att_scale_max_)(x, n, scale, 1);
 }
 
-/* s[j] = exp(s[j] - m) for j < n, 0 for n <= j < FC_ATTN_BK; returns the sum in double. */
+/* s[j] = exp(s[j] - m) for j < n, 0 for n <= j < FC_ATTN_BK; returns the sum in double.
+ * The lanes add at most FC_ATTN_BK / FC_ATT_LANES = 4 terms (each <= 1) in fc_real and
+ * are then summed in double: the float32 lanes vectorise at full width, where double
+ * lanes cost a conversion per element (measured: 22% of the no-mask forward in exp_row
+ * with double lanes). */
 FC_INLINE double FC_NAME(fc_att_exp_row)(fc_real *restrict s, ptrdiff_t n, fc_real m)
 {
-    double lane[FC_ATT_LANES];
-    for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = 0.0;
+    fc_real lane[FC_ATT_LANES];
+    for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = (fc_real)0;
     ptrdiff_t nb = n - n % FC_ATT_LANES, i = 0;
     for (; i < nb; i += FC_ATT_LANES)
         for (int j = 0; j < FC_ATT_LANES; ++j) {
             fc_real e = FC_NAME(fc_att_expneg)(s[i + j] - m);
             s[i + j] = e;
-            lane[j] += (double)e;
+            lane[j] += e;
         }
     double sum = 0.0;
     for (; i < n; ++i) {
@@ -251,8 +260,12 @@ FC_INLINE double FC_NAME(fc_att_exp_row)(fc_real *restrict s, ptrdiff_t n, fc_re
         sum += (double)s[i];
     }
     for (; i < FC_ATTN_BK; ++i) s[i] = (fc_real)0;
-    for (int j = 0; j < FC_ATT_LANES; ++j) sum += lane[j];
-    return sum;
+    /* a tree in double rather than 16 dependent additions (4.5% of the forward, perf) */
+    double t[FC_ATT_LANES / 2];
+    for (int j = 0; j < FC_ATT_LANES / 2; ++j) t[j] = (double)lane[j] + (double)lane[j + FC_ATT_LANES / 2];
+    for (int w = FC_ATT_LANES / 4; w >= 1; w /= 2)
+        for (int j = 0; j < w; ++j) t[j] += t[j + w];
+    return sum + t[0];
 }
 
 /* Logits row of kernel query i against keys j0 .. j0 + nk - 1 (s has FC_ATTN_BK entries):
@@ -275,10 +288,11 @@ FC_INLINE ptrdiff_t FC_NAME(fc_att_mask_row)(const FC_ATT_CTX *c, fc_real *restr
     }
     const int seg = mk->q_seg != NULL && kseg_max > mk->q_seg[b * c->T + i];
     if (mk->bias == NULL && mk->mask == NULL && !seg && mk->key_keep == NULL) {
-        *mx = FC_NAME(fc_att_scale_max)(s, jend, scale);
+        *mx = scale == (fc_real)1 ? FC_NAME(fc_att_max)(s, jend) : FC_NAME(fc_att_scale_max)(s, jend, scale);
         return jend;
     }
-    for (ptrdiff_t j = 0; j < jend; ++j) s[j] *= scale;
+    if (scale != (fc_real)1)
+        for (ptrdiff_t j = 0; j < jend; ++j) s[j] *= scale;
     if (mk->bias != NULL || mk->mask != NULL) {
         ptrdiff_t qp = mk->q_pos ? (ptrdiff_t)mk->q_pos[b * c->T + i] : i;
         const int64_t *kpos = mk->k_pos ? mk->k_pos + b * c->S + j0 : NULL;
@@ -396,6 +410,23 @@ FC_INLINE void FC_NAME(fc_att_finish)(fc_real *O, fc_real *lse, const fc_real *m
     }
 }
 
+/* Key tile t of one (b, h) (src: S x d rows) into dst, panel-major: element (x, jj) of the
+ * d x BK transposed tile at [jj / NR][x][jj % NR] = src[t*BK + jj][x], zero beyond S. */
+FC_INLINE void FC_NAME(fc_att_transpose_tile)(const fc_real *restrict src, fc_real *restrict dst, ptrdiff_t S,
+                                              ptrdiff_t d, ptrdiff_t t)
+{
+    for (ptrdiff_t jj = 0; jj < FC_ATTN_BK; ++jj) {
+        ptrdiff_t j = t * FC_ATTN_BK + jj;
+        fc_real *op = dst + (jj / FC_ATT_NR) * d * FC_ATT_NR + jj % FC_ATT_NR;
+        if (j < S) {
+            const fc_real *row = src + j * d;
+            for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = row[x];
+        } else {
+            for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = (fc_real)0;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ forward */
 
 /* One (b, h, group of FC_ATT_QG query tiles) work item without head mixing.  The key
@@ -404,7 +435,8 @@ FC_INLINE void FC_NAME(fc_att_finish)(fc_real *O, fc_real *lse, const fc_real *m
  * k and v from L3 for every 64 queries), while masks are still skipped per 64 x 64 tile.
  * Each row sees the same key tiles in the same order whatever the grouping. */
 static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdiff_t bh, ptrdiff_t qg,
-                                                     fc_real *restrict Sb, fc_real *m, double *l)
+                                                     fc_real *restrict Sb, fc_real *m, double *l,
+                                                     fc_real *restrict Qs, fc_real *restrict Kb)
 {
     const ptrdiff_t H = c->H, T = c->T, S = c->S, dk = c->DK, dv = c->DV;
     const ptrdiff_t b = bh / H, h = bh % H;
@@ -423,16 +455,30 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
         }
         qsmax[qt - qt0] = FC_NAME(fc_att_qseg_max)(c, b, i0, mq);
     }
+    /* the group's queries times scale, once: the logits come out scaled (no pass over
+     * each logits row to multiply it) */
+    {
+        const ptrdiff_t r1 = (qt1 * FC_ATTN_BQ < T ? qt1 * FC_ATTN_BQ : T) - qt0 * FC_ATTN_BQ;
+        const fc_real *Q = c->q + (bh * T + qt0 * FC_ATTN_BQ) * dk;
+        for (ptrdiff_t x = 0; x < r1 * dk; ++x) Qs[x] = Q[x] * c->scale;
+    }
     for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
         const ptrdiff_t j0 = kt * FC_ATTN_BK;
         const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
-        const fc_real *Kt = c->kt + (bh * c->nkt + kt) * dk * FC_ATTN_BK;
+        /* this key tile, transposed here (a whole-k transposed copy cost a large malloc,
+         * page faults and a pass over memory per call: 13% at (8,12,128,64), perf) */
+        int transposed = 0;
         for (ptrdiff_t qt = qt0; qt < qt1; ++qt) {
             const ptrdiff_t i0 = qt * FC_ATTN_BQ;
             const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
             int64_t ksmax;
             if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax[qt - qt0], &ksmax)) continue;
-            const fc_real *Q = c->q + (bh * T + i0) * dk;
+            if (!transposed) {
+                FC_NAME(fc_att_transpose_tile)(c->k + bh * S * dk, Kb, S, dk, kt);
+                transposed = 1;
+            }
+            const fc_real *Kt = Kb;
+            const fc_real *Q = Qs + (qt - qt0) * FC_ATTN_BQ * dk;
             fc_real *O = c->out + (bh * T + i0) * dv;
             fc_real *mt = m + (qt - qt0) * FC_ATTN_BQ;
             double *lt = l + (qt - qt0) * FC_ATTN_BQ;
@@ -441,7 +487,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_fwd_item)(const FC_ATT_CTX *c, ptrdif
             for (ptrdiff_t r = 0; r < mq; ++r) {
                 fc_real *s = Sb + r * FC_ATTN_BK;
                 fc_real mx;
-                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
+                ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, (fc_real)1, ksmax, &mx);
                 FC_NAME(fc_att_online_row)(s, jend, mx, mt + r, lt + r, O + r * dv, dv);
                 jmax = jend > jmax ? jend : jmax;
             }
@@ -629,9 +675,15 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
     }
     if (k == NULL || v == NULL) return FC_BAD_ARGUMENT;
     const ptrdiff_t nqt = (T + FC_ATTN_BQ - 1) / FC_ATTN_BQ, nkt = (S + FC_ATTN_BK - 1) / FC_ATTN_BK;
-    fc_real *kt = (fc_real *)malloc(sizeof(fc_real) * (size_t)(B * H * nkt * dk * FC_ATTN_BK));
-    if (kt == NULL) return FC_OUT_OF_MEMORY;
-    FC_NAME(fc_att_transpose_tiles)(k, kt, B * H, S, dk, nkt, n_threads);
+    const int mix = pre_mix != NULL || post_mix != NULL;
+    /* with mixing, every head's key tiles are read by each (b, query tile) item: one
+     * transposed copy of k; without, each item transposes the key tiles it uses */
+    fc_real *kt = NULL;
+    if (mix) {
+        kt = (fc_real *)malloc(sizeof(fc_real) * (size_t)(B * H * nkt * dk * FC_ATTN_BK));
+        if (kt == NULL) return FC_OUT_OF_MEMORY;
+        FC_NAME(fc_att_transpose_tiles)(k, kt, B * H, S, dk, nkt, n_threads);
+    }
 
     FC_ATT_CTX c;
     memset(&c, 0, sizeof c);
@@ -639,7 +691,6 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
     c.B = B; c.H = H; c.T = T; c.S = S; c.DK = dk; c.DV = dv; c.nqt = nqt; c.nkt = nkt;
     c.scale = (fc_real)scale; c.mk = mask; c.pre = pre_mix; c.post = post_mix;
 
-    const int mix = pre_mix != NULL || post_mix != NULL;
     const ptrdiff_t nqg = (nqt + FC_ATT_QG - 1) / FC_ATT_QG;
     const ptrdiff_t work = mix ? B * nqt : B * H * nqg;
     const int nt = fc_clamp_threads(n_threads, work);
@@ -656,7 +707,8 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
         fc_real *sb = (fc_real *)malloc(sizeof(fc_real) * (tile * (size_t)(mix ? 2 * hh + 1 : 1)));
         fc_real *mb = (fc_real *)malloc(sizeof(fc_real) * (size_t)(2 * hh * FC_ATTN_BQ));
         double *lb = (double *)malloc(sizeof(double) * (size_t)(hh * FC_ATTN_BQ));
-        if (sb == NULL || mb == NULL || lb == NULL) {
+        fc_real *qs = mix ? NULL : (fc_real *)malloc(sizeof(fc_real) * (size_t)((FC_ATT_QG * FC_ATTN_BQ + FC_ATTN_BK) * dk));
+        if (sb == NULL || mb == NULL || lb == NULL || (!mix && qs == NULL)) {
             failed[tid] = 1;
         } else if (mix) {
             for (ptrdiff_t w = tid; w < work; w += nth)
@@ -664,8 +716,10 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
                                          sb + 2 * tile * (size_t)H, mb, lb, mb + H * FC_ATTN_BQ);
         } else {
             for (ptrdiff_t w = tid; w < work; w += nth)
-                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb);
+                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb, qs,
+                                         qs + FC_ATT_QG * FC_ATTN_BQ * dk);
         }
+        free(qs);
         free(sb);
         free(mb);
         free(lb);
@@ -680,14 +734,73 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
 
 /* ------------------------------------------------------------------ backward */
 
-/* One (b, h) work item: FlashAttention-2 backward, key tiles outside, query tiles inside. */
-static FC_MULTIVERSION void FC_NAME(fc_att_bwd_item)(const FC_ATT_CTX *c, ptrdiff_t bh,
+/* dbias (float64, read like the bias: mask->bias_strides, q_pos / k_pos) += t[j] for the
+ * entries (b, h, i, j0 + j), j < n. */
+FC_INLINE void FC_NAME(fc_att_dbias_row)(const FC_ATT_CTX *c, double *dbias, ptrdiff_t b, ptrdiff_t h,
+                                         ptrdiff_t i, ptrdiff_t j0, ptrdiff_t n, const fc_real *t)
+{
+    const fc_attn_mask *mk = c->mk;
+    const ptrdiff_t *st = mk->bias_strides;
+    const ptrdiff_t qp = mk->q_pos ? (ptrdiff_t)mk->q_pos[b * c->T + i] : i;
+    double *bp = dbias + b * st[0] + h * st[1] + qp * st[2];
+    const ptrdiff_t s3 = st[3];
+    if (mk->k_pos != NULL) {
+        const int64_t *kpos = mk->k_pos + b * c->S + j0;
+        for (ptrdiff_t j = 0; j < n; ++j) bp[(ptrdiff_t)kpos[j] * s3] += (double)t[j];
+    } else {
+        bp += j0 * s3;
+        for (ptrdiff_t j = 0; j < n; ++j) bp[j * s3] += (double)t[j];
+    }
+}
+
+/* sum_x a[x] b[x] over n entries, accumulated in double. */
+FC_INLINE double FC_NAME(fc_att_dot)(const fc_real *restrict a, const fc_real *restrict b, ptrdiff_t n)
+{
+    double lane[FC_ATT_LANES];
+    for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] = 0.0;
+    ptrdiff_t nb = n - n % FC_ATT_LANES, i = 0;
+    for (; i < nb; i += FC_ATT_LANES)
+        for (int j = 0; j < FC_ATT_LANES; ++j) lane[j] += (double)a[i + j] * (double)b[i + j];
+    double s = 0.0;
+    for (; i < n; ++i) s += (double)a[i] * (double)b[i];
+    for (int j = 0; j < FC_ATT_LANES; ++j) s += lane[j];
+    return s;
+}
+
+/* dst[x] = sum_g w_g src[g * tile + x] for x < n, with w_g = alpha * W[h, g] (trans = 0)
+ * or alpha * W[g, h] (trans = 1); the same order of operations as the forward's mixing. */
+FC_INLINE void FC_NAME(fc_att_mix1)(fc_real *restrict dst, const fc_real *restrict src, const fc_real *W,
+                                    ptrdiff_t H, ptrdiff_t h, int trans, fc_real alpha, ptrdiff_t n,
+                                    ptrdiff_t tile)
+{
+    for (ptrdiff_t x0 = 0; x0 < n; x0 += FC_ATT_MIXC) {
+        const ptrdiff_t x1 = x0 + FC_ATT_MIXC < n ? x0 + FC_ATT_MIXC : n;
+        const fc_real w0 = alpha * (trans ? W[h] : W[h * H]);
+        for (ptrdiff_t x = x0; x < x1; ++x) dst[x] = w0 * src[x];
+        for (ptrdiff_t g = 1; g < H; ++g) {
+            const fc_real w = alpha * (trans ? W[g * H + h] : W[h * H + g]);
+            const fc_real *Sg = src + g * tile;
+            for (ptrdiff_t x = x0; x < x1; ++x) dst[x] += w * Sg[x];
+        }
+    }
+}
+
+/* dst[j * BQ + r] = src[r * BK + j] for r < mq, j < n. */
+FC_INLINE void FC_NAME(fc_att_tr)(fc_real *restrict dst, const fc_real *restrict src, ptrdiff_t mq, ptrdiff_t n)
+{
+    for (ptrdiff_t j = 0; j < n; ++j)
+        for (ptrdiff_t r = 0; r < mq; ++r) dst[j * FC_ATTN_BQ + r] = src[r * FC_ATTN_BK + j];
+}
+
+/* One (b, h) work item: FlashAttention-2 backward, key tiles outside, query tiles inside.
+ * dbias (may be NULL) receives P (dP - D) of every visible entry. */
+static FC_MULTIVERSION void FC_NAME(fc_att_bwd_item)(const FC_ATT_CTX *c, ptrdiff_t b, ptrdiff_t h,
                                                      fc_real *restrict P, fc_real *restrict dP,
                                                      fc_real *restrict Pt, fc_real *restrict dSt,
-                                                     double *D)
+                                                     double *D, double *dbias)
 {
     const ptrdiff_t H = c->H, T = c->T, S = c->S, dk = c->DK, dv = c->DV;
-    const ptrdiff_t b = bh / H, h = bh % H;
+    const ptrdiff_t bh = b * H + h;
     const fc_real *Q = c->q + bh * T * dk, *K = c->k + bh * S * dk;
     const fc_real *O = c->out_c + bh * T * dv, *dO = c->dout + bh * T * dv;
     const fc_real *L = c->lse_c + bh * T;
@@ -730,16 +843,177 @@ static FC_MULTIVERSION void FC_NAME(fc_att_bwd_item)(const FC_ATT_CTX *c, ptrdif
             for (ptrdiff_t r = 0; r < mq; ++r) {
                 const fc_real Di = (fc_real)D[i0 + r];
                 fc_real *pr = P + r * FC_ATTN_BK, *dr = dP + r * FC_ATTN_BK;
-                for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) dr[j] = pr[j] * (dr[j] - Di) * c->scale;
-            }
-            for (ptrdiff_t j = 0; j < jmax; ++j)
-                for (ptrdiff_t r = 0; r < mq; ++r) {
-                    Pt[j * FC_ATTN_BQ + r] = P[r * FC_ATTN_BK + j];
-                    dSt[j * FC_ATTN_BQ + r] = dP[r * FC_ATTN_BK + j];
+                if (dbias == NULL) {
+                    for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) dr[j] = pr[j] * (dr[j] - Di) * c->scale;
+                } else {
+                    for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) dr[j] = pr[j] * (dr[j] - Di);
+                    FC_NAME(fc_att_dbias_row)(c, dbias, b, h, i0 + r, j0, jmax, dr);
+                    for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) dr[j] *= c->scale;
                 }
+            }
+            FC_NAME(fc_att_tr)(Pt, P, mq, jmax);
+            FC_NAME(fc_att_tr)(dSt, dP, mq, jmax);
             FC_NAME(fc_att_gemm)(jmax, dv, mq, Pt, FC_ATTN_BQ, dO + i0 * dv, dv, dV + j0 * dv, dv, 1);
             FC_NAME(fc_att_gemm)(jmax, dk, mq, dSt, FC_ATTN_BQ, Q + i0 * dk, dk, dK + j0 * dk, dk, 1);
             FC_NAME(fc_att_gemm)(mq, dk, jmax, dP, FC_ATTN_BK, K + j0 * dk, dk, dQ + i0 * dk, dk, 1);
+        }
+    }
+}
+
+/* Talking-heads backward, one (query tile, key tile) of batch element b, all heads:
+ * S_g = q_g k_g^T (unscaled), Z_h = mixed, scaled, biased, masked logits, turned in place
+ * into P_h = exp(Z_h - lse_h); dU_h = dout_h v_h^T; dP_g = sum_h post[h, g] dU_h (dP = dU
+ * without post_mix).  Returns jmax (0: nothing visible, the buffers are then undefined);
+ * *Pp points at the P tiles (in Z, or in S without pre_mix). */
+FC_INLINE ptrdiff_t FC_NAME(fc_att_mix_bwd_tile)(const FC_ATT_CTX *c, ptrdiff_t b, ptrdiff_t i0, ptrdiff_t mq,
+                                                 ptrdiff_t kt, int64_t ksmax, fc_real *restrict Sb,
+                                                 fc_real *restrict Zb, fc_real *restrict dU,
+                                                 fc_real *restrict dPb, fc_real **Pp)
+{
+    const ptrdiff_t H = c->H, T = c->T, S = c->S, dk = c->DK, dv = c->DV;
+    const ptrdiff_t j0 = kt * FC_ATTN_BK;
+    const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
+    const ptrdiff_t tile = (ptrdiff_t)FC_ATTN_BQ * FC_ATTN_BK, n = mq * FC_ATTN_BK;
+    for (ptrdiff_t g = 0; g < H; ++g) {
+        const fc_real *Q = c->q + ((b * H + g) * T + i0) * dk;
+        const fc_real *Kt = c->kt + ((b * H + g) * c->nkt + kt) * dk * FC_ATTN_BK;
+        FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dk, Q, dk, Kt, Sb + g * tile, FC_ATTN_BK, 0);
+    }
+    fc_real *Z = Sb;
+    if (c->pre != NULL) {
+        for (ptrdiff_t h = 0; h < H; ++h) FC_NAME(fc_att_mix1)(Zb + h * tile, Sb, c->pre, H, h, 0, (fc_real)1, n, tile);
+        Z = Zb;
+    }
+    *Pp = Z;
+    ptrdiff_t jmax = 0;
+    for (ptrdiff_t h = 0; h < H; ++h) {
+        const fc_real *L = c->lse_c + (b * H + h) * T + i0;
+        for (ptrdiff_t r = 0; r < mq; ++r) {
+            fc_real *s = Z + h * tile + r * FC_ATTN_BK;
+            fc_real mx;
+            ptrdiff_t jend = FC_NAME(fc_att_mask_row)(c, s, b, h, i0 + r, j0, nk, c->scale, ksmax, &mx);
+            if (L[r] == -FC_INF) {
+                for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) s[j] = (fc_real)0;
+            } else {
+                (void)FC_NAME(fc_att_exp_row)(s, jend, L[r]);
+                jmax = jend > jmax ? jend : jmax;
+            }
+        }
+    }
+    if (jmax == 0) return 0;
+    for (ptrdiff_t h = 0; h < H; ++h) {
+        const fc_real *dO = c->dout + ((b * H + h) * T + i0) * dv;
+        const fc_real *Vt = c->vt + ((b * H + h) * c->nkt + kt) * dv * FC_ATTN_BK;
+        FC_NAME(fc_att_gemm_pk)(mq, FC_ATTN_BK, dv, dO, dv, Vt, dU + h * tile, FC_ATTN_BK, 0);
+    }
+    if (c->post != NULL)
+        for (ptrdiff_t g = 0; g < H; ++g) FC_NAME(fc_att_mix1)(dPb + g * tile, dU, c->post, H, g, 1, (fc_real)1, n, tile);
+    return jmax;
+}
+
+/* Talking-heads backward of batch element b (all heads, all tiles).  For every query
+ * tile: D_h[i] = sum_j P_h[i,j] dP_h[i,j] (rowsum(dout * out) without post_mix; a first
+ * sweep over the key tiles with it), then a second sweep forms dZ = P (dP - D) and
+ *   dpost[h,g] += <dU_h, P_g>, dpre[h,g] += scale <dZ_h, S_g>, dbias += dZ,
+ *   dV_h += U_h^T dout_h (U_h = sum_g post[h,g] P_g),
+ *   dS_g = scale sum_h pre[h,g] dZ_h, dK_g += dS_g^T q_g, dQ_g += dS_g k_g.
+ * Buffers: Sb, Zb, dU, dPb of H tiles each, W1, W2 one tile each, D of H * BQ. */
+static FC_MULTIVERSION void FC_NAME(fc_att_mix_bwd_item)(const FC_ATT_CTX *c, ptrdiff_t b, fc_real *restrict Sb,
+                                                         fc_real *restrict Zb, fc_real *restrict dU,
+                                                         fc_real *restrict dPb, fc_real *restrict W1,
+                                                         fc_real *restrict W2, double *D, double *dpre,
+                                                         double *dpost, double *dbias)
+{
+    const ptrdiff_t H = c->H, T = c->T, S = c->S, dk = c->DK, dv = c->DV;
+    const ptrdiff_t tile = (ptrdiff_t)FC_ATTN_BQ * FC_ATTN_BK;
+    const fc_real *pre = c->pre, *post = c->post;
+    for (ptrdiff_t h = 0; h < H; ++h) {
+        const ptrdiff_t bh = b * H + h;
+        fc_real *dQ = c->dq + bh * T * dk, *dK = c->dk + bh * S * dk, *dV = c->dv + bh * S * dv;
+        for (ptrdiff_t x = 0; x < T * dk; ++x) dQ[x] = (fc_real)0;
+        for (ptrdiff_t x = 0; x < S * dk; ++x) dK[x] = (fc_real)0;
+        for (ptrdiff_t x = 0; x < S * dv; ++x) dV[x] = (fc_real)0;
+    }
+    for (ptrdiff_t qt = 0; qt < c->nqt; ++qt) {
+        const ptrdiff_t i0 = qt * FC_ATTN_BQ;
+        const ptrdiff_t mq = T - i0 < FC_ATTN_BQ ? T - i0 : FC_ATTN_BQ;
+        const ptrdiff_t n = mq * FC_ATTN_BK;
+        const int64_t qsmax = FC_NAME(fc_att_qseg_max)(c, b, i0, mq);
+        fc_real *P;
+        fc_real *dP = post != NULL ? dPb : dU;
+        if (post == NULL) {
+            for (ptrdiff_t h = 0; h < H; ++h) {
+                const fc_real *O = c->out_c + ((b * H + h) * T + i0) * dv;
+                const fc_real *dO = c->dout + ((b * H + h) * T + i0) * dv;
+                for (ptrdiff_t r = 0; r < mq; ++r) {
+                    double s = 0.0;
+                    for (ptrdiff_t d = 0; d < dv; ++d) s += (double)dO[r * dv + d] * (double)O[r * dv + d];
+                    D[h * FC_ATTN_BQ + r] = s;
+                }
+            }
+        } else {
+            for (ptrdiff_t x = 0; x < H * FC_ATTN_BQ; ++x) D[x] = 0.0;
+            for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
+                const ptrdiff_t j0 = kt * FC_ATTN_BK;
+                const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
+                int64_t ksmax;
+                if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
+                if (FC_NAME(fc_att_mix_bwd_tile)(c, b, i0, mq, kt, ksmax, Sb, Zb, dU, dPb, &P) == 0) continue;
+                for (ptrdiff_t h = 0; h < H; ++h)
+                    for (ptrdiff_t r = 0; r < mq; ++r)
+                        D[h * FC_ATTN_BQ + r] += FC_NAME(fc_att_dot)(P + h * tile + r * FC_ATTN_BK,
+                                                                     dP + h * tile + r * FC_ATTN_BK, FC_ATTN_BK);
+            }
+        }
+        for (ptrdiff_t kt = 0; kt < c->nkt; ++kt) {
+            const ptrdiff_t j0 = kt * FC_ATTN_BK;
+            const ptrdiff_t nk = S - j0 < FC_ATTN_BK ? S - j0 : FC_ATTN_BK;
+            int64_t ksmax;
+            if (!FC_NAME(fc_att_tile_visible)(c, b, i0, mq, j0, nk, qsmax, &ksmax)) continue;
+            const ptrdiff_t jmax = FC_NAME(fc_att_mix_bwd_tile)(c, b, i0, mq, kt, ksmax, Sb, Zb, dU, dPb, &P);
+            if (jmax == 0) continue;
+            if (post != NULL && dpost != NULL)
+                for (ptrdiff_t h = 0; h < H; ++h)
+                    for (ptrdiff_t g = 0; g < H; ++g)
+                        dpost[h * H + g] += FC_NAME(fc_att_dot)(dU + h * tile, P + g * tile, n);
+            /* dZ = P (dP - D), in place of dP */
+            for (ptrdiff_t h = 0; h < H; ++h)
+                for (ptrdiff_t r = 0; r < mq; ++r) {
+                    const fc_real Di = (fc_real)D[h * FC_ATTN_BQ + r];
+                    const fc_real *pr = P + h * tile + r * FC_ATTN_BK;
+                    fc_real *dr = dP + h * tile + r * FC_ATTN_BK;
+                    for (ptrdiff_t j = 0; j < FC_ATTN_BK; ++j) dr[j] = pr[j] * (dr[j] - Di);
+                    if (dbias != NULL) FC_NAME(fc_att_dbias_row)(c, dbias, b, h, i0 + r, j0, jmax, dr);
+                }
+            if (pre != NULL && dpre != NULL)
+                for (ptrdiff_t h = 0; h < H; ++h)
+                    for (ptrdiff_t g = 0; g < H; ++g)
+                        dpre[h * H + g] += (double)c->scale * FC_NAME(fc_att_dot)(dP + h * tile, Sb + g * tile, n);
+            for (ptrdiff_t h = 0; h < H; ++h) {
+                const fc_real *U = P + h * tile;
+                if (post != NULL) {
+                    FC_NAME(fc_att_mix1)(W1, P, post, H, h, 0, (fc_real)1, n, tile);
+                    U = W1;
+                }
+                FC_NAME(fc_att_tr)(W2, U, mq, jmax);
+                const fc_real *dO = c->dout + ((b * H + h) * T + i0) * dv;
+                fc_real *dV = c->dv + ((b * H + h) * S + j0) * dv;
+                FC_NAME(fc_att_gemm)(jmax, dv, mq, W2, FC_ATTN_BQ, dO, dv, dV, dv, 1);
+            }
+            for (ptrdiff_t g = 0; g < H; ++g) {
+                if (pre != NULL) {
+                    FC_NAME(fc_att_mix1)(W1, dP, pre, H, g, 1, c->scale, n, tile);
+                } else {
+                    const fc_real *dz = dP + g * tile;
+                    for (ptrdiff_t x = 0; x < n; ++x) W1[x] = dz[x] * c->scale;
+                }
+                FC_NAME(fc_att_tr)(W2, W1, mq, jmax);
+                const ptrdiff_t bg = b * H + g;
+                FC_NAME(fc_att_gemm)(jmax, dk, mq, W2, FC_ATTN_BQ, c->q + (bg * T + i0) * dk, dk,
+                                     c->dk + (bg * S + j0) * dk, dk, 1);
+                FC_NAME(fc_att_gemm)(mq, dk, jmax, W1, FC_ATTN_BK, c->k + (bg * S + j0) * dk, dk,
+                                     c->dq + (bg * T + i0) * dk, dk, 1);
+            }
         }
     }
 }
@@ -748,10 +1022,17 @@ int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_
                                    const fc_real *out, const fc_real *dout, const fc_real *lse,
                                    fc_real *dq, fc_real *dk_, fc_real *dv_, ptrdiff_t B, ptrdiff_t H,
                                    ptrdiff_t T, ptrdiff_t S, ptrdiff_t dk, ptrdiff_t dv, double scale,
-                                   const fc_attn_mask *mask, int n_threads)
+                                   const fc_attn_mask *mask, const fc_real *pre_mix,
+                                   const fc_real *post_mix, double *dpre, double *dpost, double *dbias,
+                                   int n_threads)
 {
     int st = FC_NAME(fc_att_check)(B, H, T, S, dk, dv, mask, n_threads);
     if (st != FC_OK) return st;
+    if (dbias != NULL && mask->bias == NULL) return FC_BAD_ARGUMENT;
+    if (dpre != NULL)
+        for (ptrdiff_t x = 0; x < H * H; ++x) dpre[x] = 0.0;
+    if (dpost != NULL)
+        for (ptrdiff_t x = 0; x < H * H; ++x) dpost[x] = 0.0;
     if (B * H == 0) return FC_OK;
     if (T == 0 || S == 0) {
         for (ptrdiff_t x = 0; x < B * H * T * dk; ++x) dq[x] = (fc_real)0;
@@ -762,16 +1043,26 @@ int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_
     if (q == NULL || k == NULL || v == NULL || out == NULL || dout == NULL || lse == NULL ||
         dq == NULL || dk_ == NULL || dv_ == NULL)
         return FC_BAD_ARGUMENT;
+    const int mix = pre_mix != NULL || post_mix != NULL;
     const ptrdiff_t nqt = (T + FC_ATTN_BQ - 1) / FC_ATTN_BQ, nkt = (S + FC_ATTN_BK - 1) / FC_ATTN_BK;
+    /* Work items.  Entries of dbias shared by several items (a bias broadcast over the
+     * batch or the heads) are summed in a fixed order by putting those items in one
+     * group, computed by one thread; dpre / dpost are summed per item and then in item
+     * order.  So results never depend on n_threads. */
+    const int bshare = dbias != NULL && mask->bias_strides[0] == 0;
+    const int hshare = dbias != NULL && mask->bias_strides[1] == 0;
+    const ptrdiff_t ngb = bshare ? 1 : B, ngh = mix ? 1 : (hshare ? 1 : H);
+    const ptrdiff_t work = ngb * ngh;
+    const int nt = fc_clamp_threads(n_threads, work);
     fc_real *kt = (fc_real *)malloc(sizeof(fc_real) * (size_t)(B * H * nkt * dk * FC_ATTN_BK));
     fc_real *vt = (fc_real *)malloc(sizeof(fc_real) * (size_t)(B * H * nkt * dv * FC_ATTN_BK));
-    const ptrdiff_t work = B * H;
-    const int nt = fc_clamp_threads(n_threads, work);
     int *failed = (int *)calloc((size_t)nt, sizeof(int));
-    if (kt == NULL || vt == NULL || failed == NULL) {
+    double *part = mix ? (double *)calloc((size_t)(2 * work * H * H), sizeof(double)) : NULL;
+    if (kt == NULL || vt == NULL || failed == NULL || (mix && part == NULL)) {
         free(kt);
         free(vt);
         free(failed);
+        free(part);
         return FC_OUT_OF_MEMORY;
     }
     FC_NAME(fc_att_transpose_tiles)(k, kt, B * H, S, dk, nkt, n_threads);
@@ -782,19 +1073,37 @@ int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_
     c.q = q; c.k = k; c.v = v; c.kt = kt; c.vt = vt; c.out_c = out; c.dout = dout; c.lse_c = lse;
     c.dq = dq; c.dk = dk_; c.dv = dv_;
     c.B = B; c.H = H; c.T = T; c.S = S; c.DK = dk; c.DV = dv; c.nqt = nqt; c.nkt = nkt;
-    c.scale = (fc_real)scale; c.mk = mask;
+    c.scale = (fc_real)scale; c.mk = mask; c.pre = pre_mix; c.post = post_mix;
 
     const size_t tile = (size_t)FC_ATTN_BQ * FC_ATTN_BK;
     FC_OMP_PARALLEL(nt)
     {
         const int nth = fc_thread_count(), tid = fc_thread_id();
-        fc_real *buf = (fc_real *)malloc(sizeof(fc_real) * 4 * tile);
-        double *D = (double *)malloc(sizeof(double) * (size_t)T);
+        const size_t ntile = mix ? (size_t)(4 * H + 2) : 4;
+        fc_real *buf = (fc_real *)malloc(sizeof(fc_real) * ntile * tile);
+        double *D = (double *)malloc(sizeof(double) * (size_t)(mix ? H * FC_ATTN_BQ : T));
         if (buf == NULL || D == NULL) {
             failed[tid] = 1;
         } else {
-            for (ptrdiff_t w = tid; w < work; w += nth)
-                FC_NAME(fc_att_bwd_item)(&c, w, buf, buf + tile, buf + 2 * tile, buf + 3 * tile, D);
+            for (ptrdiff_t w = tid; w < work; w += nth) {
+                const ptrdiff_t gb = w / ngh, gh = w % ngh;
+                const ptrdiff_t b0 = bshare ? 0 : gb, b1 = bshare ? B : gb + 1;
+                for (ptrdiff_t b = b0; b < b1; ++b) {
+                    if (mix) {
+                        const size_t Ht = (size_t)H * tile;
+                        double *pp = part + 2 * w * H * H;
+                        FC_NAME(fc_att_mix_bwd_item)(&c, b, buf, buf + Ht, buf + 2 * Ht, buf + 3 * Ht,
+                                                     buf + 4 * Ht, buf + 4 * Ht + tile, D,
+                                                     dpre != NULL ? pp : NULL,
+                                                     dpost != NULL ? pp + H * H : NULL, dbias);
+                    } else {
+                        const ptrdiff_t h0 = ngh == 1 ? 0 : gh, h1 = ngh == 1 ? H : gh + 1;
+                        for (ptrdiff_t h = h0; h < h1; ++h)
+                            FC_NAME(fc_att_bwd_item)(&c, b, h, buf, buf + tile, buf + 2 * tile,
+                                                     buf + 3 * tile, D, dbias);
+                    }
+                }
+            }
         }
         free(buf);
         free(D);
@@ -802,7 +1111,14 @@ int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_
     st = FC_OK;
     for (int t = 0; t < nt; ++t)
         if (failed[t]) st = FC_OUT_OF_MEMORY;
+    if (mix && st == FC_OK)
+        for (ptrdiff_t w = 0; w < work; ++w)
+            for (ptrdiff_t x = 0; x < H * H; ++x) {
+                if (dpre != NULL) dpre[x] += part[2 * w * H * H + x];
+                if (dpost != NULL) dpost[x] += part[2 * w * H * H + H * H + x];
+            }
     free(failed);
+    free(part);
     free(kt);
     free(vt);
     return st;

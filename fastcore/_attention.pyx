@@ -37,12 +37,16 @@ cdef extern from "attention.h" nogil:
                                   const float *dout, const float *lse, float *dq, float *dk_, float *dv_,
                                   Py_ssize_t B, Py_ssize_t H, Py_ssize_t T, Py_ssize_t S,
                                   Py_ssize_t dk, Py_ssize_t dv, double scale,
-                                  const fc_attn_mask *mask, int n_threads)
+                                  const fc_attn_mask *mask, const float *pre_mix,
+                                  const float *post_mix, double *dpre, double *dpost, double *dbias,
+                                  int n_threads)
     int fc_attention_backward_f64(const double *q, const double *k, const double *v, const double *out,
                                   const double *dout, const double *lse, double *dq, double *dk_,
                                   double *dv_, Py_ssize_t B, Py_ssize_t H, Py_ssize_t T, Py_ssize_t S,
                                   Py_ssize_t dk, Py_ssize_t dv, double scale,
-                                  const fc_attn_mask *mask, int n_threads)
+                                  const fc_attn_mask *mask, const double *pre_mix,
+                                  const double *post_mix, double *dpre, double *dpost, double *dbias,
+                                  int n_threads)
     int fc_attention_finite_f32(const float *x, Py_ssize_t n)
     int fc_attention_finite_f64(const double *x, Py_ssize_t n)
 
@@ -124,11 +128,18 @@ def forward(const floating[::1] q, const floating[::1] k, const floating[::1] v,
     check_status(status, "attention")
 
 
+cdef inline double *_pd(double[::1] a):
+    return &a[0] if a is not None and a.shape[0] > 0 else NULL
+
+
 def backward(const floating[::1] q, const floating[::1] k, const floating[::1] v,
              const floating[::1] out, const floating[::1] dout, const floating[::1] lse,
              floating[::1] dq, floating[::1] dk_, floating[::1] dv_, tuple dims, double scale,
-             dict mk, const floating[::1] bias, int n_threads):
-    """dq, dk, dv <- gradients of attention for dims = (B, H, T, S, dk, dv)."""
+             dict mk, const floating[::1] bias, const floating[::1] pre_mix,
+             const floating[::1] post_mix, double[::1] dpre, double[::1] dpost, double[::1] dbias,
+             int n_threads):
+    """dq, dk, dv (and the float64 dpre, dpost, zero-filled dbias when not None) <- gradients
+    of attention for dims = (B, H, T, S, dk, dv)."""
     cdef Py_ssize_t B = dims[0], H = dims[1], T = dims[2], S = dims[3], dk = dims[4], dv = dims[5]
     cdef fc_attn_mask m
     cdef int status
@@ -144,11 +155,18 @@ def backward(const floating[::1] q, const floating[::1] k, const floating[::1] v
     cdef floating *dqp = &dq[0] if dq.shape[0] > 0 else NULL
     cdef floating *dkp = &dk_[0] if dk_.shape[0] > 0 else NULL
     cdef floating *dvp = &dv_[0] if dv_.shape[0] > 0 else NULL
+    cdef const floating *pre = &pre_mix[0] if pre_mix is not None and pre_mix.shape[0] > 0 else NULL
+    cdef const floating *post = &post_mix[0] if post_mix is not None and post_mix.shape[0] > 0 else NULL
+    cdef double *dpre_p = _pd(dpre)
+    cdef double *dpost_p = _pd(dpost)
+    cdef double *dbias_p = _pd(dbias)
     with nogil:
         if floating is float:
             status = fc_attention_backward_f32(qp, kp, vp, op, gp, lp, dqp, dkp, dvp,
-                                               B, H, T, S, dk, dv, scale, &m, n_threads)
+                                               B, H, T, S, dk, dv, scale, &m, pre, post,
+                                               dpre_p, dpost_p, dbias_p, n_threads)
         else:
             status = fc_attention_backward_f64(qp, kp, vp, op, gp, lp, dqp, dkp, dvp,
-                                               B, H, T, S, dk, dv, scale, &m, n_threads)
+                                               B, H, T, S, dk, dv, scale, &m, pre, post,
+                                               dpre_p, dpost_p, dbias_p, n_threads)
     check_status(status, "attention_backward")

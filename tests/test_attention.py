@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from _helpers import FLOAT_DTYPES, needs, variants
-from fastcore.attention import (attention, attention_backward, causal_mask, padding_mask,
-                                permutation_mask, unilm_mask)
+from fastcore.attention import (AttentionGrads, attention, attention_backward, causal_mask,
+                                padding_mask, permutation_mask, unilm_mask)
 
 
 # ---------------------------------------------------------------- reference (independent code)
@@ -440,11 +440,17 @@ def test_backward_larger_tiles_against_reference_grads(rng, T, S):
     np.testing.assert_allclose(dk_, np.einsum("bhij,bhid->bhjd", ds, q), rtol=1e-10, atol=1e-12)
 
 
-def test_backward_rejects_mixing_and_bad_inputs(rng):
+def test_backward_bad_inputs(rng):
     q, k, v = qkv(rng, 1, 2, 4, 4, 3, 3)
     out, lse = attention(q, k, v, return_lse=True)
-    with pytest.raises(NotImplementedError, match="pre_mix"):
-        attention_backward(out, q, k, v, out, lse, pre_mix=np.eye(2))
+    with pytest.raises(ValueError, match="pre_mix must have shape"):
+        attention_backward(out, q, k, v, out, lse, pre_mix=np.eye(3))
+    with pytest.raises(ValueError, match="post_mix contains"):
+        attention_backward(out, q, k, v, out, lse, post_mix=[[1, np.nan], [0, 1]])
+    with pytest.raises(ValueError, match="return_dbias=True needs the bias"):
+        attention_backward(out, q, k, v, out, lse, return_dbias=True)
+    with pytest.raises(TypeError, match="return_dbias must be a bool"):
+        attention_backward(out, q, k, v, out, lse, bias=np.zeros(4), return_dbias="yes")
     with pytest.raises(ValueError, match="dout must have shape"):
         attention_backward(out[:, :, :3], q, k, v, out, lse)
     with pytest.raises(ValueError, match="lse must have shape"):
@@ -457,6 +463,223 @@ def test_backward_rejects_mixing_and_bad_inputs(rng):
     g[0, 0, 0, 0] = np.inf
     with pytest.raises(ValueError, match="dout contains"):
         attention_backward(g, q, k, v, out, lse)
+
+
+# ---------------------------------------------------------------- backward: talking heads, bias
+def _fd(loss, params, eps=1e-6):
+    """Central differences of loss() with respect to every entry of each array in params
+    (perturbed in place and restored)."""
+    grads = []
+    for x in params:
+        gx = np.zeros_like(x)
+        for idx in np.ndindex(*x.shape):
+            old = x[idx]
+            x[idx] = old + eps
+            lp = loss()
+            x[idx] = old - eps
+            lm = loss()
+            x[idx] = old
+            gx[idx] = (lp - lm) / (2 * eps)
+        grads.append(gx)
+    return grads
+
+
+def _grad_masks(rng, masks, B, H, T, S):
+    """Mask keywords for the gradient tests; every case has a row with no visible key."""
+    if masks == "causal":  # T > S: query 0 sees j <= 0 + S - T < 0, nothing
+        return dict(causal=True)
+    if masks == "lengths":  # batch 1 has no key at all
+        return dict(lengths=np.array([S - 2, 0]))
+    if masks == "order":  # the strict order's first token sees nothing
+        return dict(order=random_order(rng, B, T))
+    if masks == "all":
+        m = rng.random((B, H, T, S)) > 0.25
+        m[0, :, 1] = False  # row 1 of batch 0: nothing visible in any head
+        return dict(lengths=np.array([S, S - 1]), segment_ids=unilm_segments(rng, B, S), mask=m)
+    raise AssertionError(masks)
+
+
+TH_FD = [(mix, masks) for mix in ("pre", "post", "both") for masks in ("causal", "lengths", "order", "all")]
+
+
+@pytest.mark.parametrize("mix,masks", TH_FD, ids=[f"{a}-{b}" for a, b in TH_FD])
+def test_talking_heads_backward_finite_differences(rng, mix, masks):
+    B, H, dk, dv = 2, 3, 3, 2
+    T, S = (6, 5) if masks == "causal" else (5, 5)
+    q, k, v = qkv(rng, B, H, T, S, dk, dv)
+    pre = rng.standard_normal((H, H)) if mix in ("pre", "both") else None
+    post = rng.standard_normal((H, H)) if mix in ("post", "both") else None
+    bias = rng.standard_normal((1, H, T, S)) if mix == "both" else None
+    kw = dict(_grad_masks(rng, masks, B, H, T, S), pre_mix=pre, post_mix=post, bias=bias)
+    out, lse = attention(q, k, v, return_lse=True, **kw)
+    assert np.isneginf(lse).any()  # the row with no visible key is there
+    g = rng.standard_normal(out.shape)
+    res = attention_backward(g, q, k, v, out, lse, return_dbias=bias is not None, **kw)
+    assert isinstance(res, AttentionGrads)
+    params = [q, k, v] + [a for a in (pre, post, bias) if a is not None]
+    names = ["dq", "dk", "dv"] + [n for n, a in (("dpre_mix", pre), ("dpost_mix", post), ("dbias", bias))
+                                  if a is not None]
+    fd = _fd(lambda: np.sum(attention(q, k, v, **kw) * g), params)
+    for name, e in zip(names, fd):
+        a = getattr(res, name)
+        assert a.shape == e.shape and a.dtype == np.float64
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-8, err_msg=name)
+    for name, a in (("dpre_mix", pre), ("dpost_mix", post), ("dbias", bias)):
+        if a is None:
+            assert getattr(res, name) is None
+
+
+BIAS_SHAPES = [(2, 2, 5, 6), (1, 2, 1, 6), (5, 6), (2, 1, 5, 6), (6,), (2, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("bshape", BIAS_SHAPES, ids=[str(s) for s in BIAS_SHAPES])
+@pytest.mark.parametrize("masks", ["none", "causal", "order", "all"])
+def test_bias_gradient_finite_differences(rng, bshape, masks):
+    B, H, T, S, dk, dv = 2, 2, 5, 6, 3, 2
+    if masks == "order":
+        S = T
+        bshape = tuple(T if x == 6 else x for x in bshape)
+    q, k, v = qkv(rng, B, H, T, S, dk, dv)
+    bias = rng.standard_normal(bshape)
+    kw = dict(bias=bias)
+    if masks == "causal":
+        kw.update(causal=True, lengths=np.array([S, 0]))
+    elif masks == "order":
+        kw.update(order=random_order(rng, B, T), lengths=np.array([T, 3]))
+    elif masks == "all":
+        m = rng.random((B, H, T, S)) > 0.3
+        m[1, 0, 2] = False
+        kw.update(mask=m, lengths=np.array([S - 1, S]), causal=True)
+    out, lse = attention(q, k, v, return_lse=True, **kw)
+    g = rng.standard_normal(out.shape)
+    res = attention_backward(g, q, k, v, out, lse, return_dbias=True, **kw)
+    assert isinstance(res, AttentionGrads) and res.dpre_mix is None and res.dpost_mix is None
+    fd = _fd(lambda: np.sum(attention(q, k, v, **kw) * g), [q, k, v, bias])
+    for name, e in zip(("dq", "dk", "dv", "dbias"), fd):
+        np.testing.assert_allclose(getattr(res, name), e, rtol=1e-6, atol=1e-8, err_msg=name)
+    # the plain call is unchanged: a 3-tuple, the same dq, dk, dv
+    plain = attention_backward(g, q, k, v, out, lse, **kw)
+    assert type(plain) is tuple and len(plain) == 3
+    for a, b in zip(plain, res[:3]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bias_gradient_hidden_entries_are_zero(rng):
+    B, H, T, S = 1, 2, 7, 7
+    q, k, v = qkv(rng, B, H, T, S, 4, 4)
+    bias = rng.standard_normal((B, H, T, S))
+    bias[0, 1, 3, 2] = -np.inf
+    kw = dict(bias=bias, causal=True, lengths=[5])
+    out, lse = attention(q, k, v, return_lse=True, **kw)
+    db = attention_backward(rng.standard_normal(out.shape), q, k, v, out, lse, return_dbias=True, **kw).dbias
+    hidden = ~ref_keep(B, H, T, S, lengths=[5], causal=True) | np.isneginf(bias)
+    assert (db[hidden] == 0).all()
+    # a row with one visible key has P = 1 there and a zero gradient; others are nonzero
+    several = np.broadcast_to((~hidden).sum(-1, keepdims=True) > 1, hidden.shape)
+    assert (db[~hidden & several] != 0).all()
+    # a softmax row's logit gradients sum to 0
+    np.testing.assert_allclose(db.sum(-1), 0, atol=1e-12)
+
+
+@needs("torch")
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("masks", ["causal", "segments+lengths", "order", "mask"])
+def test_talking_heads_backward_matches_torch_autograd(rng, dtype, masks):
+    """Several query and key tiles; torch composes the same computation from its ops."""
+    import torch
+
+    B, H, T, S, dk, dv = 2, 3, 130, 130, 16, 24
+    if masks == "causal":
+        T = 100
+    q, k, v = qkv(rng, B, H, T, S, dk, dv, dtype)
+    pre = (np.eye(H) + 0.3 * rng.standard_normal((H, H))).astype(dtype)
+    post = (np.eye(H) + 0.3 * rng.standard_normal((H, H))).astype(dtype)
+    bias = rng.standard_normal((1, H, 1, S)).astype(dtype)
+    if masks == "causal":
+        kw, kkw = dict(causal=True), dict(causal=True)
+    elif masks == "segments+lengths":
+        seg, ln = unilm_segments(rng, B, S), np.array([S, 77])
+        kw, kkw = dict(segment_ids=seg, lengths=ln), dict(segment_ids=seg, lengths=ln)
+    elif masks == "order":
+        o = random_order(rng, B, T)
+        kw, kkw = dict(order=o), dict(order=o)
+    else:
+        m = rng.random((B, 1, T, S)) > 0.5
+        kw, kkw = dict(mask=m), dict(mask=m)
+    keep = ref_keep(B, H, T, S, **kkw)
+    out, lse = attention(q, k, v, return_lse=True, pre_mix=pre, post_mix=post, bias=bias, **kw)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    res = attention_backward(g, q, k, v, out, lse, pre_mix=pre, post_mix=post, bias=bias,
+                             return_dbias=True, **kw)
+    leaves = [torch.from_numpy(a.copy()).requires_grad_(True) for a in (q, k, v, pre, post, bias)]
+    tq, tk, tv, tpre, tpost, tb = leaves
+    z = torch.einsum("hg,bgij->bhij", tpre, torch.matmul(tq, tk.transpose(-1, -2)) / np.sqrt(dk)) + tb
+    z = z.masked_fill(~torch.from_numpy(keep), -np.inf)
+    p = torch.nan_to_num(torch.softmax(z, dim=-1), nan=0.0)  # rows with no visible key: 0
+    to = torch.matmul(torch.einsum("hg,bgij->bhij", tpost, p), tv)
+    to.backward(torch.from_numpy(g))
+    tol = dict(rtol=2e-3, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(out, to.detach().numpy(), **tol)
+    for name, t in zip(AttentionGrads._fields, leaves):
+        a = getattr(res, name)
+        assert a.dtype == dtype and a.shape == t.shape
+        # the (H, H) and bias gradients are sums over B*T*S entries: scale the tolerance
+        scale = max(1.0, float(np.abs(t.grad.numpy()).max())) if name in ("dpre_mix", "dpost_mix", "dbias") else 1.0
+        np.testing.assert_allclose(a, t.grad.numpy(), rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_mixed_and_bias_backward_thread_count_does_not_change_results(rng, dtype):
+    B, H, T = 3, 3, 150
+    q, k, v = qkv(rng, B, H, T, T, 8, 8, dtype)
+    lam = rng.standard_normal((H, H)) * 0.5
+    g = rng.standard_normal((B, H, T, 8)).astype(dtype)
+    for kw in [dict(pre_mix=lam, post_mix=lam, causal=True, bias=rng.standard_normal((B, H, T, T))),
+               dict(pre_mix=lam, bias=rng.standard_normal((1, H, 1, T))),
+               dict(post_mix=lam, lengths=[T, 90, 0]),
+               dict(bias=rng.standard_normal((1, 1, T, T)), causal=True),
+               dict(bias=rng.standard_normal((B, 1, 1, T))), dict(bias=rng.standard_normal((1, H, T, T)))]:
+        out, lse = attention(q, k, v, return_lse=True, **kw)
+        db = "bias" in kw
+        r1 = attention_backward(g, q, k, v, out, lse, n_threads=1, return_dbias=db, **kw)
+        r2 = attention_backward(g, q, k, v, out, lse, n_threads=2, return_dbias=db, **kw)
+        for a, b in zip(r1, r2):
+            if a is None:
+                assert b is None
+            else:
+                np.testing.assert_array_equal(a, b)
+
+
+def test_talking_heads_backward_float32_close_to_float64(rng):
+    B, H, T = 2, 4, 90
+    q, k, v = qkv(rng, B, H, T, T, 16, 8)
+    pre, post = np.eye(H) + 0.2 * rng.standard_normal((H, H)), np.eye(H) + 0.2 * rng.standard_normal((H, H))
+    kw = dict(pre_mix=pre, post_mix=post, causal=True)
+    g = rng.standard_normal((B, H, T, 8))
+    r = {}
+    for dt in (np.float32, np.float64):
+        a = [x.astype(dt) for x in (q, k, v)]
+        out, lse = attention(*a, return_lse=True, **kw)
+        r[dt] = attention_backward(g.astype(dt), *a, out, lse, **kw)
+    for x32, x64 in zip(r[np.float32], r[np.float64]):
+        if x64 is not None:
+            np.testing.assert_allclose(x32, x64, rtol=2e-3, atol=2e-3 * np.abs(x64).max())
+
+
+def test_talking_heads_backward_empty_and_inputs_untouched(rng):
+    q, k, v = qkv(rng, 2, 2, 0, 4, 3, 3)
+    out, lse = attention(q, k, v, return_lse=True)
+    res = attention_backward(out, q, k, v, out, lse, pre_mix=np.eye(2), post_mix=np.eye(2))
+    assert res.dq.shape == q.shape and (res.dk == 0).all() and (res.dpre_mix == 0).all()
+    q, k, v = qkv(rng, 1, 2, 7, 9, 3, 3)
+    pre, post, bias = rng.standard_normal((2, 2)), rng.standard_normal((2, 2)), rng.standard_normal((1, 2, 1, 9))
+    out, lse = attention(q, k, v, return_lse=True, pre_mix=pre, post_mix=post, bias=bias)
+    g = rng.standard_normal(out.shape)
+    ins = [q, k, v, out, lse, g, pre, post, bias]
+    before = [a.copy() for a in ins]
+    attention_backward(g, q, k, v, out, lse, pre_mix=pre, post_mix=post, bias=bias, return_dbias=True)
+    for a, b in zip(ins, before):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---------------------------------------------------------------- torch
