@@ -277,6 +277,9 @@ static void ns_recompute_potentials(fc_ns *s)
 #ifndef ROW_BLOCK_FACTOR
 #define ROW_BLOCK_FACTOR 1.0
 #endif
+#ifndef ROW_BLOCK_FACTOR_SMALL
+#define ROW_BLOCK_FACTOR_SMALL 8.0
+#endif
 #ifndef GREEDY_K_SMALL
 #define GREEDY_K_SMALL 1 /* per row when whole rows are priced (small problems) */
 #endif
@@ -296,15 +299,12 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
     ptrdiff_t n = s->n, m = s->m, ne = 0;
     int32_t K = s->w_all ? GREEDY_K_SMALL : GREEDY_K;
     int first_round = 1;
-    double *ra = malloc(sizeof(double) * (size_t)(n + m));
-    int32_t *rows = malloc(sizeof(int32_t) * (size_t)(n + m));
-    fc_cand *cand = malloc(sizeof(fc_cand) * (size_t)(n * K + m + 1));
-    double *colmin = malloc(sizeof(double) * (size_t)m);
-    int32_t *colarg = malloc(sizeof(int32_t) * (size_t)m);
-    if (!ra || !rows || !cand || !colmin || !colarg) {
-        free(ra); free(rows); free(cand); free(colmin); free(colarg);
-        return FC_OUT_OF_MEMORY;
-    }
+    /* one block: cand (n K + m + 1), ra/rb (n + m), colmin (m), rows/cols (n + m), colarg (m) */
+    fc_cand *cand = malloc(sizeof(fc_cand) * (size_t)(n * K + m + 1) + sizeof(double) * (size_t)(n + 2 * m) +
+                           sizeof(int32_t) * (size_t)(n + 2 * m));
+    if (!cand) return FC_OUT_OF_MEMORY;
+    double *ra = (double *)(cand + (n * K + m + 1)), *colmin = ra + n + m;
+    int32_t *rows = (int32_t *)(colmin + m), *colarg = rows + n + m;
     double *rb = ra + n;
     int32_t *cols = rows + n;
     memcpy(ra, a, sizeof(double) * (size_t)n);
@@ -354,7 +354,7 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
         }
         if (first_round && !s->w_all) {
             if (ns_w_reserve(s, nca) != FC_OK) {
-                free(ra); free(rows); free(cand); free(colmin); free(colarg);
+                free(cand);
                 return FC_OUT_OF_MEMORY;
             }
             for (ptrdiff_t t = 0; t < nca; t++) ns_w_push(s, cand[t].i, cand[t].j, cand[t].c);
@@ -380,7 +380,7 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
         for (ptrdiff_t q = 0; q < nc; q++) if (rb[cols[q]] > 0.0) cols[w++] = cols[q];
         nc = w;
     }
-    free(ra); free(rows); free(cand); free(colmin); free(colarg);
+    free(cand);
     *n_edges = ne;
     return FC_OK;
 }
@@ -391,14 +391,11 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
 static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const double *ef, ptrdiff_t ne)
 {
     int32_t n = (int32_t)s->n, N = (int32_t)(s->n + s->m), R = N;
-    int32_t *deg = calloc((size_t)N + 1, sizeof(int32_t));
-    int32_t *adj = malloc(sizeof(int32_t) * (size_t)(2 * ne + 1));
-    double *adjf = malloc(sizeof(double) * (size_t)(2 * ne + 1));
-    int32_t *queue = malloc(sizeof(int32_t) * (size_t)(N + 1));
-    if (!deg || !adj || !adjf || !queue) {
-        free(deg); free(adj); free(adjf); free(queue);
-        return FC_OUT_OF_MEMORY;
-    }
+    /* one block: adjf (2 ne + 1 doubles), deg (N + 1), adj (2 ne + 1), queue (N + 1) */
+    double *adjf = malloc(sizeof(double) * (size_t)(2 * ne + 1) + sizeof(int32_t) * (size_t)(2 * N + 2 * ne + 3));
+    if (!adjf) return FC_OUT_OF_MEMORY;
+    int32_t *deg = (int32_t *)(adjf + 2 * ne + 1), *adj = deg + N + 1, *queue = adj + 2 * ne + 1;
+    memset(deg, 0, sizeof(int32_t) * ((size_t)N + 1));
     for (ptrdiff_t e = 0; e < ne; e++) { deg[ei[e] + 1]++; deg[n + ej[e] + 1]++; }
     for (int32_t u = 0; u < N; u++) deg[u + 1] += deg[u];
     int32_t *pos = queue; /* reuse as fill cursor */
@@ -449,7 +446,7 @@ static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const d
         th_link(s, prev, R);
         for (int32_t x = 0; x <= N; x++) s->last[x] = order[index[x] + s->succ[x] - 1];
     }
-    free(deg); free(adj); free(adjf); free(queue);
+    free(adjf);
     ns_recompute_potentials(s);
     return FC_OK;
 }
@@ -662,19 +659,22 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
         cmax = x > cmax ? x : cmax;
     }
     s->cmax = cmax;
-    int32_t *ei = malloc(sizeof(int32_t) * (size_t)(2 * N));
-    double *ef = malloc(sizeof(double) * (size_t)N);
-    if (!ei || !ef) { free(ei); free(ef); return FC_OUT_OF_MEMORY; }
+    double *ef = malloc((sizeof(double) + 2 * sizeof(int32_t)) * (size_t)N);
+    if (!ef) return FC_OUT_OF_MEMORY;
+    int32_t *ei = (int32_t *)(ef + N);
     ptrdiff_t ne = 0;
     s->W = NULL; s->nw = 0; s->wcap = 0; s->wpos = 0; s->n_scans = 0;
     s->w_all = n * m <= 4096 || n * m <= (GREEDY_K + 2) * (n + m);
     status = ns_greedy(s, a, b, ei, ei + N, ef, &ne);
     if (status == FC_OK) status = ns_build_tree(s, ei, ei + N, ef, ne);
-    free(ei); free(ef);
+    free(ef);
     if (status != FC_OK) return status;
 
     ns_set_block(s);
-    ptrdiff_t row_ptr = 0, rblock = (ptrdiff_t)(ROW_BLOCK_FACTOR * sqrt((double)n * (double)m));
+    /* small problems: larger blocks (fewer pivots: 66 -> 44 on 26 x 31 WMD problems, a
+     * whole scan costs less than a pivot there) */
+    double bf = n * m <= 4096 ? ROW_BLOCK_FACTOR_SMALL : ROW_BLOCK_FACTOR;
+    ptrdiff_t row_ptr = 0, rblock = (ptrdiff_t)(bf * sqrt((double)n * (double)m));
     long long it = 0;
     int verified = 0, tree_guard = 0;
     const long long refresh = 4096;
@@ -1078,15 +1078,43 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
 /* ------------------------------------------------------------------ documents */
 FC_INLINE double v4_sum(fc_v4d v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 
+/* One R x Q block (R <= 3, Q <= 4, compile-time constants once inlined) of G = X Y^T:
+ * R Q accumulators of 4 lanes over k, then a horizontal sum and the scalar tail. */
+FC_INLINE void gram_tile(ptrdiff_t d, const double *X, const double *Y, ptrdiff_t i, ptrdiff_t j, int R, int Q,
+                         double *G, ptrdiff_t m)
+{
+    const double *xs[3], *ys[4];
+    for (int p = 0; p < R; p++) xs[p] = X + (i + p) * d;
+    for (int q = 0; q < Q; q++) ys[q] = Y + (j + q) * d;
+    fc_v4d acc[3][4];
+    for (int p = 0; p < R; p++)
+        for (int q = 0; q < Q; q++) acc[p][q] = (fc_v4d){0, 0, 0, 0};
+    ptrdiff_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+        fc_v4d b[4];
+        for (int q = 0; q < Q; q++) b[q] = v4_load(ys[q] + k);
+        for (int p = 0; p < R; p++) {
+            fc_v4d a = v4_load(xs[p] + k);
+            for (int q = 0; q < Q; q++) acc[p][q] += a * b[q];
+        }
+    }
+    for (int p = 0; p < R; p++)
+        for (int q = 0; q < Q; q++) {
+            double r = v4_sum(acc[p][q]);
+            for (ptrdiff_t kk = k; kk < d; kk++) r += xs[p][kk] * ys[q][kk];
+            G[(i + p) * m + j + q] = r;
+        }
+}
+
 /* G = X Y^T for X (n, d), Y (m, d): 3 x 4 register tiles of 4-wide vectors (12
  * accumulators, 7 loads per 12 FMAs), columns outermost so that the 4 rows of Y of a
- * tile stay in L1 while X streams past. */
+ * tile stay in L1 while X streams past; the edges in smaller vector tiles. */
 FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, ptrdiff_t m, double *G)
 {
     ptrdiff_t j = 0;
     for (; j + 4 <= m; j += 4) {
-        const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
         ptrdiff_t i = 0;
+        const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
         for (; i + 3 <= n; i += 3) {
             const double *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d;
             fc_v4d z = {0, 0, 0, 0};
@@ -1113,11 +1141,22 @@ FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, 
             for (int p = 0; p < 3; p++)
                 for (int q = 0; q < 4; q++) G[(i + p) * m + j + q] = r[4 * p + q];
         }
-        for (; i < n; i++)
-            for (int q = 0; q < 4; q++) G[i * m + j + q] = dot(X + i * d, Y + (j + q) * d, d);
+        if (n - i == 2) gram_tile(d, X, Y, i, j, 2, 4, G, m);
+        else if (n - i == 1) gram_tile(d, X, Y, i, j, 1, 4, G, m);
     }
-    for (; j < m; j++)
-        for (ptrdiff_t i = 0; i < n; i++) G[i * m + j] = dot(X + i * d, Y + j * d, d);
+    ptrdiff_t q = m - j;
+    if (q == 0) return;
+    ptrdiff_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        if (q == 3) gram_tile(d, X, Y, i, j, 3, 3, G, m);
+        else if (q == 2) gram_tile(d, X, Y, i, j, 3, 2, G, m);
+        else gram_tile(d, X, Y, i, j, 3, 1, G, m);
+    }
+    for (; i < n; i++) {
+        if (q == 3) gram_tile(d, X, Y, i, j, 1, 3, G, m);
+        else if (q == 2) gram_tile(d, X, Y, i, j, 1, 2, G, m);
+        else gram_tile(d, X, Y, i, j, 1, 1, G, m);
+    }
 }
 
 /* Ground costs between the rows of X (n, d) and Y (m, d).  WMD: Euclidean distance from
