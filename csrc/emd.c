@@ -290,6 +290,50 @@ static void ns_recompute_potentials(fc_ns *s)
 #define W_BLOCK_FACTOR 1.0
 #endif
 
+/* First greedy round of small problems (every row and column active, one candidate per
+ * row): the minimum of each row (lowest column among ties) into cand[i], the minimum of
+ * each column (lowest row among ties) into colmin / colarg.  4-wide and branch-free:
+ * the same answers as the scalar loop. */
+static FC_MULTIVERSION void greedy_scan_full(const double *C, ptrdiff_t ldc, ptrdiff_t n, ptrdiff_t m,
+                                             fc_cand *cand, double *colmin, int32_t *colarg, double *colargd)
+{
+    const fc_v4d four = {4, 4, 4, 4}, pinf = {INFINITY, INFINITY, INFINITY, INFINITY};
+    for (ptrdiff_t q = 0; q < m; q++) { colmin[q] = INFINITY; colargd[q] = -1.0; }
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double *Ci = C + i * ldc;
+        double di = (double)i;
+        fc_v4d vi = {di, di, di, di}, b4 = pinf, bq4 = {0, 0, 0, 0}, jx = {0, 1, 2, 3};
+        ptrdiff_t q = 0;
+        for (; q + 4 <= m; q += 4, jx += four) {
+            fc_v4d c = v4_load(Ci + q), cm = v4_load(colmin + q), ca = v4_load(colargd + q);
+            fc_v4l lt = c < cm, lb = c < b4;
+            cm = (fc_v4d)(((fc_v4l)c & lt) | ((fc_v4l)cm & ~lt));
+            ca = (fc_v4d)(((fc_v4l)vi & lt) | ((fc_v4l)ca & ~lt));
+            memcpy(colmin + q, &cm, sizeof cm);
+            memcpy(colargd + q, &ca, sizeof ca);
+            b4 = (fc_v4d)(((fc_v4l)c & lb) | ((fc_v4l)b4 & ~lb));
+            bq4 = (fc_v4d)(((fc_v4l)jx & lb) | ((fc_v4l)bq4 & ~lb));
+        }
+        /* lanes: lowest value, then lowest column; the tail columns come after them */
+        double best = INFINITY, bq = 0.0;
+        for (int l = 0; l < 4; l++) {
+            int better = b4[l] < best || (b4[l] == best && bq4[l] < bq);
+            best = better ? b4[l] : best;
+            bq = better ? bq4[l] : bq;
+        }
+        for (; q < m; q++) {
+            double c = Ci[q];
+            int lt = c < colmin[q], lb = c < best;
+            colmin[q] = lt ? c : colmin[q];
+            colargd[q] = lt ? di : colargd[q];
+            best = lb ? c : best;
+            bq = lb ? (double)q : bq;
+        }
+        cand[i].c = best; cand[i].i = (int32_t)i; cand[i].j = (int32_t)bq;
+    }
+    for (ptrdiff_t q = 0; q < m; q++) colarg[q] = (int32_t)colargd[q];
+}
+
 /* Greedy matrix-minimum allocation on the cheapest K entries of each active row and the
  * cheapest entry of each active column, repeated on what is left.  Every allocation
  * exhausts a row or a column, so the positive allocations form a forest. */
@@ -300,11 +344,11 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
     int32_t K = s->w_all ? GREEDY_K_SMALL : GREEDY_K;
     int first_round = 1;
     /* one block: cand (n K + m + 1), ra/rb (n + m), colmin (m), rows/cols (n + m), colarg (m) */
-    fc_cand *cand = malloc(sizeof(fc_cand) * (size_t)(n * K + m + 1) + sizeof(double) * (size_t)(n + 2 * m) +
+    fc_cand *cand = malloc(sizeof(fc_cand) * (size_t)(n * K + m + 1) + sizeof(double) * (size_t)(n + 3 * m) +
                            sizeof(int32_t) * (size_t)(n + 2 * m));
     if (!cand) return FC_OUT_OF_MEMORY;
-    double *ra = (double *)(cand + (n * K + m + 1)), *colmin = ra + n + m;
-    int32_t *rows = (int32_t *)(colmin + m), *colarg = rows + n + m;
+    double *ra = (double *)(cand + (n * K + m + 1)), *colmin = ra + n + m, *colargd = colmin + m;
+    int32_t *rows = (int32_t *)(colargd + m), *colarg = rows + n + m;
     double *rb = ra + n;
     int32_t *cols = rows + n;
     memcpy(ra, a, sizeof(double) * (size_t)n);
@@ -316,7 +360,11 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
     while (nr > 0 && nc > 0) {
         ptrdiff_t kk = nc < K ? nc : K, nca = 0;
         for (ptrdiff_t q = 0; q < nc; q++) { colmin[q] = INFINITY; colarg[q] = -1; }
-        for (ptrdiff_t p = 0; p < nr; p++) {
+        if (kk == 1 && nr == n && nc == m) {
+            greedy_scan_full(s->C, s->ldc, n, m, cand, colmin, colarg, colargd);
+            nca = n;
+        }
+        for (ptrdiff_t p = nca; p < nr; p++) {
             int32_t i = rows[p];
             const double *Ci = s->C + (ptrdiff_t)i * s->ldc;
             fc_cand *top = cand + nca;  /* sorted ascending, kk slots */
