@@ -1262,6 +1262,16 @@ FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, 
     }
 }
 
+/* Di[j] = sqrt(max(nxi + ny[j] - 2 Di[j], 0)) */
+FC_INLINE void dist_row(double *restrict Di, const double *restrict ny, double nxi, ptrdiff_t m)
+{
+    for (ptrdiff_t j = 0; j < m; j++) {
+        double d2 = (nxi + ny[j]) - 2.0 * Di[j];
+        d2 = d2 > 0.0 ? d2 : 0.0;
+        Di[j] = sqrt(d2);
+    }
+}
+
 /* Ground costs between the rows of X (n, d) and Y (m, d).  WMD: Euclidean distance from
  * ||x||^2 + ||y||^2 - 2 x.y (nx, ny: the squared norms of the rows, computed once per
  * call of the caller), recomputed as sqrt(sum (x - y)^2) wherever cancellation could
@@ -1279,10 +1289,20 @@ static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, p
         return;
     }
     for (ptrdiff_t i = 0; i < n; i++) {
+        double *Di = D + i * m;
+        int near = 0;  /* some entry of the row needs the exact fallback (shared words) */
         for (ptrdiff_t j = 0; j < m; j++) {
-            double s = nx[i] + ny[j], d2 = s - 2.0 * D[i * m + j];
+            double s = nx[i] + ny[j];
+            near |= s - 2.0 * Di[j] < 1e-3 * s;
+        }
+        if (!near) {  /* the same values as below, without the branch (vector sqrt) */
+            dist_row(Di, ny, nx[i], m);
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < m; j++) {
+            double s = nx[i] + ny[j], d2 = s - 2.0 * Di[j];
             if (d2 < 1e-3 * s) d2 = sq_dist(X + i * d, Y + j * d, d);
-            D[i * m + j] = sqrt(d2 > 0.0 ? d2 : 0.0);
+            Di[j] = sqrt(d2 > 0.0 ? d2 : 0.0);
         }
     }
 }
