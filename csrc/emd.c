@@ -59,6 +59,50 @@ static void cand_sort(fc_cand *v, ptrdiff_t n)
     }
 }
 
+/* Sort 64-bit keys: quicksort with a branch-free (Lomuto) partition, insertion sort on
+ * short runs.  The greedy start of small problems sorts by cost this way (the branchy
+ * comparisons of cand_sort mispredicted about once per element and cost ~65 cycles per
+ * candidate there). */
+static void key_sort(uint64_t *v, ptrdiff_t n)
+{
+    while (n > 16) {
+        ptrdiff_t mid = n / 2, last = n - 1;
+        uint64_t t;
+        if (v[mid] < v[0]) { t = v[mid]; v[mid] = v[0]; v[0] = t; }
+        if (v[last] < v[0]) { t = v[last]; v[last] = v[0]; v[0] = t; }
+        if (v[last] < v[mid]) { t = v[last]; v[last] = v[mid]; v[mid] = t; }
+        /* pivot (the median) to the end, partition [0, last) on x < piv */
+        uint64_t piv = v[mid];
+        v[mid] = v[last]; v[last] = piv;
+        ptrdiff_t p = 0;
+        for (ptrdiff_t i = 0; i < last; i++) {
+            uint64_t x = v[i];
+            v[i] = v[p];
+            v[p] = x;
+            p += x < piv;
+        }
+        v[last] = v[p]; v[p] = piv;
+        /* [0, p) < piv <= (p, n) ; recurse into the smaller part */
+        ptrdiff_t nl = p, nr = n - p - 1;
+        if (nl < nr) { key_sort(v, nl); v += p + 1; n = nr; }
+        else { key_sort(v + p + 1, nr); n = nl; }
+    }
+    for (ptrdiff_t a = 1; a < n; a++) {
+        uint64_t t = v[a];
+        ptrdiff_t b = a;
+        while (b > 0 && t < v[b - 1]) { v[b] = v[b - 1]; b--; }
+        v[b] = t;
+    }
+}
+
+/* monotone map of a finite double to uint64 (x < y  =>  key(x) <= key(y)) */
+FC_INLINE uint64_t order_key(double c)
+{
+    uint64_t b;
+    memcpy(&b, &c, sizeof b);
+    return (b >> 63) ? ~b : b | 0x8000000000000000ull;
+}
+
 /* ------------------------------------------------------------------ vector helpers */
 /* GCC vector extensions: the compiler does not vectorise a floating-point min/max
  * reduction without -ffinite-math-only, so the blend is written out (lowered to SSE2 in
@@ -277,6 +321,9 @@ static void ns_recompute_potentials(fc_ns *s)
 #ifndef ROW_BLOCK_FACTOR
 #define ROW_BLOCK_FACTOR 1.0
 #endif
+#ifndef ROW_BLOCK_FACTOR_SMALL
+#define ROW_BLOCK_FACTOR_SMALL 8.0
+#endif
 #ifndef GREEDY_K_SMALL
 #define GREEDY_K_SMALL 1 /* per row when whole rows are priced (small problems) */
 #endif
@@ -287,6 +334,50 @@ static void ns_recompute_potentials(fc_ns *s)
 #define W_BLOCK_FACTOR 1.0
 #endif
 
+/* First greedy round of small problems (every row and column active, one candidate per
+ * row): the minimum of each row (lowest column among ties) into cand[i], the minimum of
+ * each column (lowest row among ties) into colmin / colarg.  4-wide and branch-free:
+ * the same answers as the scalar loop. */
+static FC_MULTIVERSION void greedy_scan_full(const double *C, ptrdiff_t ldc, ptrdiff_t n, ptrdiff_t m,
+                                             fc_cand *cand, double *colmin, int32_t *colarg, double *colargd)
+{
+    const fc_v4d four = {4, 4, 4, 4}, pinf = {INFINITY, INFINITY, INFINITY, INFINITY};
+    for (ptrdiff_t q = 0; q < m; q++) { colmin[q] = INFINITY; colargd[q] = -1.0; }
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const double *Ci = C + i * ldc;
+        double di = (double)i;
+        fc_v4d vi = {di, di, di, di}, b4 = pinf, bq4 = {0, 0, 0, 0}, jx = {0, 1, 2, 3};
+        ptrdiff_t q = 0;
+        for (; q + 4 <= m; q += 4, jx += four) {
+            fc_v4d c = v4_load(Ci + q), cm = v4_load(colmin + q), ca = v4_load(colargd + q);
+            fc_v4l lt = c < cm, lb = c < b4;
+            cm = (fc_v4d)(((fc_v4l)c & lt) | ((fc_v4l)cm & ~lt));
+            ca = (fc_v4d)(((fc_v4l)vi & lt) | ((fc_v4l)ca & ~lt));
+            memcpy(colmin + q, &cm, sizeof cm);
+            memcpy(colargd + q, &ca, sizeof ca);
+            b4 = (fc_v4d)(((fc_v4l)c & lb) | ((fc_v4l)b4 & ~lb));
+            bq4 = (fc_v4d)(((fc_v4l)jx & lb) | ((fc_v4l)bq4 & ~lb));
+        }
+        /* lanes: lowest value, then lowest column; the tail columns come after them */
+        double best = INFINITY, bq = 0.0;
+        for (int l = 0; l < 4; l++) {
+            int better = b4[l] < best || (b4[l] == best && bq4[l] < bq);
+            best = better ? b4[l] : best;
+            bq = better ? bq4[l] : bq;
+        }
+        for (; q < m; q++) {
+            double c = Ci[q];
+            int lt = c < colmin[q], lb = c < best;
+            colmin[q] = lt ? c : colmin[q];
+            colargd[q] = lt ? di : colargd[q];
+            best = lb ? c : best;
+            bq = lb ? (double)q : bq;
+        }
+        cand[i].c = best; cand[i].i = (int32_t)i; cand[i].j = (int32_t)bq;
+    }
+    for (ptrdiff_t q = 0; q < m; q++) colarg[q] = (int32_t)colargd[q];
+}
+
 /* Greedy matrix-minimum allocation on the cheapest K entries of each active row and the
  * cheapest entry of each active column, repeated on what is left.  Every allocation
  * exhausts a row or a column, so the positive allocations form a forest. */
@@ -296,15 +387,14 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
     ptrdiff_t n = s->n, m = s->m, ne = 0;
     int32_t K = s->w_all ? GREEDY_K_SMALL : GREEDY_K;
     int first_round = 1;
-    double *ra = malloc(sizeof(double) * (size_t)(n + m));
-    int32_t *rows = malloc(sizeof(int32_t) * (size_t)(n + m));
-    fc_cand *cand = malloc(sizeof(fc_cand) * (size_t)(n * K + m + 1));
-    double *colmin = malloc(sizeof(double) * (size_t)m);
-    int32_t *colarg = malloc(sizeof(int32_t) * (size_t)m);
-    if (!ra || !rows || !cand || !colmin || !colarg) {
-        free(ra); free(rows); free(cand); free(colmin); free(colarg);
-        return FC_OUT_OF_MEMORY;
-    }
+    /* one block: cand (n K + m + 1), ra/rb (n + m), colmin (m), rows/cols (n + m), colarg (m) */
+    ptrdiff_t ncand = s->w_all ? n * K + m + 1 : 0; /* sort keys: small problems only */
+    fc_cand *cand = malloc(sizeof(fc_cand) * (size_t)(n * K + m + 1) + sizeof(uint64_t) * (size_t)ncand +
+                           sizeof(double) * (size_t)(n + 3 * m) + sizeof(int32_t) * (size_t)(n + 2 * m));
+    if (!cand) return FC_OUT_OF_MEMORY;
+    uint64_t *keybuf = (uint64_t *)(cand + (n * K + m + 1));
+    double *ra = (double *)(keybuf + ncand), *colmin = ra + n + m, *colargd = colmin + m;
+    int32_t *rows = (int32_t *)(colargd + m), *colarg = rows + n + m;
     double *rb = ra + n;
     int32_t *cols = rows + n;
     memcpy(ra, a, sizeof(double) * (size_t)n);
@@ -316,7 +406,11 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
     while (nr > 0 && nc > 0) {
         ptrdiff_t kk = nc < K ? nc : K, nca = 0;
         for (ptrdiff_t q = 0; q < nc; q++) { colmin[q] = INFINITY; colarg[q] = -1; }
-        for (ptrdiff_t p = 0; p < nr; p++) {
+        if (kk == 1 && nr == n && nc == m) {
+            greedy_scan_full(s->C, s->ldc, n, m, cand, colmin, colarg, colargd);
+            nca = n;
+        }
+        for (ptrdiff_t p = nca; p < nr; p++) {
             int32_t i = rows[p];
             const double *Ci = s->C + (ptrdiff_t)i * s->ldc;
             fc_cand *top = cand + nca;  /* sorted ascending, kk slots */
@@ -354,15 +448,24 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
         }
         if (first_round && !s->w_all) {
             if (ns_w_reserve(s, nca) != FC_OK) {
-                free(ra); free(rows); free(cand); free(colmin); free(colarg);
+                free(cand);
                 return FC_OUT_OF_MEMORY;
             }
             for (ptrdiff_t t = 0; t < nca; t++) ns_w_push(s, cand[t].i, cand[t].j, cand[t].c);
         }
         first_round = 0;
         K = K < GREEDY_K2 ? K : GREEDY_K2;
-        cand_sort(cand, nca);
-        for (ptrdiff_t t = 0; t < nca; t++) {
+        /* small problems: keys = cost with its low 12 bits replaced by the candidate's
+         * index (any order gives a feasible start; this one is by cost to ~2^-40) */
+        uint64_t *keys = s->w_all && nca <= 4096 ? keybuf : NULL;
+        if (keys) {
+            for (ptrdiff_t t = 0; t < nca; t++) keys[t] = (order_key(cand[t].c) & ~0xfffull) | (uint64_t)t;
+            key_sort(keys, nca);
+        } else {
+            cand_sort(cand, nca);
+        }
+        for (ptrdiff_t tt = 0; tt < nca; tt++) {
+            ptrdiff_t t = keys ? (ptrdiff_t)(keys[tt] & 0xfff) : tt;
             int32_t i = cand[t].i, j = cand[t].j;
             double x = ra[i], y = rb[j];
             if (x <= 0.0 || y <= 0.0) continue;
@@ -380,7 +483,7 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
         for (ptrdiff_t q = 0; q < nc; q++) if (rb[cols[q]] > 0.0) cols[w++] = cols[q];
         nc = w;
     }
-    free(ra); free(rows); free(cand); free(colmin); free(colarg);
+    free(cand);
     *n_edges = ne;
     return FC_OK;
 }
@@ -391,14 +494,11 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
 static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const double *ef, ptrdiff_t ne)
 {
     int32_t n = (int32_t)s->n, N = (int32_t)(s->n + s->m), R = N;
-    int32_t *deg = calloc((size_t)N + 1, sizeof(int32_t));
-    int32_t *adj = malloc(sizeof(int32_t) * (size_t)(2 * ne + 1));
-    double *adjf = malloc(sizeof(double) * (size_t)(2 * ne + 1));
-    int32_t *queue = malloc(sizeof(int32_t) * (size_t)(N + 1));
-    if (!deg || !adj || !adjf || !queue) {
-        free(deg); free(adj); free(adjf); free(queue);
-        return FC_OUT_OF_MEMORY;
-    }
+    /* one block: adjf (2 ne + 1 doubles), deg (N + 1), adj (2 ne + 1), queue (N + 1) */
+    double *adjf = malloc(sizeof(double) * (size_t)(2 * ne + 1) + sizeof(int32_t) * (size_t)(2 * N + 2 * ne + 3));
+    if (!adjf) return FC_OUT_OF_MEMORY;
+    int32_t *deg = (int32_t *)(adjf + 2 * ne + 1), *adj = deg + N + 1, *queue = adj + 2 * ne + 1;
+    memset(deg, 0, sizeof(int32_t) * ((size_t)N + 1));
     for (ptrdiff_t e = 0; e < ne; e++) { deg[ei[e] + 1]++; deg[n + ej[e] + 1]++; }
     for (int32_t u = 0; u < N; u++) deg[u + 1] += deg[u];
     int32_t *pos = queue; /* reuse as fill cursor */
@@ -449,7 +549,7 @@ static int ns_build_tree(fc_ns *s, const int32_t *ei, const int32_t *ej, const d
         th_link(s, prev, R);
         for (int32_t x = 0; x <= N; x++) s->last[x] = order[index[x] + s->succ[x] - 1];
     }
-    free(deg); free(adj); free(adjf); free(queue);
+    free(adjf);
     ns_recompute_potentials(s);
     return FC_OK;
 }
@@ -662,19 +762,22 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
         cmax = x > cmax ? x : cmax;
     }
     s->cmax = cmax;
-    int32_t *ei = malloc(sizeof(int32_t) * (size_t)(2 * N));
-    double *ef = malloc(sizeof(double) * (size_t)N);
-    if (!ei || !ef) { free(ei); free(ef); return FC_OUT_OF_MEMORY; }
+    double *ef = malloc((sizeof(double) + 2 * sizeof(int32_t)) * (size_t)N);
+    if (!ef) return FC_OUT_OF_MEMORY;
+    int32_t *ei = (int32_t *)(ef + N);
     ptrdiff_t ne = 0;
     s->W = NULL; s->nw = 0; s->wcap = 0; s->wpos = 0; s->n_scans = 0;
     s->w_all = n * m <= 4096 || n * m <= (GREEDY_K + 2) * (n + m);
     status = ns_greedy(s, a, b, ei, ei + N, ef, &ne);
     if (status == FC_OK) status = ns_build_tree(s, ei, ei + N, ef, ne);
-    free(ei); free(ef);
+    free(ef);
     if (status != FC_OK) return status;
 
     ns_set_block(s);
-    ptrdiff_t row_ptr = 0, rblock = (ptrdiff_t)(ROW_BLOCK_FACTOR * sqrt((double)n * (double)m));
+    /* small problems: larger blocks (fewer pivots: 66 -> 44 on 26 x 31 WMD problems, a
+     * whole scan costs less than a pivot there) */
+    double bf = n * m <= 4096 ? ROW_BLOCK_FACTOR_SMALL : ROW_BLOCK_FACTOR;
+    ptrdiff_t row_ptr = 0, rblock = (ptrdiff_t)(bf * sqrt((double)n * (double)m));
     long long it = 0;
     int verified = 0, tree_guard = 0;
     const long long refresh = 4096;
@@ -1078,15 +1181,43 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
 /* ------------------------------------------------------------------ documents */
 FC_INLINE double v4_sum(fc_v4d v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 
+/* One R x Q block (R <= 3, Q <= 4, compile-time constants once inlined) of G = X Y^T:
+ * R Q accumulators of 4 lanes over k, then a horizontal sum and the scalar tail. */
+FC_INLINE void gram_tile(ptrdiff_t d, const double *X, const double *Y, ptrdiff_t i, ptrdiff_t j, int R, int Q,
+                         double *G, ptrdiff_t m)
+{
+    const double *xs[3], *ys[4];
+    for (int p = 0; p < R; p++) xs[p] = X + (i + p) * d;
+    for (int q = 0; q < Q; q++) ys[q] = Y + (j + q) * d;
+    fc_v4d acc[3][4];
+    for (int p = 0; p < R; p++)
+        for (int q = 0; q < Q; q++) acc[p][q] = (fc_v4d){0, 0, 0, 0};
+    ptrdiff_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+        fc_v4d b[4];
+        for (int q = 0; q < Q; q++) b[q] = v4_load(ys[q] + k);
+        for (int p = 0; p < R; p++) {
+            fc_v4d a = v4_load(xs[p] + k);
+            for (int q = 0; q < Q; q++) acc[p][q] += a * b[q];
+        }
+    }
+    for (int p = 0; p < R; p++)
+        for (int q = 0; q < Q; q++) {
+            double r = v4_sum(acc[p][q]);
+            for (ptrdiff_t kk = k; kk < d; kk++) r += xs[p][kk] * ys[q][kk];
+            G[(i + p) * m + j + q] = r;
+        }
+}
+
 /* G = X Y^T for X (n, d), Y (m, d): 3 x 4 register tiles of 4-wide vectors (12
  * accumulators, 7 loads per 12 FMAs), columns outermost so that the 4 rows of Y of a
- * tile stay in L1 while X streams past. */
+ * tile stay in L1 while X streams past; the edges in smaller vector tiles. */
 FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, ptrdiff_t m, double *G)
 {
     ptrdiff_t j = 0;
     for (; j + 4 <= m; j += 4) {
-        const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
         ptrdiff_t i = 0;
+        const double *y0 = Y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
         for (; i + 3 <= n; i += 3) {
             const double *x0 = X + i * d, *x1 = x0 + d, *x2 = x1 + d;
             fc_v4d z = {0, 0, 0, 0};
@@ -1113,11 +1244,32 @@ FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, 
             for (int p = 0; p < 3; p++)
                 for (int q = 0; q < 4; q++) G[(i + p) * m + j + q] = r[4 * p + q];
         }
-        for (; i < n; i++)
-            for (int q = 0; q < 4; q++) G[i * m + j + q] = dot(X + i * d, Y + (j + q) * d, d);
+        if (n - i == 2) gram_tile(d, X, Y, i, j, 2, 4, G, m);
+        else if (n - i == 1) gram_tile(d, X, Y, i, j, 1, 4, G, m);
     }
-    for (; j < m; j++)
-        for (ptrdiff_t i = 0; i < n; i++) G[i * m + j] = dot(X + i * d, Y + j * d, d);
+    ptrdiff_t q = m - j;
+    if (q == 0) return;
+    ptrdiff_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        if (q == 3) gram_tile(d, X, Y, i, j, 3, 3, G, m);
+        else if (q == 2) gram_tile(d, X, Y, i, j, 3, 2, G, m);
+        else gram_tile(d, X, Y, i, j, 3, 1, G, m);
+    }
+    for (; i < n; i++) {
+        if (q == 3) gram_tile(d, X, Y, i, j, 1, 3, G, m);
+        else if (q == 2) gram_tile(d, X, Y, i, j, 1, 2, G, m);
+        else gram_tile(d, X, Y, i, j, 1, 1, G, m);
+    }
+}
+
+/* Di[j] = sqrt(max(nxi + ny[j] - 2 Di[j], 0)) */
+FC_INLINE void dist_row(double *restrict Di, const double *restrict ny, double nxi, ptrdiff_t m)
+{
+    for (ptrdiff_t j = 0; j < m; j++) {
+        double d2 = (nxi + ny[j]) - 2.0 * Di[j];
+        d2 = d2 > 0.0 ? d2 : 0.0;
+        Di[j] = sqrt(d2);
+    }
 }
 
 /* Ground costs between the rows of X (n, d) and Y (m, d).  WMD: Euclidean distance from
@@ -1137,10 +1289,20 @@ static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, p
         return;
     }
     for (ptrdiff_t i = 0; i < n; i++) {
+        double *Di = D + i * m;
+        int near = 0;  /* some entry of the row needs the exact fallback (shared words) */
         for (ptrdiff_t j = 0; j < m; j++) {
-            double s = nx[i] + ny[j], d2 = s - 2.0 * D[i * m + j];
+            double s = nx[i] + ny[j];
+            near |= s - 2.0 * Di[j] < 1e-3 * s;
+        }
+        if (!near) {  /* the same values as below, without the branch (vector sqrt) */
+            dist_row(Di, ny, nx[i], m);
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < m; j++) {
+            double s = nx[i] + ny[j], d2 = s - 2.0 * Di[j];
             if (d2 < 1e-3 * s) d2 = sq_dist(X + i * d, Y + j * d, d);
-            D[i * m + j] = sqrt(d2 > 0.0 ? d2 : 0.0);
+            Di[j] = sqrt(d2 > 0.0 ? d2 : 0.0);
         }
     }
 }

@@ -16,7 +16,10 @@
  *     K cheapest of each row and column to start); when it holds no entering arc, one
  *     pass over M adds the most violated arcs of every row (and certifies optimality
  *     when there are none).  Problems whose optimum is not local (many arcs added per
- *     pass), and small problems, price whole rows of M instead (vectorised row minimum);
+ *     pass), and small problems, price whole rows of M instead (vectorised row minimum;
+ *     blocks of 8 sqrt(n m) entries when n m <= 4096: fewer pivots, 66 -> 44 on 26 x 31
+ *     WMD problems).  Small problems sort the greedy candidates as 64-bit keys (cost with
+ *     its low 12 bits replaced by the index: any order gives a feasible start);
  *   - Cunningham's leaving-arc rule (last blocking arc from the apex), which keeps the
  *     tree strongly feasible, so degenerate pivots cannot cycle;
  *   - spanning tree stored as parent, subtree sizes (apex search) and a preorder thread

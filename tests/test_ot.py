@@ -82,6 +82,28 @@ def test_rectangular_and_degenerate_shapes(rng, n, m):
         check_solution(a, b, M, G, lg, ot_linprog_cost(a, b, M))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_small_rectangular_matches_linprog(rng, kind):
+    # the small-problem simplex (whole-row pricing in large blocks, 4-wide first greedy
+    # round) on WMD-like shapes, with ties, zero weights and uniform 1/n, 1/m masses:
+    # emd2 (cost only), emd (plan, duals) and the batch at 1 and 2 threads
+    probs = []
+    for n, m in [(26, 31), (31, 26), (11, 47), (50, 10), (17, 18), (3, 40), (45, 44)]:
+        a, b, M = random_problem(rng, kind, n, m)
+        if rng.random() < 0.5:
+            a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+        ref = ot_linprog_cost(a, b, M)
+        scale = max(1.0, np.abs(M).max())
+        c = ot.emd2(a, b, M)
+        assert c == pytest.approx(ref, rel=1e-9, abs=1e-9 * scale)
+        G, lg = ot.emd(a, b, M, log=True)
+        check_solution(a, b, M, G, lg, ref)
+        probs.append((a, b, M))
+    one = ot.emd2_batch(probs, n_threads=1)
+    np.testing.assert_array_equal(one, ot.emd2_batch(probs, n_threads=2))
+    np.testing.assert_array_equal(one, [ot.emd2(a, b, M) for a, b, M in probs])
+
+
 @needs("ot")
 @pytest.mark.parametrize("n,m,d", [(200, 200, 2), (300, 250, 8), (150, 400, 64)])
 @pytest.mark.parametrize("uniform", [True, False])
