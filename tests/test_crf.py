@@ -642,6 +642,40 @@ def test_memm_nll_grad_against_loops(rng, dtype, K, B):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [3, 9, 20])
+def test_memm_transitions_grad_long_blocks(rng, dtype, K):
+    """Long sequences: every transitions row gets far more than FC_MEMM_FLUSH (64) terms, so the
+    fc_real block accumulators are flushed to double many times inside a sequence and at chunk
+    ends.  Error bound: each entry is a sum of terms |coef (p - onehot)| <= coef, so with N terms
+    it is within (64 + slack) eps N coef of the float64 loops (float32), and ~1e-12 (float64)."""
+    B, T = 10, max(400, 60 * K)
+    em = rng.standard_normal((B, T, K)).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    m = rng.random((B, T)) < 0.9
+    tags = rng.integers(0, K, (B, T))
+    for bidir in (False, True):
+        w = 0.5 if bidir else 1.0
+        loss, g = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction="sum")
+        gt = np.zeros((K, K))
+        nterm = np.zeros((K, K))
+        for b in range(B):
+            gt += memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)[1]
+            y = tags[b][m[b]]
+            np.add.at(nterm, y[:-1], 1.0)                # forward: row of the previous label
+            if bidir:
+                np.add.at(nterm.T, y[1:], 1.0)           # backward: column of the next label
+        assert nterm.max() > 4 * 64
+        eps = np.finfo(dtype).eps
+        bound = (64 + 16) * eps * w * nterm + 4 * eps * np.abs(gt)
+        err = np.abs(g["transitions"].astype(np.float64) - gt)
+        assert np.all(err <= bound), (err / np.maximum(bound, 1e-300)).max()
+        ge = np.zeros((B, T, K))
+        for b in range(B):
+            ge[b] = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)[0]
+        assert_close(g["emissions"], ge, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_memm_extreme_score_ranges(rng, dtype):
     """Emission and transition maxima far apart (a shared-exp normaliser below its floor, redone
     exactly per token), and huge scores: log-likelihoods and gradients stay exact."""
