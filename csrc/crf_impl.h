@@ -13,8 +13,10 @@
  * below 1e-37 (float) / 1e-307 (double), negligible next to it. */
 #if FC_REAL_DOUBLE
 #define FC_MEMM_TINY 1e-100
+#define FC_MEMM_SHIFT 100
 #else
 #define FC_MEMM_TINY 1e-18
+#define FC_MEMM_SHIFT 40
 #endif
 #if FC_REAL_DOUBLE
 #define FC_CRF_TINY 1e-200
@@ -1220,7 +1222,8 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
 }
 
 #if defined(__GNUC__)
-/* exp(x) on a vector for x <= 0 (softmax arguments: a logit minus its row maximum), with
+/* exp(x) on a vector for x <= 0 (softmax arguments: a logit minus its row maximum; also right
+ * for x up to FC_MEMM_SHIFT, far below overflow, see fc_memm_tok_sh), with
  * results below ~1e-38 (x < -87 float, -708 double) and -inf flushed to exactly 0: the
  * fc_exp_ftz_* algorithm of fc_math.h written on explicit vectors (scalar operands
  * broadcast) so that every clone keeps it in registers.  NaN never reaches it. */
@@ -1381,11 +1384,12 @@ FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf,
     }
 }
 
-/* The same token with one exp per label shared by both directions: with x = exp(e - max e)
+/* The same token with one exp per label shared by both directions: with x = exp(e - e[yk])
  * and the tables EG[c, :] = exp(G[c, :] - rm[c]) (rm[c] = max of row c), the local
- * normaliser of a direction is sum_j x_j EG[c, j] times exp(max e + rm[c]).  Returns -1,
+ * normaliser of a direction is sum_j x_j EG[c, j] times exp(e[yk] + rm[c]).  Returns -1,
  * having changed nothing, when a normaliser falls below FC_MEMM_TINY (a dead row, or
- * emission and transition maxima far apart): the caller then does the token exactly. */
+ * emission and transition maxima far apart) or some e_j - e[yk] > FC_MEMM_SHIFT: the
+ * caller then does the token exactly. */
 FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *ef, const fc_real *eb,
                                       fc_real rf, fc_real rb, const fc_real *gf, const fc_real *gb, fc_real ey,
                                       int64_t yk, const int NV, fc_real cf, fc_real cb, double *llf,
@@ -1395,12 +1399,18 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
     const vr z = {0};
-    vr x[16], mx = ev[0], sf = z, sb = z;
-    for (int q = 1; q < NV; ++q) { vi g = ev[q] > mx; mx = (vr)(((vi)ev[q] & g) | ((vi)mx & ~g)); }
-    const fc_real me = FC_NAME(fc_memm_hmax)(&mx);
+    vr x[16], sf = z, sb = z;
+    /* shift by the gold emission instead of the row maximum (no horizontal max): exps of
+     * e - e[yk] <= FC_MEMM_SHIFT stay far from overflow (sums <= 130 e^40 in float, e^100 in
+     * double, so coef / sum stays normal and the double normaliser products, renormalised
+     * above 1e150, stay finite); a token with a larger gap is done exactly */
+    const fc_real me = ey;
     const vr mev = z + me;
     for (int q = 0; q < NV; ++q) {
         x[q] = ev[q] - mev;
+        /* all-ones bits (a NaN) where the gap is too large (also e[yk] = -inf, or NaN there
+         * from -inf - -inf): the sums below become NaN and fail the FC_MEMM_TINY test */
+        x[q] = (vr)((vi)x[q] | (x[q] > (fc_real)FC_MEMM_SHIFT));
         FC_NAME(fc_memm_vexp)(&x[q]);
     }
     vr pf[16], pb[16];
@@ -1741,3 +1751,5 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
 #undef FC_CRF_TINY
 #undef FC_CRF_SUMTOL
 #undef FC_MEMM_TINY
+#undef FC_MEMM_SHIFT
+#undef FC_MEMM_FLUSH

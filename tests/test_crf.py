@@ -676,6 +676,29 @@ def test_memm_transitions_grad_long_blocks(rng, dtype, K):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_memm_shared_exp_gold_shift(rng, dtype):
+    """The shared-exp tokens shift the exps by the gold emission: gaps max_j e_j - e[y] near and
+    beyond FC_MEMM_SHIFT (40 float, 100 double; beyond: the token is redone exactly) give
+    the loop references' values."""
+    B, T, K = 20, 16, 9
+    shift = 40.0 if dtype == np.float32 else 100.0
+    em = rng.standard_normal((B, T, K))
+    tags = rng.integers(0, K, (B, T))
+    gap = rng.uniform(0.5, 1.5, (B, T)) * shift      # about half the tokens above the shift
+    for b in range(B):
+        for t in range(T):
+            em[b, t, (tags[b, t] + 1) % K] = em[b, t, tags[b, t]] + gap[b, t]
+    em = em.astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    for bidir in (False, True):
+        loss, g = crf.memm_nll_grad(em, tags, tr, bidirectional=bidir, reduction="none")
+        ref = np.array([memm_ref(em[b], tr, np.ones(T, bool), tags[b], bidir) for b in range(B)])
+        np.testing.assert_allclose(-loss, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        ge = np.array([memm_grad_ref(em[b], tr, np.ones(T, bool), tags[b], bidir, 1.0)[0] for b in range(B)])
+        assert_close(g["emissions"], ge, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_memm_extreme_score_ranges(rng, dtype):
     """Emission and transition maxima far apart (a shared-exp normaliser below its floor, redone
     exactly per token), and huge scores: log-likelihoods and gradients stay exact."""
