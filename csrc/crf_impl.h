@@ -13,8 +13,10 @@
  * below 1e-37 (float) / 1e-307 (double), negligible next to it. */
 #if FC_REAL_DOUBLE
 #define FC_MEMM_TINY 1e-100
+#define FC_MEMM_SHIFT 100
 #else
 #define FC_MEMM_TINY 1e-18
+#define FC_MEMM_SHIFT 40
 #endif
 #if FC_REAL_DOUBLE
 #define FC_CRF_TINY 1e-200
@@ -1220,7 +1222,8 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
 }
 
 #if defined(__GNUC__)
-/* exp(x) on a vector for x <= 0 (softmax arguments: a logit minus its row maximum), with
+/* exp(x) on a vector for x <= 0 (softmax arguments: a logit minus its row maximum; also right
+ * for x up to FC_MEMM_SHIFT, far below overflow, see fc_memm_tok_sh), with
  * results below ~1e-38 (x < -87 float, -708 double) and -inf flushed to exactly 0: the
  * fc_exp_ftz_* algorithm of fc_math.h written on explicit vectors (scalar operands
  * broadcast) so that every clone keeps it in registers.  NaN never reaches it. */
@@ -1294,6 +1297,28 @@ FC_INLINE fc_real FC_NAME(fc_memm_hmax)(const FC_NAME(fc_vr) *v)
     return a[0];
 }
 
+/* Transitions-gradient rows of fc_memm_seq: each token adds one fc_real row per direction
+ * to a block accumulator (2K rows of Kp, row counts cnt) instead of converting it to double;
+ * a row is added to its double accumulator and cleared after FC_MEMM_FLUSH terms and at the
+ * end of every chunk of sequences.  Each term is coef (softmax - onehot), |term_j| <= |coef|,
+ * so a block's rounding error is at most (FC_MEMM_FLUSH - 1) * eps * sum |terms| (eps = 2^-24
+ * in float: below 4e-6 of the sum of magnitudes; 7e-15 in double), and the long sum over
+ * blocks stays in double. */
+#define FC_MEMM_FLUSH 64
+FC_INLINE void FC_NAME(fc_memm_vadd)(fc_real *p, FC_NAME(fc_vr) v)
+{
+    FC_NAME(fc_vr) w;
+    memcpy(&w, p, sizeof w);
+    w += v;
+    memcpy(p, &w, sizeof w);
+}
+
+FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict d, ptrdiff_t Kp)
+{
+    for (ptrdiff_t j = 0; j < Kp; ++j) d[j] += (double)f[j];
+    memset(f, 0, sizeof(fc_real) * Kp);
+}
+
 /* One kept position of a (Bi-)MEMM, rows of NV vectors held in registers (NV a
  * compile-time constant after inlining).  ev: the emission row (-inf padded); gf/gb:
  * conditioning rows of G / G^T (-inf padded, gb NULL when one direction); ey = e[yk].
@@ -1304,7 +1329,7 @@ FC_INLINE fc_real FC_NAME(fc_memm_hmax)(const FC_NAME(fc_vr) *v)
 FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf, const fc_real *gb, fc_real ey,
                                     int64_t yk, const int NV, fc_real cf, fc_real cb, double *llf,
                                     double *prf, int *deadf, double *llb, double *prb, int *deadb,
-                                    FC_NAME(fc_vr) *gout, double *gaf, double *gab)
+                                    FC_NAME(fc_vr) *gout, fc_real *gaf, fc_real *gab)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
@@ -1354,33 +1379,38 @@ FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf,
         vr a = lf[q] * af - (vr)(hot & (vi)(z + uf));
         vr b = gb != NULL ? lb[q] * ab - (vr)(hot & (vi)(z + ub)) : z;
         gout[q] = a + b;
-        if (gaf != NULL && okf)
-            for (int l = 0; l < (int)FC_VLEN; ++l) gaf[q * FC_VLEN + l] += (double)a[l];
-        if (gab != NULL && okb)
-            for (int l = 0; l < (int)FC_VLEN; ++l) gab[q * FC_VLEN + l] += (double)b[l];
+        if (gaf != NULL && okf) FC_NAME(fc_memm_vadd)(gaf + q * FC_VLEN, a);
+        if (gab != NULL && okb) FC_NAME(fc_memm_vadd)(gab + q * FC_VLEN, b);
     }
 }
 
-/* The same token with one exp per label shared by both directions: with x = exp(e - max e)
+/* The same token with one exp per label shared by both directions: with x = exp(e - e[yk])
  * and the tables EG[c, :] = exp(G[c, :] - rm[c]) (rm[c] = max of row c), the local
- * normaliser of a direction is sum_j x_j EG[c, j] times exp(max e + rm[c]).  Returns -1,
+ * normaliser of a direction is sum_j x_j EG[c, j] times exp(e[yk] + rm[c]).  Returns -1,
  * having changed nothing, when a normaliser falls below FC_MEMM_TINY (a dead row, or
- * emission and transition maxima far apart): the caller then does the token exactly. */
+ * emission and transition maxima far apart) or some e_j - e[yk] > FC_MEMM_SHIFT: the
+ * caller then does the token exactly. */
 FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *ef, const fc_real *eb,
                                       fc_real rf, fc_real rb, const fc_real *gf, const fc_real *gb, fc_real ey,
                                       int64_t yk, const int NV, fc_real cf, fc_real cb, double *llf,
                                       double *prf, double *llb, double *prb, FC_NAME(fc_vr) *gout,
-                                      double *gaf, double *gab)
+                                      fc_real *gaf, fc_real *gab)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
     const vr z = {0};
-    vr x[16], mx = ev[0], sf = z, sb = z;
-    for (int q = 1; q < NV; ++q) { vi g = ev[q] > mx; mx = (vr)(((vi)ev[q] & g) | ((vi)mx & ~g)); }
-    const fc_real me = FC_NAME(fc_memm_hmax)(&mx);
+    vr x[16], sf = z, sb = z;
+    /* shift by the gold emission instead of the row maximum (no horizontal max): exps of
+     * e - e[yk] <= FC_MEMM_SHIFT stay far from overflow (sums <= 130 e^40 in float, e^100 in
+     * double, so coef / sum stays normal and the double normaliser products, renormalised
+     * above 1e150, stay finite); a token with a larger gap is done exactly */
+    const fc_real me = ey;
     const vr mev = z + me;
     for (int q = 0; q < NV; ++q) {
         x[q] = ev[q] - mev;
+        /* all-ones bits (a NaN) where the gap is too large (also e[yk] = -inf, or NaN there
+         * from -inf - -inf): the sums below become NaN and fail the FC_MEMM_TINY test */
+        x[q] = (vr)((vi)x[q] | (x[q] > (fc_real)FC_MEMM_SHIFT));
         FC_NAME(fc_memm_vexp)(&x[q]);
     }
     vr pf[16], pb[16];
@@ -1413,21 +1443,22 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
         vr a = pf[q] * af - (vr)(hot & (vi)(z + cf));
         vr b = gb != NULL ? pb[q] * ab - (vr)(hot & (vi)(z + cb)) : z;
         gout[q] = a + b;
-        if (gaf != NULL)
-            for (int l = 0; l < (int)FC_VLEN; ++l) gaf[q * FC_VLEN + l] += (double)a[l];
-        if (gab != NULL)
-            for (int l = 0; l < (int)FC_VLEN; ++l) gab[q * FC_VLEN + l] += (double)b[l];
+        if (gaf != NULL) FC_NAME(fc_memm_vadd)(gaf + q * FC_VLEN, a);
+        if (gab != NULL) FC_NAME(fc_memm_vadd)(gab + q * FC_VLEN, b);
     }
     return 0;
 }
 
 /* Both directions of one sequence in one pass over its kept positions (rows of NV
  * vectors, Kp = NV * FC_VLEN; NV in {2, 4, 8, 12, 16}, see fc_memm_fused).  Gp/GTp: (K+1, Kp) as for fc_memm_dir.  ge: (Tn, K) rows
- * of this sequence, fully written (0 at masked positions), or NULL; gacc: (2, K, Kp). */
+ * of this sequence, fully written (0 at masked positions), or NULL; gacc: (2, K, Kp) double,
+ * facc: (2, K, Kp) block accumulators with row counts cnt (2K), see FC_MEMM_FLUSH; the caller
+ * flushes the rows left at the end of its chunk. */
 FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
                                          const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
                                          ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
-                                         const fc_real *EG, const fc_real *rm, const int NV)
+                                         fc_real *facc, int *cnt, const fc_real *EG, const fc_real *rm,
+                                         const int NV)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
@@ -1463,8 +1494,8 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
         const int64_t yk = y[t];
         const int64_t cf = k == 0 ? K : y[pos[k - 1]];
         const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
-        double *gaf = gacc != NULL && cf < K ? gacc + cf * Kp : NULL;
-        double *gab = gacc != NULL && cb < K ? gacc + (K + cb) * Kp : NULL;
+        fc_real *gaf = gacc != NULL && cf < K ? facc + cf * Kp : NULL;
+        fc_real *gab = gacc != NULL && bidir && cb < K ? facc + (K + cb) * Kp : NULL;
         const fc_real *gfr = Gp + cf * Kp, *gbr = bidir ? GTp + cb * Kp : NULL;
         if (EG == NULL
             || FC_NAME(fc_memm_tok_sh)(ev, EG + cf * Kp, EG + (K + 1 + cb) * Kp, rm[cf], rm[K + 1 + cb], gfr, gbr,
@@ -1474,6 +1505,14 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
                                  &llb, &prb, &deadb, ge != NULL ? go : NULL, gaf, gab);
         if (prf > 1e150 || prf < 1e-150) { llf -= log(prf); prf = 1.0; }
         if (prb > 1e150 || prb < 1e-150) { llb -= log(prb); prb = 1.0; }
+        if (gaf != NULL && ++cnt[cf] == FC_MEMM_FLUSH) {
+            FC_NAME(fc_memm_flush_row)(gaf, gacc + cf * Kp, Kp);
+            cnt[cf] = 0;
+        }
+        if (gab != NULL && ++cnt[K + cb] == FC_MEMM_FLUSH) {
+            FC_NAME(fc_memm_flush_row)(gab, gacc + (K + cb) * Kp, Kp);
+            cnt[K + cb] = 0;
+        }
         if (ge == NULL) continue;
         /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
          * run into the next rows (they get zeros, and later kept rows are written after) */
@@ -1501,15 +1540,17 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
 static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
                                                    const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn,
                                                    const int64_t *y, ptrdiff_t K, ptrdiff_t Kp, int bidir,
-                                                   double coef, fc_real *ge, double *gacc, const fc_real *EG,
-                                                   const fc_real *rm)
+                                                   double coef, fc_real *ge, double *gacc, fc_real *facc,
+                                                   int *cnt, const fc_real *EG, const fc_real *rm)
 {
 #define FC_MEMM_CASE(nv) \
-    case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, EG, rm, nv)
+    case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, \
+                                                nv)
     switch (Kp / FC_VLEN) {
     FC_MEMM_CASE(1); FC_MEMM_CASE(2); FC_MEMM_CASE(3); FC_MEMM_CASE(4); FC_MEMM_CASE(5);
     FC_MEMM_CASE(6); FC_MEMM_CASE(7); FC_MEMM_CASE(8); FC_MEMM_CASE(12);
-    default: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, EG, rm, 16);
+    default:
+        return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, 16);
     }
 #undef FC_MEMM_CASE
 }
@@ -1582,7 +1623,11 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     {
         ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
         fc_real *r = malloc(sizeof(fc_real) * 2 * Kp);
-        int ok = pos && r;
+        /* fused gradient: block accumulators of the transitions rows (FC_MEMM_FLUSH) */
+        const int blk = fused && chunk_acc != NULL;
+        fc_real *facc = blk ? calloc((size_t)accn, sizeof(fc_real)) : NULL;
+        int *cnt = blk ? calloc((size_t)(2 * K), sizeof(int)) : NULL;
+        int ok = pos && r && (!blk || (facc && cnt));
         if (!ok) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -1603,7 +1648,8 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                 double c = bidir ? 0.5 * wb : wb;
 #if defined(__GNUC__)
                 if (fused) {
-                    ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, EG, rm);
+                    ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, facc,
+                                                 cnt, EG, rm);
                     continue;
                 }
 #endif
@@ -1616,8 +1662,14 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                 }
                 ll[b] = lf;
             }
+            if (blk) /* the chunk's partial blocks: results do not depend on the thread count */
+                for (ptrdiff_t i = 0; i < 2 * K; ++i)
+                    if (cnt[i] > 0) {
+                        FC_NAME(fc_memm_flush_row)(facc + i * Kp, cacc + i * Kp, Kp);
+                        cnt[i] = 0;
+                    }
         }
-        free(pos); free(r);
+        free(pos); free(r); free(facc); free(cnt);
     }
     if (status == FC_OK && g_trans != NULL) {
         for (ptrdiff_t i = 0; i < K; ++i)
@@ -1699,3 +1751,5 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
 #undef FC_CRF_TINY
 #undef FC_CRF_SUMTOL
 #undef FC_MEMM_TINY
+#undef FC_MEMM_SHIFT
+#undef FC_MEMM_FLUSH

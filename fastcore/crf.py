@@ -491,8 +491,12 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
     B, T, _ = em.shape
     w = _weights(reduction, m, B, T)
     ll, ge, gt = _crf.memm_nll(em, tr, m, y, bool(bidirectional), w, True, n_threads)
-    with np.errstate(invalid="ignore"):
-        loss = _reduce(-ll, w, reduction, em.dtype)
+    # ll <= 0 (-inf for a forbidden gold path) and w > 0 except when every ll is 0 (no kept
+    # token), so -(w . ll) = w . (-ll) never meets inf * 0: no errstate needed (it costs ~2 us)
+    if reduction == "none":
+        loss = (-ll).astype(em.dtype)
+    else:
+        loss = em.dtype.type(0.0 - np.dot(w, ll))  # 0.0 - : +0 (not -0) with no kept token
     return loss, {"emissions": ge, "transitions": gt}
 
 

@@ -642,6 +642,63 @@ def test_memm_nll_grad_against_loops(rng, dtype, K, B):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [3, 9, 20])
+def test_memm_transitions_grad_long_blocks(rng, dtype, K):
+    """Long sequences: every transitions row gets far more than FC_MEMM_FLUSH (64) terms, so the
+    fc_real block accumulators are flushed to double many times inside a sequence and at chunk
+    ends.  Error bound: each entry is a sum of terms |coef (p - onehot)| <= coef, so with N terms
+    it is within (64 + slack) eps N coef of the float64 loops (float32), and ~1e-12 (float64)."""
+    B, T = 10, max(400, 60 * K)
+    em = rng.standard_normal((B, T, K)).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    m = rng.random((B, T)) < 0.9
+    tags = rng.integers(0, K, (B, T))
+    for bidir in (False, True):
+        w = 0.5 if bidir else 1.0
+        loss, g = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction="sum")
+        gt = np.zeros((K, K))
+        nterm = np.zeros((K, K))
+        for b in range(B):
+            gt += memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)[1]
+            y = tags[b][m[b]]
+            np.add.at(nterm, y[:-1], 1.0)                # forward: row of the previous label
+            if bidir:
+                np.add.at(nterm.T, y[1:], 1.0)           # backward: column of the next label
+        assert nterm.max() > 4 * 64
+        eps = np.finfo(dtype).eps
+        bound = (64 + 16) * eps * w * nterm + 4 * eps * np.abs(gt)
+        err = np.abs(g["transitions"].astype(np.float64) - gt)
+        assert np.all(err <= bound), (err / np.maximum(bound, 1e-300)).max()
+        ge = np.zeros((B, T, K))
+        for b in range(B):
+            ge[b] = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)[0]
+        assert_close(g["emissions"], ge, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_memm_shared_exp_gold_shift(rng, dtype):
+    """The shared-exp tokens shift the exps by the gold emission: gaps max_j e_j - e[y] near and
+    beyond FC_MEMM_SHIFT (40 float, 100 double; beyond: the token is redone exactly) give
+    the loop references' values."""
+    B, T, K = 20, 16, 9
+    shift = 40.0 if dtype == np.float32 else 100.0
+    em = rng.standard_normal((B, T, K))
+    tags = rng.integers(0, K, (B, T))
+    gap = rng.uniform(0.5, 1.5, (B, T)) * shift      # about half the tokens above the shift
+    for b in range(B):
+        for t in range(T):
+            em[b, t, (tags[b, t] + 1) % K] = em[b, t, tags[b, t]] + gap[b, t]
+    em = em.astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    for bidir in (False, True):
+        loss, g = crf.memm_nll_grad(em, tags, tr, bidirectional=bidir, reduction="none")
+        ref = np.array([memm_ref(em[b], tr, np.ones(T, bool), tags[b], bidir) for b in range(B)])
+        np.testing.assert_allclose(-loss, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        ge = np.array([memm_grad_ref(em[b], tr, np.ones(T, bool), tags[b], bidir, 1.0)[0] for b in range(B)])
+        assert_close(g["emissions"], ge, dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_memm_extreme_score_ranges(rng, dtype):
     """Emission and transition maxima far apart (a shared-exp normaliser below its floor, redone
     exactly per token), and huge scores: log-likelihoods and gradients stay exact."""
