@@ -32,51 +32,54 @@ static inline uint64_t fc_f64_to_bits(double f) { uint64_t u; memcpy(&u, &f, siz
 /* The shared core: exp(x) = 2^n * p(r), n = round(x / ln2), r = x - n ln2 (two-constant
  * ln2), p a Taylor polynomial (degree 7 float, 12 double).  x must be finite and already
  * clamped by the caller; returns p and sets *n.  Every exp below is built on it. */
+/* The algorithm's pieces as macros, so that the same operations serve scalars here and
+ * the explicit GCC-vector exps of the families (scalar constants broadcast); there is one
+ * copy of the constants and of the polynomial.
+ * FC_EXP_REDUCE_*(x, t, nf, r): t = x log2e + magic (t's low bits hold n), nf = n as a
+ * real, r = x - n ln2 in two steps.  FC_EXP_TAYLOR*(p, r): p holds the leading
+ * coefficient 1/deg! on entry and sum_k r^k / k! on exit (Horner). */
+#define FC_EXP_MAGIC_F32 12582912.0f           /* 1.5 * 2^23: adding it rounds to an integer */
+#define FC_EXP_MAGIC_F64 6755399441055744.0    /* 1.5 * 2^52 */
+#define FC_EXP_REDUCE_F32(x, t, nf, r)                                                      \
+    t = (x) * 1.44269504088896341f + FC_EXP_MAGIC_F32;                                      \
+    nf = t - FC_EXP_MAGIC_F32;                                                              \
+    r = (x) - nf * 0.693359375f;              /* ln2 high part, exact in a few bits */      \
+    r = r - nf * -2.12194440e-4f
+#define FC_EXP_REDUCE_F64(x, t, nf, r)                                                      \
+    t = (x) * 1.4426950408889634074 + FC_EXP_MAGIC_F64;                                     \
+    nf = t - FC_EXP_MAGIC_F64;                                                              \
+    r = (x) - nf * 6.93145751953125e-1;                                                     \
+    r = r - nf * 1.42860682030941723212e-6
+#define FC_EXP_LEAD7_F32 (1.0f / 5040.0f)
+#define FC_EXP_TAYLOR7_F32(p, r)                                                            \
+    p = p * (r) + 1.0f / 720.0f; p = p * (r) + 1.0f / 120.0f; p = p * (r) + 1.0f / 24.0f;   \
+    p = p * (r) + 1.0f / 6.0f; p = p * (r) + 0.5f; p = p * (r) + 1.0f; p = p * (r) + 1.0f
+#define FC_EXP_LEAD9_F64 (1.0 / 362880.0)
+#define FC_EXP_TAYLOR9_F64(p, r)                                                            \
+    p = p * (r) + 1.0 / 40320.0; p = p * (r) + 1.0 / 5040.0; p = p * (r) + 1.0 / 720.0;     \
+    p = p * (r) + 1.0 / 120.0; p = p * (r) + 1.0 / 24.0; p = p * (r) + 1.0 / 6.0;           \
+    p = p * (r) + 0.5; p = p * (r) + 1.0; p = p * (r) + 1.0
+#define FC_EXP_LEAD12_F64 (1.0 / 479001600.0)
+#define FC_EXP_TAYLOR12_F64(p, r)                                                           \
+    p = p * (r) + 1.0 / 39916800.0; p = p * (r) + 1.0 / 3628800.0;                          \
+    p = p * (r) + FC_EXP_LEAD9_F64; FC_EXP_TAYLOR9_F64(p, r)
+
 FC_INLINE float fc_exp_split_f32(float x, int32_t *n)
 {
-    const float magic = 12582912.0f;           /* 1.5 * 2^23: adding it rounds to an integer */
-    const float log2e = 1.44269504088896341f;
-    const float ln2_hi = 0.693359375f;         /* exact in a few bits */
-    const float ln2_lo = -2.12194440e-4f;
-    float t = x * log2e + magic;
-    *n = (int32_t)(fc_f32_to_bits(t) - fc_f32_to_bits(magic));
-    float nf = t - magic;
-    float r = x - nf * ln2_hi;
-    r = r - nf * ln2_lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    return p * r + 1.0f;
+    float t, nf, r, p = FC_EXP_LEAD7_F32;
+    FC_EXP_REDUCE_F32(x, t, nf, r);
+    *n = (int32_t)(fc_f32_to_bits(t) - fc_f32_to_bits(FC_EXP_MAGIC_F32));
+    FC_EXP_TAYLOR7_F32(p, r);
+    return p;
 }
 
 FC_INLINE double fc_exp_split_f64(double x, int64_t *n)
 {
-    const double magic = 6755399441055744.0;   /* 1.5 * 2^52 */
-    const double log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93145751953125e-1;
-    const double ln2_lo = 1.42860682030941723212e-6;
-    double t = x * log2e + magic;
-    *n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
-    double nf = t - magic;
-    double r = x - nf * ln2_hi;
-    r = r - nf * ln2_lo;
-    double p = 1.0 / 479001600.0;   /* 1/12! */
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    return p * r + 1.0;
+    double t, nf, r, p = FC_EXP_LEAD12_F64;
+    FC_EXP_REDUCE_F64(x, t, nf, r);
+    *n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(FC_EXP_MAGIC_F64));
+    FC_EXP_TAYLOR12_F64(p, r);
+    return p;
 }
 
 /* 2^n for n in the normal exponent range. */

@@ -51,22 +51,10 @@ FC_INLINE double fc_sk_exp9(double x)
 {
     double xc = x > -600.0 ? x : -600.0;
     xc = xc < 700.0 ? xc : 700.0;
-    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
-    double t = xc * 1.4426950408889634074 + magic;
-    int64_t n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(magic));
-    double nf = t - magic;
-    double r = xc - nf * 6.93145751953125e-1;
-    r = r - nf * 1.42860682030941723212e-6;
-    double p = 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double t, nf, r, p = FC_EXP_LEAD9_F64;
+    FC_EXP_REDUCE_F64(xc, t, nf, r);
+    int64_t n = (int64_t)(fc_f64_to_bits(t) - fc_f64_to_bits(FC_EXP_MAGIC_F64));
+    FC_EXP_TAYLOR9_F64(p, r);
     double y = p * fc_pow2i_f64(n);
     return x >= -600.0 ? y : 0.0;
 }
