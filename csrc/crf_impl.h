@@ -684,10 +684,7 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
         FC_NAME(fc_crf_ws) ws;
         int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, tb.Kp) == FC_OK;
         if (!ok) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            status = FC_OUT_OF_MEMORY;
+            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
         ptrdiff_t lo, hi;
         fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
@@ -736,10 +733,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
         FC_NAME(fc_crf_ws) ws;
         int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, Kp) == FC_OK;
         if (!ok) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            status = FC_OUT_OF_MEMORY;
+            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
         ptrdiff_t clo, chi;
         fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
@@ -1118,10 +1112,7 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
         ptrdiff_t *cnt = malloc(sizeof(ptrdiff_t) * 2 * K);
         int ok = pos && cnt && (top_k == 1 ? d != NULL && (bp != NULL || !use_bp) : bt != NULL);
         if (!ok) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            status = FC_OUT_OF_MEMORY;
+            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
         ptrdiff_t lo, hi;
         fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
@@ -1607,10 +1598,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         int *cnt = blk ? calloc((size_t)(2 * K), sizeof(int)) : NULL;
         int ok = pos && r && (!blk || (facc && cnt));
         if (!ok) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            status = FC_OUT_OF_MEMORY;
+            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
         ptrdiff_t clo, chi;
         fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
@@ -1679,10 +1667,7 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
         fc_real *r = malloc(sizeof(fc_real) * 2 * K);
         int ok = pos && acc && r;
         if (!ok) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            status = FC_OUT_OF_MEMORY;
+            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
         ptrdiff_t lo, hi;
         fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);

@@ -4,6 +4,7 @@
  *                     has OpenMP, and nothing otherwise (the block runs once).
  * fc_thread_id(), fc_thread_count()  0 / 1 without OpenMP.
  * fc_split(n, parts, k, &lo, &hi)    static partition of [0, n) into `parts` chunks.
+ * FC_OMP_FAIL(status, code)          a thread records a failure in the shared status.
  * FC_MULTIVERSION     put before a hot function (its helpers must be FC_INLINE, fc_math.h): GCC on x86-64 Linux compiles it
  *                     three times (x86-64-v4 = AVX-512, x86-64-v3 = AVX2+FMA, and
  *                     the baseline) and picks one at load time, so wheels stay
@@ -22,10 +23,14 @@
 #define FC_OMP_PARALLEL(n) FC_PRAGMA(omp parallel num_threads(n))
 static inline int fc_thread_id(void) { return omp_get_thread_num(); }
 static inline int fc_thread_count(void) { return omp_get_num_threads(); }
+/* A thread of a parallel region records a failure code in a status shared by the team
+ * (every writer writes a failure; the caller returns it after the region). */
+#define FC_OMP_FAIL(status, code) do { FC_PRAGMA(omp atomic write) (status) = (code); } while (0)
 #else
 #define FC_OMP_PARALLEL(n)
 static inline int fc_thread_id(void) { return 0; }
 static inline int fc_thread_count(void) { return 1; }
+#define FC_OMP_FAIL(status, code) do { (status) = (code); } while (0)
 #endif
 
 /* Chunk k of `parts` equal chunks of [0, n). */
