@@ -120,6 +120,91 @@ FC_INLINE fc_real FC_NAME(fc_crf_row_load)(const fc_real *restrict e, const fc_r
     }
     return FC_NAME(fc_crf_hmax)(&mx);
 }
+
+/* ev[0..NV) = the row e[0..K) as NV vectors, lanes >= K set to -inf (NV * FC_VLEN >= K);
+ * e may be read up to e_end (exclusive): the straddling vector is then one load and a
+ * blend with bmask (fc_crf_bmask(K)). */
+FC_INLINE void FC_NAME(fc_crf_vrow)(const fc_real *e, ptrdiff_t K, const fc_real *e_end,
+                                    const FC_NAME(fc_vi) *bmask, FC_NAME(fc_vr) *ev, const int NV)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    vr ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    for (int q = 0; q < NV; ++q) {
+        const ptrdiff_t j0 = q * FC_VLEN;
+        if (j0 + FC_VLEN <= K) {
+            memcpy(&ev[q], e + j0, sizeof(vr));
+        } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
+            vr v;
+            memcpy(&v, e + j0, sizeof v);
+            ev[q] = (vr)(((vi)v & *bmask) | ((vi)ninf & ~*bmask));
+        } else {
+            ev[q] = ninf;
+            for (int l = 0; l < (int)FC_VLEN; ++l)
+                if (j0 + l < K) ev[q][l] = e[j0 + l];
+        }
+    }
+}
+
+/* exp(x) on a vector for x <= 0 (or moderately positive), results below ~1e-38 (x < -87
+ * float, -708 double) and -inf flushed to exactly 0: the fc_exp_ftz_* algorithm of
+ * fc_math.h on explicit vectors, so that every clone keeps it in registers.  Not for NaN. */
+FC_INLINE void FC_NAME(fc_crf_vexp)(FC_NAME(fc_vr) *xp)
+{
+    FC_NAME(fc_vr) x = *xp;
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const vr z = {0};
+    vr t, nf, r, p;
+#if FC_REAL_DOUBLE
+    const vr lo = z - 708.0;
+    const vi under = x < lo;
+    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
+    FC_EXP_REDUCE_F64(x, t, nf, r);
+    vi n = (vi)t - (vi)(z + FC_EXP_MAGIC_F64);
+    p = z + FC_EXP_LEAD12_F64;
+    FC_EXP_TAYLOR12_F64(p, r);
+    vr sc = (vr)((n + 1023) << 52);
+#else
+    const vr lo = z - 87.0f;
+    const vi under = x < lo;
+    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
+    FC_EXP_REDUCE_F32(x, t, nf, r);
+    vi n = (vi)t - (vi)(z + FC_EXP_MAGIC_F32);
+    p = z + FC_EXP_LEAD7_F32;
+    FC_EXP_TAYLOR7_F32(p, r);
+    vr sc = (vr)((n + 127) << 23);
+#endif
+    *xp = (vr)((vi)(p * sc) & ~under);
+}
+
+/* Horizontal sum / maximum of NV vectors: vertical first, then halving (log2 lanes steps). */
+FC_INLINE fc_real FC_NAME(fc_crf_vhsum)(const FC_NAME(fc_vr) *v, const int NV)
+{
+    FC_NAME(fc_vr) s = v[0];
+    for (int q = 1; q < NV; ++q) s += v[q];
+    fc_real a[FC_VLEN];
+    memcpy(a, &s, sizeof a);
+    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) a[l] += a[l + w];
+    return a[0];
+}
+
+FC_INLINE fc_real FC_NAME(fc_crf_vhmax)(const FC_NAME(fc_vr) *v, const int NV)
+{
+    typedef FC_NAME(fc_vi) vi;
+    FC_NAME(fc_vr) s = v[0];
+    for (int q = 1; q < NV; ++q) {
+        vi g = v[q] > s;
+        s = (FC_NAME(fc_vr))(((vi)v[q] & g) | ((vi)s & ~g));
+    }
+    fc_real a[FC_VLEN];
+    memcpy(a, &s, sizeof a);
+    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) a[l] = a[l + w] > a[l] ? a[l + w] : a[l];
+    return a[0];
+}
 #endif
 
 /* out[j] = (sum_i x[i] M[i, j]) * mul[j] (mul may be NULL) for j < Kp, over blocks of W
@@ -509,6 +594,100 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
     return logz;
 }
 
+#if defined(__GNUC__)
+/* log Z of one sequence (positions pos[0..n), n >= 1) by the scaled forward recursion of
+ * fc_crf_fwd_scaled with the alphas held in NV registers (Kp = NV * FC_VLEN) and nothing
+ * stored: forward only.  The exact power-of-2 rescaling of step k (bringing its row sum
+ * into [0.5, 1)) is folded into step k + 1's emission factor, so the horizontal sum is not
+ * on the step-to-step dependency chain (matrix-vector product, one multiply); the
+ * products, the trust test (every row sum >= FC_CRF_TINY) and the result are those of
+ * fc_crf_fwd_scaled.  The product uses C accumulator chains.  Returns NAN when not
+ * trusted (the caller redoes the sequence in log space). */
+FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const fc_real *emb, const ptrdiff_t *pos,
+                                            ptrdiff_t n, const int NV, const int C)
+{
+    typedef FC_NAME(fc_vr) vr;
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
+    const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+    const vr z = {0};
+    union { vr v[4]; fc_real s[4 * FC_VLEN]; } ab; /* the alphas, for the broadcasts */
+    memset(&ab, 0, sizeof ab);
+    vr a[4], p[4], tab[4];
+    double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax;
+    int64_t esum = 0;
+    int ex = 0;
+    fc_real inv = 1;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        FC_NAME(fc_crf_vrow)(emb + pos[k] * K, K, e_end, &bmask, p, NV);
+        const fc_real m = FC_NAME(fc_crf_vhmax)(p, NV);
+        for (int q = 0; q < NV; ++q) {
+            p[q] -= z + m;
+            FC_NAME(fc_crf_vexp)(&p[q]); /* padding lanes: exp(-inf) = 0 */
+        }
+        if (k == 0) {
+            for (int q = 0; q < NV; ++q) {
+                memcpy(&tab[q], tb->S + q * FC_VLEN, sizeof(vr));
+                a[q] = tab[q] * p[q];
+            }
+        } else {
+            vr acc[4][4];
+            for (int c = 0; c < C; ++c)
+                for (int q = 0; q < NV; ++q) acc[c][q] = z;
+            for (int q = 0; q < NV; ++q) {
+                ab.v[q] = a[q];
+                p[q] *= z + inv; /* the previous step's rescaling */
+            }
+            ptrdiff_t i = 0;
+            for (; i + C <= K; i += C)
+                for (int c = 0; c < C; ++c) {
+                    const vr x = z + ab.s[i + c];
+                    const fc_real *row = tb->E + (i + c) * Kp;
+                    for (int q = 0; q < NV; ++q) {
+                        vr w;
+                        memcpy(&w, row + q * FC_VLEN, sizeof w);
+                        acc[c][q] += x * w;
+                    }
+                }
+            for (int c = 0; i < K; ++i, ++c) {
+                const vr x = z + ab.s[i];
+                const fc_real *row = tb->E + i * Kp;
+                for (int q = 0; q < NV; ++q) {
+                    vr w;
+                    memcpy(&w, row + q * FC_VLEN, sizeof w);
+                    acc[c][q] += x * w;
+                }
+            }
+            for (int w = C / 2; w >= 1; w /= 2)
+                for (int c = 0; c < w; ++c)
+                    for (int q = 0; q < NV; ++q) acc[c][q] += acc[c + w][q];
+            for (int q = 0; q < NV; ++q) a[q] = acc[0][q] * p[q];
+        }
+        const fc_real s = FC_NAME(fc_crf_vhsum)(a, NV);
+        if (!((double)s >= FC_CRF_TINY)) return NAN;
+        inv = FC_NAME(fc_crf_pow2inv)(s, &ex);
+        esum += ex;
+        logz += (double)m;
+    }
+    for (int q = 0; q < NV; ++q) {
+        memcpy(&tab[q], tb->N + q * FC_VLEN, sizeof(vr));
+        a[q] = a[q] * tab[q] * (z + inv);
+    }
+    const double c = (double)FC_NAME(fc_crf_vhsum)(a, NV);
+    if (!(c >= FC_CRF_TINY)) return NAN;
+    return logz + (double)esum * 0.69314718055994530942 + log(c);
+}
+
+static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_reg)(const FC_NAME(fc_crf_tab) *tb, const fc_real *emb,
+                                                      const ptrdiff_t *pos, ptrdiff_t n)
+{
+    if (tb->Kp == 2 * FC_VLEN) return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 2, 4);
+    return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 4, 2);
+}
+#endif
+
 /* Scaled backward after a successful scaled forward.  Writes node marginals
  * (node_b: (T, K) of this sequence, or NULL), pairwise marginals (pair_b, or
  * NULL) and, when acc != NULL, adds the expected counts to acc (K*Kp trans,
@@ -691,7 +870,14 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
         for (ptrdiff_t b = lo; ok && b < hi; ++b) {
             const fc_real *emb = em + b * Tn * K;
             ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
-            double z = n == 0 ? 0.0 : FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
+            double z = 0.0;
+#if defined(__GNUC__)
+            if (n > 0 && tb.Kp <= 4 * FC_VLEN)
+                z = FC_NAME(fc_crf_fwd_reg)(&tb, emb, ws.pos, n);
+            else
+#endif
+            if (n > 0)
+                z = FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
             if (z != z) z = FC_NAME(fc_crf_fb_log)(&tb, &ws, emb, n, 0, NULL, NULL, NULL);
             logz[b] = z;
             if (score != NULL)
@@ -908,6 +1094,95 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
 }
 #endif
 
+#if defined(__GNUC__)
+/* fc_crf_vit1_bp (below) with the scores held in NV registers (Kp = NV * FC_VLEN): each
+ * step is C chains of (max, argmax) over the predecessors i (chain c takes i = c mod C,
+ * lowest i first), merged so that the lowest index wins ties; the emission row is loaded
+ * off the step-to-step chain. */
+FC_INLINE int FC_NAME(fc_crf_vit_reg_nv)(const fc_real *emb, const fc_real *TP, const fc_real *start,
+                                         const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t K,
+                                         ptrdiff_t Kp, int32_t *bp, int64_t *path, const int NV, const int C)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
+    vi bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+    const vr z = {0};
+    const vi zi = {0};
+    vr ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    union { vr v[4]; fc_real s[4 * FC_VLEN]; } db; /* the scores, for the broadcasts */
+    memset(&db, 0, sizeof db);
+    vr d[4], ev[4];
+    FC_NAME(fc_crf_vrow)(emb + pos[0] * K, K, e_end, &bmask, d, NV);
+    if (start != NULL) {
+        FC_NAME(fc_crf_vrow)(start, K, start + K, &bmask, ev, NV);
+        for (int q = 0; q < NV; ++q) d[q] += ev[q];
+    }
+    for (ptrdiff_t k = 1; k < n; ++k) {
+        FC_NAME(fc_crf_vrow)(emb + pos[k] * K, K, e_end, &bmask, ev, NV);
+        for (int q = 0; q < NV; ++q) db.v[q] = d[q];
+        vr b[4][4];
+        vi a[4][4], ic[4];
+        for (int c = 0; c < C; ++c) {
+            ic[c] = zi + c;
+            for (int q = 0; q < NV; ++q) { b[c][q] = ninf; a[c][q] = zi; }
+        }
+#define FC_VIT_TERM(c, i)                                                                  \
+        do {                                                                               \
+            const vr x_ = z + db.s[i];                                                     \
+            const fc_real *row_ = TP + (i) * Kp;                                           \
+            for (int q = 0; q < NV; ++q) {                                                 \
+                vr w_;                                                                     \
+                memcpy(&w_, row_ + q * FC_VLEN, sizeof w_);                                \
+                const vr s_ = x_ + w_;                                                     \
+                const vi m_ = s_ > b[c][q];                                                \
+                b[c][q] = (vr)(((vi)s_ & m_) | ((vi)b[c][q] & ~m_));                       \
+                a[c][q] = (ic[c] & m_) | (a[c][q] & ~m_);                                  \
+            }                                                                              \
+        } while (0)
+        ptrdiff_t i = 0;
+        for (; i + C <= K; i += C)
+            for (int c = 0; c < C; ++c) {
+                FC_VIT_TERM(c, i + c);
+                ic[c] += C;
+            }
+        for (int c = 0; i < K; ++i, ++c) FC_VIT_TERM(c, i);
+#undef FC_VIT_TERM
+        for (int w = C / 2; w >= 1; w /= 2)
+            for (int c = 0; c < w; ++c)
+                for (int q = 0; q < NV; ++q) {
+                    const vi t = (b[c + w][q] > b[c][q]) | ((b[c + w][q] == b[c][q]) & (a[c + w][q] < a[c][q]));
+                    b[c][q] = (vr)(((vi)b[c + w][q] & t) | ((vi)b[c][q] & ~t));
+                    a[c][q] = (a[c + w][q] & t) | (a[c][q] & ~t);
+                }
+        int32_t *arg = bp + k * Kp;
+        for (int q = 0; q < NV; ++q) {
+            d[q] = b[0][q] + ev[q];
+#if FC_REAL_DOUBLE
+            for (int l = 0; l < (int)FC_VLEN; ++l) arg[q * FC_VLEN + l] = (int32_t)a[0][q][l];
+#else
+            memcpy(arg + q * FC_VLEN, &a[0][q], sizeof a[0][q]);
+#endif
+        }
+    }
+    for (int q = 0; q < NV; ++q) db.v[q] = d[q];
+    fc_real best = -FC_INF;
+    ptrdiff_t bj = -1;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        fc_real v = db.s[j] + (end ? end[j] : (fc_real)0);
+        if (v > best) { best = v; bj = j; }
+    }
+    if (bj < 0) return -1;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        path[pos[k]] = bj;
+        if (k > 0) bj = bp[k * Kp + bj];
+    }
+    return 0;
+}
+#endif
+
 /* Top-1 Viterbi with backpointers (used for K <= FC_CRF_WS, where the argmax blend is
  * cheaper than the scalar argmax of the backtrack); path written at kept positions.
  * TP: (K, Kp) trans padded with -inf.  Returns 0, or -1 when no path is allowed. */
@@ -916,6 +1191,9 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_vit1_bp)(const fc_real *emb, const fc_
                                                 ptrdiff_t K, ptrdiff_t Kp, fc_real *d0, fc_real *d1,
                                                 int32_t *bp, int64_t *path)
 {
+#if defined(__GNUC__)
+    if (Kp == 2 * FC_VLEN) return FC_NAME(fc_crf_vit_reg_nv)(emb, TP, start, end, pos, n, K, Kp, bp, path, 2, 2);
+#endif
     const fc_real *e = emb + pos[0] * K;
     for (ptrdiff_t j = 0; j < Kp; ++j) d0[j] = j < K ? e[j] + (start ? start[j] : (fc_real)0) : -FC_INF;
     for (ptrdiff_t k = 1; k < n; ++k) {

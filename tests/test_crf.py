@@ -93,7 +93,8 @@ def logspace_logz(em, tr, st, en, keep):
         v = a[:, None] + tr
         m = np.max(v, axis=0)
         m = np.where(np.isfinite(m), m, 0.0)
-        a = m + np.log(np.exp(v - m).sum(0)) + em[p]
+        with np.errstate(divide="ignore"):  # log 0 = -inf: a label no path reaches
+            a = m + np.log(np.exp(v - m).sum(0)) + em[p]
     return _lse(a + (0 if en is None else en))
 
 
@@ -166,10 +167,11 @@ def test_no_allowed_path(rng):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-def test_extreme_scores_use_exact_fallback(rng, dtype):
+@pytest.mark.parametrize("K", [5, 12, 20])
+def test_extreme_scores_use_exact_fallback(rng, dtype, K):
     """Score ranges that underflow the exp-space recursion, and constraints leaving a thin path."""
     big = 300.0 if dtype == np.float32 else 3000.0
-    B, T, K = 4, 40, 5
+    B, T = 4, 40
     em = (rng.standard_normal((B, T, K)) * big).astype(dtype)
     tr = (rng.standard_normal((K, K)) * big).astype(dtype)
     tr[0, :] = -np.inf
@@ -184,7 +186,34 @@ def test_extreme_scores_use_exact_fallback(rng, dtype):
         np.testing.assert_allclose(lz[b], ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
     node = crf.crf_marginals(em, tr, st, en, mask=m)
     assert np.isfinite(node).all()
-    np.testing.assert_allclose(node.sum(-1)[m], 1.0, rtol=1e-4 if dtype == np.float32 else 1e-10)
+    # marginals exp(la + lb - log Z) of log-space values of size |log Z|: absolute error ~ eps |log Z|
+    tol64 = 64 * np.finfo(np.float64).eps * max(1.0, float(np.abs(lz).max()))
+    np.testing.assert_allclose(node.sum(-1)[m], 1.0, rtol=1e-4 if dtype == np.float32 else tol64)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 16, 17, 31, 32, 33])
+def test_log_partition_every_row_width(rng, dtype, K):
+    """log Z against the float64 log-space reference for label counts on both sides of every
+    kernel switch (alphas held in 2 or 4 registers, the stored-table forward above), with
+    holes in the masks, a masked first token, constraints and a length-1 sequence; and
+    equal to the log-likelihood the forward-backward (gradient) kernel computes."""
+    B, T = 6, 23
+    em, tr, st, en, m = random_problem(rng, B, T, K, dtype)
+    m[0, 0] = False
+    m[1] = False
+    m[1, 7] = True
+    tags = rng.integers(0, K, (B, T))
+    lz = crf.crf_log_partition(em, tr, st, en, mask=m)
+    for b in range(B):
+        ref = logspace_logz(em[b].astype(np.float64), tr.astype(np.float64), st.astype(np.float64),
+                            en.astype(np.float64), m[b])
+        assert_close(lz[b], ref, dtype, scale=max(1.0, abs(ref)))
+    ll = crf.crf_log_likelihood(em, tags, tr, st, en, mask=m)
+    loss, _ = crf.crf_nll_grad(em, tags, tr, st, en, mask=m, reduction="none")
+    ok = np.isfinite(ll)
+    np.testing.assert_array_equal(np.isfinite(loss), ok)
+    np.testing.assert_allclose(-loss[ok], ll[ok], rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -407,7 +436,7 @@ def test_viterbi_top1_kernels_match_nbest(rng, K):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@pytest.mark.parametrize("K", [3, 20, 40])
+@pytest.mark.parametrize("K", [3, 6, 9, 16, 20, 40])
 def test_viterbi_ties_lowest_index_all_kernels(dtype, K):
     em = np.zeros((2, 5, K), dtype)
     tr = np.zeros((K, K), dtype)
