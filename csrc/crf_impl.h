@@ -53,6 +53,14 @@ typedef int32_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 #endif
 /* v = {x, x, ...} (a macro: vectors passed by value change the ABI on baseline builds) */
 #define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); for (int l_ = 0; l_ < (int)(32 / sizeof(fc_real)); ++l_) (v)[l_] = (x); } while (0)
+/* {x, x, ...} as an expression (x evaluated once per lane: pass a plain value); compiles to one
+ * broadcast, where FC_SPLAT's lane fill may become a chain of inserts */
+#undef FC_BCAST
+#if FC_REAL_DOUBLE
+#define FC_BCAST(x) ((FC_NAME(fc_vr)){(x), (x), (x), (x)})
+#else
+#define FC_BCAST(x) ((FC_NAME(fc_vr)){(x), (x), (x), (x), (x), (x), (x), (x)})
+#endif
 
 /* Row helpers over 32-byte vectors: whole-vector loads and stores only, so that a row
  * written here and read back by a vectorised loop never stalls on store forwarding. */
@@ -613,9 +621,9 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
     FC_NAME(fc_vi) bmask;
     FC_NAME(fc_crf_bmask)(K, &bmask);
     const vr z = {0};
-    union { vr v[4]; fc_real s[4 * FC_VLEN]; } ab; /* the alphas, for the broadcasts */
+    union { vr v[8]; fc_real s[8 * FC_VLEN]; } ab; /* the alphas, for the broadcasts */
     memset(&ab, 0, sizeof ab);
-    vr a[4], p[4], tab[4];
+    vr a[8], p[8], tab[8];
     double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax;
     int64_t esum = 0;
     int ex = 0;
@@ -633,7 +641,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
                 a[q] = tab[q] * p[q];
             }
         } else {
-            vr acc[4][4];
+            vr acc[4][8];
             for (int c = 0; c < C; ++c)
                 for (int q = 0; q < NV; ++q) acc[c][q] = z;
             for (int q = 0; q < NV; ++q) {
@@ -643,7 +651,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
             ptrdiff_t i = 0;
             for (; i + C <= K; i += C)
                 for (int c = 0; c < C; ++c) {
-                    const vr x = z + ab.s[i + c];
+                    const vr x = FC_BCAST(ab.s[i + c]);
                     const fc_real *row = tb->E + (i + c) * Kp;
                     for (int q = 0; q < NV; ++q) {
                         vr w;
@@ -652,7 +660,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
                     }
                 }
             for (int c = 0; i < K; ++i, ++c) {
-                const vr x = z + ab.s[i];
+                const vr x = FC_BCAST(ab.s[i]);
                 const fc_real *row = tb->E + i * Kp;
                 for (int q = 0; q < NV; ++q) {
                     vr w;
@@ -684,7 +692,8 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_reg)(const FC_NAME(fc_crf_tab) 
                                                       const ptrdiff_t *pos, ptrdiff_t n)
 {
     if (tb->Kp == 2 * FC_VLEN) return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 2, 4);
-    return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 4, 2);
+    if (tb->Kp == 4 * FC_VLEN) return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 4, 2);
+    return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 8, 1);
 }
 #endif
 
@@ -872,7 +881,7 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
             ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
             double z = 0.0;
 #if defined(__GNUC__)
-            if (n > 0 && tb.Kp <= 4 * FC_VLEN)
+            if (n > 0 && tb.Kp <= 8 * FC_VLEN)
                 z = FC_NAME(fc_crf_fwd_reg)(&tb, emb, ws.pos, n);
             else
 #endif
@@ -1014,74 +1023,12 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
 }
 
 /* ---------------------------------------------------------------- Viterbi */
-/* One Viterbi step: d1[j] = max_i d0[i] + TP[i, j] and its argmax (lowest i on ties),
- * for every j < Kp, over blocks of W columns with two chains (even / odd i) merged
- * so that the lowest index wins ties.  GCC/Clang get explicit vectors (the
- * auto-vectoriser turns the select into masked stores); other compilers the scalar loop. */
-#if defined(__GNUC__)
-#define FC_VL ((int)(32 / sizeof(fc_real)))
-
+/* One Viterbi step (compilers without GCC vectors; GCC/Clang use fc_crf_vit_reg2):
+ * d1[j] = max_i d0[i] + TP[i, j] and its argmax (lowest i on ties) for every j < Kp. */
+#if !defined(__GNUC__)
 FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
-                                       ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg,
-                                       const int W)
+                                       ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg)
 {
-    typedef FC_NAME(fc_vr) vr;
-    typedef FC_NAME(fc_vi) vi;
-    enum { NVMAX = 2 * FC_CRF_WS / FC_VL };
-    const int NV = W / FC_VL;
-    vr ninf, zr;
-    vi zero, lanes2;
-    for (int l = 0; l < FC_VL; ++l) { ninf[l] = -FC_INF; zero[l] = 0; zr[l] = 0; lanes2[l] = 2; }
-    for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
-        vr b0[NVMAX], b1[NVMAX];
-        vi a0[NVMAX], a1[NVMAX];
-        for (int q = 0; q < NV; ++q) { b0[q] = ninf; b1[q] = ninf; a0[q] = zero; a1[q] = zero; }
-        ptrdiff_t i = 0;
-        /* broadcasts as vector + scalar (a lane-by-lane fill compiles to insert chains) */
-        vi i0 = zero, i1 = zero - (zero - 1);
-        for (; i + 1 < K; i += 2, i0 += lanes2, i1 += lanes2) {
-            const vr v0 = zr + d0[i], v1 = zr + d0[i + 1];
-            const fc_real *r0 = TP + i * Kp + jb, *r1 = r0 + Kp;
-            for (int q = 0; q < NV; ++q) {
-                vr x0, x1;
-                memcpy(&x0, r0 + q * FC_VL, sizeof x0);
-                memcpy(&x1, r1 + q * FC_VL, sizeof x1);
-                vr c0 = v0 + x0, c1 = v1 + x1;
-                vi m0 = c0 > b0[q], m1 = c1 > b1[q];
-                b0[q] = (vr)(((vi)c0 & m0) | ((vi)b0[q] & ~m0));
-                a0[q] = (i0 & m0) | (a0[q] & ~m0);
-                b1[q] = (vr)(((vi)c1 & m1) | ((vi)b1[q] & ~m1));
-                a1[q] = (i1 & m1) | (a1[q] & ~m1);
-            }
-        }
-        if (i < K) {
-            const vr v0 = zr + d0[i];
-            const fc_real *r0 = TP + i * Kp + jb;
-            for (int q = 0; q < NV; ++q) {
-                vr x0;
-                memcpy(&x0, r0 + q * FC_VL, sizeof x0);
-                vr c0 = v0 + x0;
-                vi m0 = c0 > b0[q];
-                b0[q] = (vr)(((vi)c0 & m0) | ((vi)b0[q] & ~m0));
-                a0[q] = (i0 & m0) | (a0[q] & ~m0);
-            }
-        }
-        for (int q = 0; q < NV; ++q) {
-            vi t = (b1[q] > b0[q]) | ((b1[q] == b0[q]) & (a1[q] < a0[q]));
-            vr bb = (vr)(((vi)b1[q] & t) | ((vi)b0[q] & ~t));
-            vi aa = (a1[q] & t) | (a0[q] & ~t);
-            memcpy(d1 + jb + q * FC_VL, &bb, sizeof bb);
-            for (int l = 0; l < FC_VL; ++l) arg[jb + q * FC_VL + l] = (int32_t)aa[l];
-        }
-    }
-}
-#undef FC_VL
-#else
-FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
-                                       ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg,
-                                       const int W)
-{
-    (void)W;
     for (ptrdiff_t j = 0; j < Kp; ++j) { d1[j] = -FC_INF; arg[j] = 0; }
     for (ptrdiff_t i = 0; i < K; ++i) {
         const fc_real v = d0[i];
@@ -1095,79 +1042,84 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
 #endif
 
 #if defined(__GNUC__)
-/* fc_crf_vit1_bp (below) with the scores held in NV registers (Kp = NV * FC_VLEN): each
- * step is C chains of (max, argmax) over the predecessors i (chain c takes i = c mod C,
- * lowest i first), merged so that the lowest index wins ties; the emission row is loaded
- * off the step-to-step chain. */
-FC_INLINE int FC_NAME(fc_crf_vit_reg_nv)(const fc_real *emb, const fc_real *TP, const fc_real *start,
-                                         const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t K,
-                                         ptrdiff_t Kp, int32_t *bp, int64_t *path, const int NV, const int C)
+/* fc_crf_vit1_bp (below) for Kp = 2 FC_VLEN (K <= FC_CRF_WS) with the scores held in two
+ * registers: each step is two chains of (max, argmax) over the predecessors i (even / odd
+ * i, lowest first) merged so that the lowest index wins ties; the emission row is loaded
+ * off the step-to-step chain.  Written out with named vectors so that nothing spills. */
+FC_INLINE int FC_NAME(fc_crf_vit_reg2)(const fc_real *emb, const fc_real *TP, const fc_real *start,
+                                       const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t K,
+                                       int32_t *bp, int64_t *path)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
+    const ptrdiff_t Kp = 2 * FC_VLEN;
     const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
     vi bmask;
     FC_NAME(fc_crf_bmask)(K, &bmask);
-    const vr z = {0};
     const vi zi = {0};
     vr ninf;
     FC_SPLAT(ninf, -FC_INF);
-    union { vr v[4]; fc_real s[4 * FC_VLEN]; } db; /* the scores, for the broadcasts */
-    memset(&db, 0, sizeof db);
-    vr d[4], ev[4];
-    FC_NAME(fc_crf_vrow)(emb + pos[0] * K, K, e_end, &bmask, d, NV);
+    union { vr v[2]; fc_real s[2 * FC_VLEN]; } db; /* the scores, for the broadcasts */
+    vr d[2], ev[2];
+    FC_NAME(fc_crf_vrow)(emb + pos[0] * K, K, e_end, &bmask, d, 2);
     if (start != NULL) {
-        FC_NAME(fc_crf_vrow)(start, K, start + K, &bmask, ev, NV);
-        for (int q = 0; q < NV; ++q) d[q] += ev[q];
+        FC_NAME(fc_crf_vrow)(start, K, start + K, &bmask, ev, 2);
+        d[0] += ev[0];
+        d[1] += ev[1];
     }
+    vi one = zi + 1, two = zi + 2;
+#define FC_VIT_TERM(i, idx, b0, b1, a0, a1)                                                \
+    do {                                                                                   \
+        const vr x_ = FC_BCAST(db.s[i]);                                                   \
+        vr w0_, w1_;                                                                       \
+        memcpy(&w0_, TP + (i) * Kp, sizeof w0_);                                           \
+        memcpy(&w1_, TP + (i) * Kp + FC_VLEN, sizeof w1_);                                 \
+        const vr s0_ = x_ + w0_, s1_ = x_ + w1_;                                           \
+        const vi m0_ = s0_ > b0, m1_ = s1_ > b1;                                           \
+        b0 = (vr)(((vi)s0_ & m0_) | ((vi)b0 & ~m0_));                                      \
+        b1 = (vr)(((vi)s1_ & m1_) | ((vi)b1 & ~m1_));                                      \
+        a0 = (idx & m0_) | (a0 & ~m0_);                                                    \
+        a1 = (idx & m1_) | (a1 & ~m1_);                                                    \
+    } while (0)
+#define FC_VIT_MERGE(b, a, bo, ao)                                                         \
+    do {                                                                                   \
+        const vi t_ = (bo > b) | ((bo == b) & (ao < a));                                   \
+        b = (vr)(((vi)bo & t_) | ((vi)b & ~t_));                                           \
+        a = (ao & t_) | (a & ~t_);                                                         \
+    } while (0)
     for (ptrdiff_t k = 1; k < n; ++k) {
-        FC_NAME(fc_crf_vrow)(emb + pos[k] * K, K, e_end, &bmask, ev, NV);
-        for (int q = 0; q < NV; ++q) db.v[q] = d[q];
-        vr b[4][4];
-        vi a[4][4], ic[4];
-        for (int c = 0; c < C; ++c) {
-            ic[c] = zi + c;
-            for (int q = 0; q < NV; ++q) { b[c][q] = ninf; a[c][q] = zi; }
-        }
-#define FC_VIT_TERM(c, i)                                                                  \
-        do {                                                                               \
-            const vr x_ = z + db.s[i];                                                     \
-            const fc_real *row_ = TP + (i) * Kp;                                           \
-            for (int q = 0; q < NV; ++q) {                                                 \
-                vr w_;                                                                     \
-                memcpy(&w_, row_ + q * FC_VLEN, sizeof w_);                                \
-                const vr s_ = x_ + w_;                                                     \
-                const vi m_ = s_ > b[c][q];                                                \
-                b[c][q] = (vr)(((vi)s_ & m_) | ((vi)b[c][q] & ~m_));                       \
-                a[c][q] = (ic[c] & m_) | (a[c][q] & ~m_);                                  \
-            }                                                                              \
-        } while (0)
+        FC_NAME(fc_crf_vrow)(emb + pos[k] * K, K, e_end, &bmask, ev, 2);
+        db.v[0] = d[0];
+        db.v[1] = d[1];
+        vr b00 = ninf, b01 = ninf, b10 = ninf, b11 = ninf; /* chain c, vector q: bcq */
+        vi a00 = zi, a01 = zi, a10 = zi, a11 = zi, i0 = zi, i1 = one;
         ptrdiff_t i = 0;
-        for (; i + C <= K; i += C)
-            for (int c = 0; c < C; ++c) {
-                FC_VIT_TERM(c, i + c);
-                ic[c] += C;
-            }
-        for (int c = 0; i < K; ++i, ++c) FC_VIT_TERM(c, i);
-#undef FC_VIT_TERM
-        for (int w = C / 2; w >= 1; w /= 2)
-            for (int c = 0; c < w; ++c)
-                for (int q = 0; q < NV; ++q) {
-                    const vi t = (b[c + w][q] > b[c][q]) | ((b[c + w][q] == b[c][q]) & (a[c + w][q] < a[c][q]));
-                    b[c][q] = (vr)(((vi)b[c + w][q] & t) | ((vi)b[c][q] & ~t));
-                    a[c][q] = (a[c + w][q] & t) | (a[c][q] & ~t);
-                }
-        int32_t *arg = bp + k * Kp;
-        for (int q = 0; q < NV; ++q) {
-            d[q] = b[0][q] + ev[q];
-#if FC_REAL_DOUBLE
-            for (int l = 0; l < (int)FC_VLEN; ++l) arg[q * FC_VLEN + l] = (int32_t)a[0][q][l];
-#else
-            memcpy(arg + q * FC_VLEN, &a[0][q], sizeof a[0][q]);
-#endif
+        for (; i + 2 <= K; i += 2) {
+            FC_VIT_TERM(i, i0, b00, b01, a00, a01);
+            FC_VIT_TERM(i + 1, i1, b10, b11, a10, a11);
+            i0 += two;
+            i1 += two;
         }
+        if (i < K) FC_VIT_TERM(i, i0, b00, b01, a00, a01);
+        FC_VIT_MERGE(b00, a00, b10, a10);
+        FC_VIT_MERGE(b01, a01, b11, a11);
+        d[0] = b00 + ev[0];
+        d[1] = b01 + ev[1];
+        int32_t *arg = bp + k * Kp;
+#if FC_REAL_DOUBLE
+        for (int l = 0; l < (int)FC_VLEN; ++l) {
+            arg[l] = (int32_t)a00[l];
+            arg[FC_VLEN + l] = (int32_t)a01[l];
+        }
+#else
+        memcpy(arg, &a00, sizeof a00);
+        memcpy(arg + FC_VLEN, &a01, sizeof a01);
+#endif
     }
-    for (int q = 0; q < NV; ++q) db.v[q] = d[q];
+#undef FC_VIT_TERM
+#undef FC_VIT_MERGE
+    db.v[0] = d[0];
+    db.v[1] = d[1];
     fc_real best = -FC_INF;
     ptrdiff_t bj = -1;
     for (ptrdiff_t j = 0; j < K; ++j) {
@@ -1192,17 +1144,16 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_vit1_bp)(const fc_real *emb, const fc_
                                                 int32_t *bp, int64_t *path)
 {
 #if defined(__GNUC__)
-    if (Kp == 2 * FC_VLEN) return FC_NAME(fc_crf_vit_reg_nv)(emb, TP, start, end, pos, n, K, Kp, bp, path, 2, 2);
-#endif
+    (void)d0; (void)d1;
+    (void)Kp; /* = FC_CRF_WS = 2 FC_VLEN */
+    return FC_NAME(fc_crf_vit_reg2)(emb, TP, start, end, pos, n, K, bp, path);
+#else
     const fc_real *e = emb + pos[0] * K;
     for (ptrdiff_t j = 0; j < Kp; ++j) d0[j] = j < K ? e[j] + (start ? start[j] : (fc_real)0) : -FC_INF;
     for (ptrdiff_t k = 1; k < n; ++k) {
         e = emb + pos[k] * K;
         int32_t *arg = bp + k * Kp;
-        if (K <= FC_CRF_WS)
-            FC_NAME(fc_crf_vstep_w)(d0, TP, K, Kp, d1, arg, FC_CRF_WS);
-        else
-            FC_NAME(fc_crf_vstep_w)(d0, TP, K, Kp, d1, arg, 2 * FC_CRF_WS);
+        FC_NAME(fc_crf_vstep_w)(d0, TP, K, Kp, d1, arg);
         for (ptrdiff_t j = 0; j < K; ++j) d1[j] += e[j];
         fc_real *t = d0; d0 = d1; d1 = t;
     }
@@ -1218,6 +1169,7 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_vit1_bp)(const fc_real *emb, const fc_
         if (k > 0) bj = bp[k * Kp + bj];
     }
     return 0;
+#endif
 }
 
 /* One Viterbi step without backpointers (K > FC_CRF_WS): d1[j] = max_i d0[i] + TP[i, j] for j < Kp, over
