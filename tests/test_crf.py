@@ -192,7 +192,7 @@ def test_extreme_scores_use_exact_fallback(rng, dtype, K):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 16, 17, 31, 32, 33])
+@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 16, 17, 31, 32, 33, 64, 65])
 def test_log_partition_every_row_width(rng, dtype, K):
     """log Z against the float64 log-space reference for label counts on both sides of every
     kernel switch (alphas held in 2 or 4 registers, the stored-table forward above), with
