@@ -100,6 +100,71 @@ cdef Py_buffer *_canon(_Bufs *bs, object x, const char *fmt, int ndim) noexcept:
     return v
 
 
+cdef struct _Args:
+    const void *em
+    const void *tr
+    const void *st
+    const void *en
+    const uint8_t *mask
+    const int64_t *tags
+    Py_ssize_t B, Tn, K
+    bint dbl
+
+
+cdef bint _fast_args(_Bufs *bs, _Args *a, em, trans, start, end, mask, tags) except -1:
+    """True when every argument is already an ndarray in kernel layout and its values are
+    valid (see fast_check); the data pointers are then in a (buffers held in bs)."""
+    cdef Py_buffer *ve
+    cdef Py_buffer *vt
+    cdef Py_buffer *v
+    cdef int bad = 0
+    cdef const char *fmt
+    a.st = NULL; a.en = NULL; a.mask = NULL; a.tags = NULL
+    ve = _canon(bs, em, b"fd", 3)
+    if ve == NULL or ve.shape[2] < 1:
+        return False
+    a.B, a.Tn, a.K = ve.shape[0], ve.shape[1], ve.shape[2]
+    a.dbl = ve.format[0] == b"d"
+    a.em = ve.buf
+    if a.dbl:
+        fmt = b"dd"
+    else:
+        fmt = b"ff"
+    vt = _canon(bs, trans, fmt, 2)
+    if vt == NULL or vt.shape[0] != a.K or vt.shape[1] != a.K:
+        return False
+    a.tr = vt.buf
+    if start is not None:
+        v = _canon(bs, start, fmt, 1)
+        if v == NULL or v.shape[0] != a.K:
+            return False
+        a.st = v.buf
+    if end is not None:
+        v = _canon(bs, end, fmt, 1)
+        if v == NULL or v.shape[0] != a.K:
+            return False
+        a.en = v.buf
+    if mask is not None:
+        v = _canon(bs, mask, b"??", 2)
+        if v == NULL or v.shape[0] != a.B or v.shape[1] != a.Tn:
+            return False
+        a.mask = <const uint8_t *>v.buf
+    if tags is not None:
+        v = _canon(bs, tags, b"lq", 2)
+        if v == NULL or v.itemsize != 8 or v.shape[0] != a.B or v.shape[1] != a.Tn:
+            return False
+        a.tags = <const int64_t *>v.buf
+    if a.B * a.Tn > 0:
+        with nogil:
+            if a.dbl:
+                bad = fc_crf_check_f64(<const double *>a.em, <const double *>a.tr, <const double *>a.st,
+                                       <const double *>a.en, a.mask, a.tags, a.B, a.Tn, a.K)
+            else:
+                bad = fc_crf_check_f32(<const float *>a.em, <const float *>a.tr, <const float *>a.st,
+                                       <const float *>a.en, a.mask, a.tags, a.B, a.Tn, a.K)
+    return bad == 0
+
+
 def fast_check(em, trans, start, end, mask, tags):
     """The validation fast path of fastcore.crf.
 
@@ -112,61 +177,103 @@ def fast_check(em, trans, start, end, mask, tags):
     """
     cdef _Bufs bs
     bs.n = 0
-    cdef Py_buffer *ve
-    cdef Py_buffer *vt
-    cdef Py_buffer *v
-    cdef Py_ssize_t B, Tn, K
-    cdef const void *ps = NULL
-    cdef const void *pn = NULL
-    cdef const uint8_t *pm = NULL
-    cdef const int64_t *py = NULL
-    cdef int bad = 0
-    cdef bint dbl
-    cdef const char *fmt
+    cdef _Args a
     try:
-        ve = _canon(&bs, em, b"fd", 3)
-        if ve == NULL or ve.shape[2] < 1:
-            return False
-        B, Tn, K = ve.shape[0], ve.shape[1], ve.shape[2]
-        dbl = ve.format[0] == b"d"
-        if dbl:
-            fmt = b"dd"
-        else:
-            fmt = b"ff"
-        vt = _canon(&bs, trans, fmt, 2)
-        if vt == NULL or vt.shape[0] != K or vt.shape[1] != K:
-            return False
-        if start is not None:
-            v = _canon(&bs, start, fmt, 1)
-            if v == NULL or v.shape[0] != K:
-                return False
-            ps = v.buf
-        if end is not None:
-            v = _canon(&bs, end, fmt, 1)
-            if v == NULL or v.shape[0] != K:
-                return False
-            pn = v.buf
-        if mask is not None:
-            v = _canon(&bs, mask, b"??", 2)
-            if v == NULL or v.shape[0] != B or v.shape[1] != Tn:
-                return False
-            pm = <const uint8_t *>v.buf
-        if tags is not None:
-            v = _canon(&bs, tags, b"lq", 2)
-            if v == NULL or v.itemsize != 8 or v.shape[0] != B or v.shape[1] != Tn:
-                return False
-            py = <const int64_t *>v.buf
-        if B * Tn > 0:
-            with nogil:
-                if dbl:
-                    bad = fc_crf_check_f64(<const double *>ve.buf, <const double *>vt.buf, <const double *>ps,
-                                           <const double *>pn, pm, py, B, Tn, K)
-                else:
-                    bad = fc_crf_check_f32(<const float *>ve.buf, <const float *>vt.buf, <const float *>ps,
-                                           <const float *>pn, pm, py, B, Tn, K)
-        return bad == 0
+        return _fast_args(&bs, &a, em, trans, start, end, mask, tags)
     finally:
         _release(&bs)
+
+
+def forward_fast(em, trans, start, end, mask, tags, int n_threads, int what):
+    """crf_log_partition (what 0), crf_score (1) or crf_log_likelihood (2) in one call
+    when the arguments pass fast_check: (B,) in the dtype of em.  None otherwise (the
+    caller takes the checked path)."""
+    cdef _Bufs bs
+    bs.n = 0
+    cdef _Args a
+    cdef int status = 0
+    cdef Py_ssize_t i
+    cdef double v
+    cdef double *lz
+    cdef double *sc
+    cdef void *o
+    if what != 0 and tags is None:
+        return None
+    try:
+        if not _fast_args(&bs, &a, em, trans, start, end, mask, tags if what != 0 else None):
+            return None
+        out = np.zeros(a.B, dtype=_f64 if a.dbl else _f32)
+        if a.B * a.Tn == 0:
+            return out
+        work = np.empty(2 * a.B, dtype=_f64)
+        lz = <double *>_ptr(&bs, work, True)
+        sc = lz + a.B if what != 0 else NULL
+        o = _ptr(&bs, out, True)
+        with nogil:
+            if a.dbl:
+                status = fc_crf_forward_f64(<const double *>a.em, <const double *>a.tr, <const double *>a.st,
+                                            <const double *>a.en, a.mask, a.tags, a.B, a.Tn, a.K, lz, sc,
+                                            n_threads)
+            else:
+                status = fc_crf_forward_f32(<const float *>a.em, <const float *>a.tr, <const float *>a.st,
+                                            <const float *>a.en, a.mask, a.tags, a.B, a.Tn, a.K, lz, sc,
+                                            n_threads)
+            if status == 0:
+                for i in range(a.B):
+                    if what == 0:
+                        v = lz[i]
+                    elif what == 1:
+                        v = sc[i]
+                    else:
+                        v = sc[i] - lz[i]
+                        v = v if v == v else -INFINITY  # -inf - (-inf): no allowed path at all
+                    if a.dbl:
+                        (<double *>o)[i] = v
+                    else:
+                        (<float *>o)[i] = <float>v
+    finally:
+        _release(&bs)
+    check_status(status, "crf forward")
+    return out
+
+
+def viterbi_fast(em, trans, start, end, mask, int n_threads):
+    """Top-1 viterbi in one call when the arguments pass fast_check: (paths (B, T) int64,
+    scores (B,) in the dtype of em).  None otherwise (the caller takes the checked path)."""
+    cdef _Bufs bs
+    bs.n = 0
+    cdef _Args a
+    cdef int status = 0
+    cdef Py_ssize_t i
+    cdef double *sa
+    cdef int64_t *pa
+    cdef void *o
+    try:
+        if not _fast_args(&bs, &a, em, trans, start, end, mask, None) or a.B * a.Tn == 0:
+            return None
+        paths = np.empty((a.B, a.Tn), dtype=np.int64)  # the kernel writes every entry
+        out = np.empty(a.B, dtype=_f64 if a.dbl else _f32)
+        work = np.empty(a.B, dtype=_f64)
+        pa = <int64_t *>_ptr(&bs, paths, True)
+        sa = <double *>_ptr(&bs, work, True)
+        o = _ptr(&bs, out, True)
+        with nogil:
+            if a.dbl:
+                status = fc_crf_viterbi_f64(<const double *>a.em, <const double *>a.tr, <const double *>a.st,
+                                            <const double *>a.en, a.mask, a.B, a.Tn, a.K, 1, pa, sa, n_threads)
+            else:
+                status = fc_crf_viterbi_f32(<const float *>a.em, <const float *>a.tr, <const float *>a.st,
+                                            <const float *>a.en, a.mask, a.B, a.Tn, a.K, 1, pa, sa, n_threads)
+            if status == 0:
+                for i in range(a.B):
+                    if a.dbl:
+                        (<double *>o)[i] = sa[i]
+                    else:
+                        (<float *>o)[i] = <float>sa[i]
+    finally:
+        _release(&bs)
+    check_status(status, "viterbi")
+    return paths, out
 
 
 cdef inline bint _is_f64(object em) except -1:

@@ -106,6 +106,8 @@ def _mask(mask, lengths, B, T):
 
 
 def _tags(tags, B, T, K, mask):
+    if tags is None:
+        raise TypeError(f"tags must be an integer array of shape ({B}, {T}), got None")
     y = np.asarray(tags)
     if y.dtype.kind not in "iu":
         raise TypeError(f"tags must be an integer array, got dtype {y.dtype}")
@@ -121,18 +123,22 @@ def _tags(tags, B, T, K, mask):
     return y
 
 
-def _prepare(emissions, transitions, start, end, mask, lengths, tags=None):
+_NO_TAGS = object()  # _prepare's default: the function takes no tags (None is then an error)
+
+
+def _prepare(emissions, transitions, start, end, mask, lengths, tags=_NO_TAGS):
     # fast path: arrays already in kernel layout, values checked in one C pass; anything
     # else (conversions, lengths, every error and its message) goes through the checks below
-    if lengths is None and _crf.fast_check(emissions, transitions, start, end, mask, tags):
-        return emissions, transitions, start, end, mask, tags
+    if lengths is None and tags is not None and _crf.fast_check(emissions, transitions, start, end, mask,
+                                                                 None if tags is _NO_TAGS else tags):
+        return emissions, transitions, start, end, mask, None if tags is _NO_TAGS else tags
     em = _emissions(emissions)
     B, T, K = em.shape
     tr = _scores(transitions, "transitions", em.dtype, (K, K))
     st = _scores(start, "start", em.dtype, (K,))
     en = _scores(end, "end", em.dtype, (K,))
     m = _mask(mask, lengths, B, T)
-    y = None if tags is None else _tags(tags, B, T, K, m)
+    y = None if tags is _NO_TAGS else _tags(tags, B, T, K, m)
     return em, tr, st, en, m, y
 
 
@@ -185,6 +191,10 @@ def crf_log_partition(emissions, transitions, start=None, end=None, *, mask=None
     log space in float64, so the result is accurate for any finite scores.
     """
     n_threads = resolve_n_threads(n_threads)
+    if lengths is None:  # arrays in kernel layout: checked and computed in one call
+        out = _crf.forward_fast(emissions, transitions, start, end, mask, None, n_threads, 0)
+        if out is not None:
+            return out
     em, tr, st, en, m, _ = _prepare(emissions, transitions, start, end, mask, lengths)
     logz, _ = _crf.forward(em, tr, st, en, m, None, n_threads)
     return logz.astype(em.dtype)
@@ -200,6 +210,10 @@ def crf_score(emissions, tags, transitions, start=None, end=None, *, mask=None, 
     Other parameters as in :func:`crf_log_partition`.
     """
     n_threads = resolve_n_threads(n_threads)
+    if lengths is None:
+        out = _crf.forward_fast(emissions, transitions, start, end, mask, tags, n_threads, 1)
+        if out is not None:
+            return out
     em, tr, st, en, m, y = _prepare(emissions, transitions, start, end, mask, lengths, tags)
     _, score = _crf.forward(em, tr, st, en, m, y, n_threads)
     return score.astype(em.dtype)
@@ -213,6 +227,10 @@ def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, ma
     allowed at all).  Parameters as in :func:`crf_score`.
     """
     n_threads = resolve_n_threads(n_threads)
+    if lengths is None:
+        out = _crf.forward_fast(emissions, transitions, start, end, mask, tags, n_threads, 2)
+        if out is not None:
+            return out
     em, tr, st, en, m, y = _prepare(emissions, transitions, start, end, mask, lengths, tags)
     logz, score = _crf.forward(em, tr, st, en, m, y, n_threads)
     return _ll(score, logz).astype(em.dtype)
@@ -321,6 +339,10 @@ def viterbi(emissions, transitions, start=None, end=None, *, mask=None, lengths=
     top_k = int(top_k)
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k == 1 and lengths is None:  # arrays in kernel layout: checked and decoded in one call
+        out = _crf.viterbi_fast(emissions, transitions, start, end, mask, n_threads)
+        if out is not None:
+            return out
     em, tr, st, en, m, _ = _prepare(emissions, transitions, start, end, mask, lengths)
     paths, scores = _crf.viterbi(em, tr, st, en, m, top_k, n_threads)
     scores = scores.astype(em.dtype)

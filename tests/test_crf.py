@@ -1024,3 +1024,46 @@ def test_fast_validation_path_catches_bad_values(rng, dtype):
     with pytest.raises(ValueError, match="tags must lie in"):
         crf.memm_nll_grad(em, y, tr, mask=m, bidirectional=True)
     assert not np.isnan(em).any()  # inputs untouched
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_one_call_fast_paths_equal_checked_paths(rng, dtype):
+    """crf_log_partition / crf_score / crf_log_likelihood / viterbi on arrays in kernel layout
+    run checks and kernel in one call (fastcore._crf.forward_fast / viterbi_fast); the same
+    arrays in another layout take the checked path.  Same numbers, dtype and -inf rules."""
+    from fastcore import _crf
+
+    B, T, K = 5, 17, 6
+    em, tr, st, en, m = random_problem(rng, B, T, K, dtype)
+    tr[:, 3] = -np.inf  # label 3 unreachable after the first token
+    tags = rng.integers(0, K, (B, T))
+    tags[3, np.flatnonzero(m[3])[1:2]] = 3  # a forbidden path: score and log-likelihood -inf
+    em_f = np.asfortranarray(em)  # not kernel layout: the checked path
+    assert _crf.fast_check(em, tr, st, en, m, tags) and not _crf.fast_check(em_f, tr, st, en, m, tags)
+    for fn in (lambda e: crf.crf_log_partition(e, tr, st, en, mask=m),
+               lambda e: crf.crf_score(e, tags, tr, st, en, mask=m),
+               lambda e: crf.crf_log_likelihood(e, tags, tr, st, en, mask=m),
+               lambda e: crf.crf_log_likelihood(e, tags, tr, mask=m),
+               lambda e: crf.crf_log_partition(e, tr)):
+        fast, ref = fn(em), fn(em_f)
+        assert fast.dtype == dtype and fast.shape == (B,)
+        np.testing.assert_array_equal(fast, ref)
+    assert crf.crf_log_likelihood(em, tags, tr, st, en, mask=m)[3] == -np.inf
+    assert crf.crf_log_likelihood(em, tags, tr, st, en, mask=m)[2] == 0  # empty sequence
+    p, s = crf.viterbi(em, tr, st, en, mask=m)
+    pr, sr = crf.viterbi(em_f, tr, st, en, mask=m)
+    assert p.shape == (B, T) and p.dtype == np.int64 and s.dtype == dtype
+    np.testing.assert_array_equal(p, pr)
+    np.testing.assert_array_equal(s, sr)
+    assert np.all(p[~m] == -1)
+    # bad values still raise through the one-call paths, naming the argument
+    e = em.copy()
+    e[0, 0, 0] = np.nan
+    for call in (lambda: crf.crf_log_partition(e, tr), lambda: crf.viterbi(e, tr),
+                 lambda: crf.crf_score(e, tags, tr)):
+        with pytest.raises(ValueError, match="emissions contains NaN"):
+            call()
+    for call in (lambda: crf.crf_score(em, None, tr), lambda: crf.crf_log_likelihood(em, None, tr),
+                 lambda: crf.crf_nll_grad(em, None, tr)):
+        with pytest.raises(TypeError, match="tags must be an integer array"):
+            call()
