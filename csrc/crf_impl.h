@@ -230,9 +230,7 @@ FC_INLINE void FC_NAME(fc_crf_mv_w)(const fc_real *restrict x, const fc_real *re
         for (int q = 0; q < NV; ++q) { FC_SPLAT(s0[q], (fc_real)0); s1[q] = s0[q]; }
         ptrdiff_t i = 0;
         for (; i + 1 < K; i += 2) {
-            vr x0, x1;
-            FC_SPLAT(x0, x[i]);
-            FC_SPLAT(x1, x[i + 1]);
+            const vr x0 = FC_BCAST(x[i]), x1 = FC_BCAST(x[i + 1]);
             const fc_real *r0 = M + i * Kp + jb, *r1 = r0 + Kp;
             for (int q = 0; q < NV; ++q) {
                 vr m0, m1;
@@ -243,8 +241,7 @@ FC_INLINE void FC_NAME(fc_crf_mv_w)(const fc_real *restrict x, const fc_real *re
             }
         }
         if (i < K) {
-            vr x0;
-            FC_SPLAT(x0, x[i]);
+            const vr x0 = FC_BCAST(x[i]);
             const fc_real *r0 = M + i * Kp + jb;
             for (int q = 0; q < NV; ++q) {
                 vr m0;
@@ -697,6 +694,30 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_reg)(const FC_NAME(fc_crf_tab) 
 }
 #endif
 
+/* Transitions counts of fc_crf_bwd_scaled: accT[i, j] += sum_k A[k-1, i] W[k, j] (k in
+ * [1, n), rows of Kp), float partial sums over blocks of 16 steps added to the double rows;
+ * W (the column block) a compile-time constant so that the sums stay in registers. */
+FC_INLINE void FC_NAME(fc_crf_counts_w)(const fc_real *restrict A, const fc_real *restrict Wk, ptrdiff_t n,
+                                        ptrdiff_t K, ptrdiff_t Kp, double *restrict accT, const int W)
+{
+    for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
+        ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
+        for (ptrdiff_t i = 0; i < K; ++i) {
+            double *r = accT + i * Kp;
+            for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+                fc_real sv[2 * FC_CRF_WS];
+                for (int v = 0; v < W; ++v) sv[v] = (fc_real)0;
+                for (ptrdiff_t k = k0; k < k1; ++k) {
+                    const fc_real ai = A[(k - 1) * Kp + i];
+                    const fc_real *wk = Wk + k * Kp + jb;
+                    for (int v = 0; v < W; ++v) sv[v] += ai * wk[v];
+                }
+                for (int v = 0; v < W; ++v) r[jb + v] += (double)sv[v];
+            }
+        }
+    }
+}
+
 /* Scaled backward after a successful scaled forward.  Writes node marginals
  * (node_b: (T, K) of this sequence, or NULL), pairwise marginals (pair_b, or
  * NULL) and, when acc != NULL, adds the expected counts to acc (K*Kp trans,
@@ -749,24 +770,10 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
         fc_real *tmp = b; b = bn; bn = tmp;
     }
     if (acc != NULL) {
-        /* accT[i, j] += sum_k a_{k-1}(i) w_k(j): float partial sums over blocks of 16 steps */
-        const ptrdiff_t W = FC_NAME(fc_crf_width)(K);
-        for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
-            ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
-            for (ptrdiff_t i = 0; i < K; ++i) {
-                double *r = accT + i * Kp;
-                for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
-                    fc_real sv[2 * FC_CRF_WS];
-                    for (ptrdiff_t v = 0; v < W; ++v) sv[v] = (fc_real)0;
-                    for (ptrdiff_t k = k0; k < k1; ++k) {
-                        const fc_real ai = ws->A[(k - 1) * Kp + i];
-                        const fc_real *wk = ws->P + k * Kp + jb;
-                        for (ptrdiff_t v = 0; v < W; ++v) sv[v] += ai * wk[v];
-                    }
-                    for (ptrdiff_t v = 0; v < W; ++v) r[jb + v] += (double)sv[v];
-                }
-            }
-        }
+        if (K <= FC_CRF_WS)
+            FC_NAME(fc_crf_counts_w)(ws->A, ws->P, n, K, Kp, accT, FC_CRF_WS);
+        else
+            FC_NAME(fc_crf_counts_w)(ws->A, ws->P, n, K, Kp, accT, 2 * FC_CRF_WS);
     }
     return 0;
 }
