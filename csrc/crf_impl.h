@@ -700,6 +700,31 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_reg)(const FC_NAME(fc_crf_tab) 
 FC_INLINE void FC_NAME(fc_crf_counts_w)(const fc_real *restrict A, const fc_real *restrict Wk, ptrdiff_t n,
                                         ptrdiff_t K, ptrdiff_t Kp, double *restrict accT, const int W)
 {
+#if defined(__GNUC__)
+    typedef FC_NAME(fc_vr) vr;
+    const int NV = W / (int)FC_VLEN;
+    for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
+        ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
+        for (ptrdiff_t i = 0; i < K; ++i) {
+            double *r = accT + i * Kp;
+            for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
+                vr sv[2 * FC_CRF_WS / FC_VLEN];
+                for (int q = 0; q < NV; ++q) sv[q] = (vr){0};
+                for (ptrdiff_t k = k0; k < k1; ++k) {
+                    const vr ai = FC_BCAST(A[(k - 1) * Kp + i]);
+                    const fc_real *wk = Wk + k * Kp + jb;
+                    for (int q = 0; q < NV; ++q) {
+                        vr w;
+                        memcpy(&w, wk + q * FC_VLEN, sizeof w);
+                        sv[q] += ai * w;
+                    }
+                }
+                for (int q = 0; q < NV; ++q)
+                    for (int l = 0; l < (int)FC_VLEN; ++l) r[jb + q * FC_VLEN + l] += (double)sv[q][l];
+            }
+        }
+    }
+#else
     for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
         ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
         for (ptrdiff_t i = 0; i < K; ++i) {
@@ -716,6 +741,7 @@ FC_INLINE void FC_NAME(fc_crf_counts_w)(const fc_real *restrict A, const fc_real
             }
         }
     }
+#endif
 }
 
 /* Scaled backward after a successful scaled forward.  Writes node marginals
