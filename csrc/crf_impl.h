@@ -1418,86 +1418,250 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
     return 0;
 }
 
-/* Both directions of one sequence in one pass over its kept positions (rows of NV
- * vectors, Kp = NV * FC_VLEN; NV in {2, 4, 8, 12, 16}, see fc_memm_fused).  Gp/GTp: (K+1, Kp) as for fc_memm_dir.  ge: (Tn, K) rows
- * of this sequence, fully written (0 at masked positions), or NULL; gacc: (2, K, Kp) double,
- * facc: (2, K, Kp) block accumulators with row counts cnt (2K), see FC_MEMM_FLUSH; the caller
- * flushes the rows left at the end of its chunk. */
-FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
-                                         const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
-                                         ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
-                                         fc_real *facc, int *cnt, const fc_real *EG, const fc_real *rm,
-                                         const int NV)
+/* One kept position k (of n, at pos[k]) of fc_memm_seq_nv: the shared-exp token, or the exact
+ * one when that fails or exact != 0; adds to the gradient rows (ge row fully written; with
+ * safe == 0 whole-vector stores may run into the following rows, writing zeros there). */
+FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp, const ptrdiff_t *pos,
+                                    ptrdiff_t k, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y, ptrdiff_t K, int bidir,
+                                    fc_real fc, fc_real *ge, double *gacc, fc_real *facc, int *cnt,
+                                    const fc_real *EG, const fc_real *rm, const int NV, int exact, int safe,
+                                    const FC_NAME(fc_vi) *bmask, double *llf, double *prf, int *deadf,
+                                    double *llb, double *prb, int *deadb)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
     const ptrdiff_t Kp = NV * FC_VLEN, Kv = (K + FC_VLEN - 1) / FC_VLEN * FC_VLEN;
+    const fc_real *e_end = emb + Tn * K;
+    vr ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    const ptrdiff_t t = pos[k];
+    const fc_real *e = emb + t * K;
+    vr ev[16], go[16];
+    for (int q = 0; q < NV; ++q) {
+        ptrdiff_t j0 = q * FC_VLEN;
+        if (j0 + FC_VLEN <= K) {
+            memcpy(&ev[q], e + j0, sizeof(vr));
+        } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
+            vr v;
+            memcpy(&v, e + j0, sizeof v);
+            ev[q] = (vr)(((vi)v & *bmask) | ((vi)ninf & ~*bmask));
+        } else {
+            ev[q] = ninf;
+            for (int l = 0; l < (int)FC_VLEN; ++l)
+                if (j0 + l < K) ev[q][l] = e[j0 + l];
+        }
+    }
+    const int64_t yk = y[t];
+    const int64_t cf = k == 0 ? K : y[pos[k - 1]];
+    const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
+    fc_real *gaf = gacc != NULL && cf < K ? facc + cf * Kp : NULL;
+    fc_real *gab = gacc != NULL && bidir && cb < K ? facc + (K + cb) * Kp : NULL;
+    const fc_real *gfr = Gp + cf * Kp, *gbr = bidir ? GTp + cb * Kp : NULL;
+    if (exact || EG == NULL
+        || FC_NAME(fc_memm_tok_sh)(ev, EG + cf * Kp, EG + (K + 1 + cb) * Kp, rm[cf], rm[K + 1 + cb], gfr, gbr,
+                                   e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, llf, prf, llb, prb,
+                                   ge != NULL ? go : NULL, gaf, gab) != 0)
+        FC_NAME(fc_memm_tok)(ev, gfr, gbr, e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, llf, prf, deadf,
+                             llb, prb, deadb, ge != NULL ? go : NULL, gaf, gab);
+    if (*prf > 1e150 || *prf < 1e-150) { *llf -= log(*prf); *prf = 1.0; }
+    if (*prb > 1e150 || *prb < 1e-150) { *llb -= log(*prb); *prb = 1.0; }
+    if (gaf != NULL && ++cnt[cf] == FC_MEMM_FLUSH) {
+        FC_NAME(fc_memm_flush_row)(gaf, gacc + cf * Kp, Kp);
+        cnt[cf] = 0;
+    }
+    if (gab != NULL && ++cnt[K + cb] == FC_MEMM_FLUSH) {
+        FC_NAME(fc_memm_flush_row)(gab, gacc + (K + cb) * Kp, Kp);
+        cnt[K + cb] = 0;
+    }
+    if (ge == NULL) return;
+    /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
+     * run into the next rows (they get zeros, and later kept rows are written after) */
+    fc_real *gt = ge + t * K;
+    if (!safe && gt + Kv <= ge + Tn * K) {
+        for (int q = 0; q < NV; ++q) {
+            ptrdiff_t j0 = q * FC_VLEN;
+            if (j0 >= K) break;
+            vr v = go[q];
+            if (j0 + FC_VLEN > K) v = (vr)((vi)v & *bmask);
+            memcpy(gt + j0, &v, sizeof v);
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < K; ++j) gt[j] = go[j / FC_VLEN][j % FC_VLEN];
+    }
+}
+
+/* Token lanes (fc_memm_grp): used for K <= FC_MEMM_LK, where label lanes waste padding
+ * and each token's short dependency chain (exp, horizontal sums, division) leaves the
+ * core idle. */
+#define FC_MEMM_LK 16
+
+/* v[l] = table[idx[l]] for a table of nt vectors (entry c at tab[c / W][c % W]) and
+ * idx[l] < nt * W, nt <= NT (compile-time): in-register permutes, two vectors at a time. */
+FC_INLINE FC_NAME(fc_vr) FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, const int NT, FC_NAME(fc_vi) idx)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    vr t0, t1;
+    memcpy(&t0, tab, sizeof t0);
+    if (nt == 1) return __builtin_shuffle(t0, idx);
+    memcpy(&t1, tab + FC_VLEN, sizeof t1);
+    vr r = __builtin_shuffle(t0, t1, idx);
+    for (int p = 1; 2 * p < NT; ++p) {
+        if (2 * p >= nt) break;
+        memcpy(&t0, tab + 2 * p * FC_VLEN, sizeof t0);
+        if (2 * p + 1 < nt) memcpy(&t1, tab + (2 * p + 1) * FC_VLEN, sizeof t1);
+        else t1 = t0;
+        vr s = __builtin_shuffle(t0, t1, idx);
+        vi sel = idx / (2 * (int)FC_VLEN) == (vi){0} + p;
+        r = (vr)(((vi)s & sel) | ((vi)r & ~sel));
+    }
+    return r;
+}
+
+/* W = FC_VLEN consecutive kept positions k0 .. k0 + W - 1 of a sequence (n kept) with the
+ * tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
+ * label, with vertical sums and one division per group.  EGT: (2K, Cp) transposed exp
+ * tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for c <= K, 0 beyond (Cp = (NV + 1) W).
+ * Returns the bit mask of the lanes left untouched (shared exp not trusted): the caller
+ * does them exactly (with safe stores), after this group. */
+FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
+                                        const ptrdiff_t *pos, ptrdiff_t k0, ptrdiff_t n, const int64_t *y,
+                                        ptrdiff_t K, int bidir, fc_real fc, fc_real *ge, double *gacc, fc_real *facc,
+                                        int *cnt, const fc_real *EGT, const fc_real *rm, const int NV,
+                                        double *llf, double *prf, double *llb, double *prb)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    enum { W = (int)FC_VLEN };
+    const ptrdiff_t Kp = NV * FC_VLEN, Cp = (NV + 1) * FC_VLEN;
+    const int nt = (int)((K + FC_VLEN) / FC_VLEN); /* table vectors holding c = 0..K */
+    const vr z = {0};
+    const fc_real *er[W];
+    int64_t yl[W], cfl[W], cbl[W];
+    vi yv, cfv, cbv;
+    vr eyv;
+    for (int l = 0; l < W; ++l) {
+        const ptrdiff_t k = k0 + l, t = pos[k];
+        er[l] = emb + t * K;
+        yl[l] = y[t];
+        cfl[l] = k == 0 ? K : y[pos[k - 1]];
+        cbl[l] = k == n - 1 ? K : y[pos[k + 1]];
+        yv[l] = (__typeof__(yv[0]))yl[l];
+        cfv[l] = (__typeof__(cfv[0]))cfl[l];
+        cbv[l] = (__typeof__(cbv[0]))cbl[l];
+        eyv[l] = er[l][yl[l]];
+    }
+    vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        vr x;
+        for (int l = 0; l < W; ++l) x[l] = er[l][j];
+        x -= eyv;
+        /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
+        x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
+        FC_NAME(fc_memm_vexp)(&x);
+        pf[j] = x * FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, cfv);
+        sf += pf[j];
+        if (bidir) {
+            pb[j] = x * FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, cbv);
+            sb += pb[j];
+        }
+    }
+    if (!bidir) sb = z + 1;
+    const vi good = (sf >= (fc_real)FC_MEMM_TINY) & (sb >= (fc_real)FC_MEMM_TINY);
+    unsigned bad = 0;
+    for (int l = 0; l < W; ++l) {
+        if (!good[l]) { bad |= 1u << l; continue; }
+        const fc_real ey = eyv[l];
+        *llf += (double)(ey + Gp[cfl[l] * Kp + yl[l]]) - (double)ey - (double)rm[cfl[l]];
+        *prf *= (double)sf[l];
+        if (*prf > 1e150 || *prf < 1e-150) { *llf -= log(*prf); *prf = 1.0; }
+        if (bidir) {
+            *llb += (double)(ey + GTp[cbl[l] * Kp + yl[l]]) - (double)ey - (double)rm[K + 1 + cbl[l]];
+            *prb *= (double)sb[l];
+            if (*prb > 1e150 || *prb < 1e-150) { *llb -= log(*prb); *prb = 1.0; }
+        }
+    }
+    if (ge == NULL && gacc == NULL) return bad;
+    /* bad lanes may hold anything from here on: they are never stored */
+    const vr fcv = z + fc, af = fc / sf, ab = bidir ? fc / sb : z;
+    fc_real At[FC_MEMM_LK][W], Bt[FC_MEMM_LK][W], Gt[FC_MEMM_LK][W];
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        const vi hot = yv == (vi){0} + (__typeof__(yv[0]))j;
+        vr a = pf[j] * af - (vr)(hot & (vi)fcv);
+        vr b = bidir ? pb[j] * ab - (vr)(hot & (vi)fcv) : z;
+        vr g = a + b;
+        memcpy(At[j], &a, sizeof a);
+        memcpy(Bt[j], &b, sizeof b);
+        memcpy(Gt[j], &g, sizeof g);
+    }
+    for (int l = 0; l < W; ++l) {
+        if (bad >> l & 1u) continue;
+        if (ge != NULL) {
+            fc_real *gt = ge + pos[k0 + l] * K;
+            for (ptrdiff_t j = 0; j < K; ++j) gt[j] = Gt[j][l];
+        }
+        if (gacc == NULL) continue;
+        const int64_t cf = cfl[l], cb = cbl[l];
+        if (cf < K) {
+            fc_real *fa = facc + cf * Kp;
+            for (ptrdiff_t j = 0; j < K; ++j) fa[j] += At[j][l];
+            if (++cnt[cf] == FC_MEMM_FLUSH) {
+                FC_NAME(fc_memm_flush_row)(fa, gacc + cf * Kp, Kp);
+                cnt[cf] = 0;
+            }
+        }
+        if (bidir && cb < K) {
+            fc_real *fb = facc + (K + cb) * Kp;
+            for (ptrdiff_t j = 0; j < K; ++j) fb[j] += Bt[j][l];
+            if (++cnt[K + cb] == FC_MEMM_FLUSH) {
+                FC_NAME(fc_memm_flush_row)(fb, gacc + (K + cb) * Kp, Kp);
+                cnt[K + cb] = 0;
+            }
+        }
+    }
+    return bad;
+}
+
+/* Both directions of one sequence in one pass over its kept positions (rows of NV
+ * vectors, Kp = NV * FC_VLEN; NV in 1..8, 12 or 16, see fc_memm_stride).  Gp/GTp: (K+1, Kp) as for
+ * fc_memm_dir.  ge: (Tn, K) rows of this sequence, fully written (0 at masked positions), or
+ * NULL; gacc: (2, K, Kp) double, facc: (2, K, Kp) block accumulators with row counts cnt (2K),
+ * see FC_MEMM_FLUSH; the caller flushes the rows left at the end of its chunk.  EGT: the
+ * token-lane tables (fc_memm_grp) or NULL. */
+FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
+                                         const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
+                                         ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
+                                         fc_real *facc, int *cnt, const fc_real *EG, const fc_real *rm,
+                                         const fc_real *EGT, const int NV)
+{
     double llf = 0.0, prf = 1.0, llb = 0.0, prb = 1.0;
     int deadf = 0, deadb = 0;
     const fc_real fc = (fc_real)coef;
-    if (ge != NULL && n < Tn) memset(ge, 0, sizeof(fc_real) * Tn * K);
-    if (n == 0) return 0.0;
-    const fc_real *e_end = emb + Tn * K;
-    FC_NAME(fc_vi) bmask;
-    FC_NAME(fc_crf_bmask)(K, &bmask);
-    vr ninf;
-    FC_SPLAT(ninf, -FC_INF);
-    for (ptrdiff_t k = 0; k < n; ++k) {
-        const ptrdiff_t t = pos[k];
-        const fc_real *e = emb + t * K;
-        vr ev[16], go[16];
-        for (int q = 0; q < NV; ++q) {
-            ptrdiff_t j0 = q * FC_VLEN;
-            if (j0 + FC_VLEN <= K) {
-                memcpy(&ev[q], e + j0, sizeof(vr));
-            } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
-                vr v;
-                memcpy(&v, e + j0, sizeof v);
-                ev[q] = (vr)(((vi)v & bmask) | ((vi)ninf & ~bmask));
-            } else {
-                ev[q] = ninf;
-                for (int l = 0; l < (int)FC_VLEN; ++l)
-                    if (j0 + l < K) ev[q][l] = e[j0 + l];
-            }
-        }
-        const int64_t yk = y[t];
-        const int64_t cf = k == 0 ? K : y[pos[k - 1]];
-        const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
-        fc_real *gaf = gacc != NULL && cf < K ? facc + cf * Kp : NULL;
-        fc_real *gab = gacc != NULL && bidir && cb < K ? facc + (K + cb) * Kp : NULL;
-        const fc_real *gfr = Gp + cf * Kp, *gbr = bidir ? GTp + cb * Kp : NULL;
-        if (EG == NULL
-            || FC_NAME(fc_memm_tok_sh)(ev, EG + cf * Kp, EG + (K + 1 + cb) * Kp, rm[cf], rm[K + 1 + cb], gfr, gbr,
-                                       e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &llb, &prb,
-                                       ge != NULL ? go : NULL, gaf, gab) != 0)
-            FC_NAME(fc_memm_tok)(ev, gfr, gbr, e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &deadf,
-                                 &llb, &prb, &deadb, ge != NULL ? go : NULL, gaf, gab);
-        if (prf > 1e150 || prf < 1e-150) { llf -= log(prf); prf = 1.0; }
-        if (prb > 1e150 || prb < 1e-150) { llb -= log(prb); prb = 1.0; }
-        if (gaf != NULL && ++cnt[cf] == FC_MEMM_FLUSH) {
-            FC_NAME(fc_memm_flush_row)(gaf, gacc + cf * Kp, Kp);
-            cnt[cf] = 0;
-        }
-        if (gab != NULL && ++cnt[K + cb] == FC_MEMM_FLUSH) {
-            FC_NAME(fc_memm_flush_row)(gab, gacc + (K + cb) * Kp, Kp);
-            cnt[K + cb] = 0;
-        }
-        if (ge == NULL) continue;
-        /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
-         * run into the next rows (they get zeros, and later kept rows are written after) */
-        fc_real *gt = ge + t * K;
-        if (gt + Kv <= ge + Tn * K) {
-            for (int q = 0; q < NV; ++q) {
-                ptrdiff_t j0 = q * FC_VLEN;
-                if (j0 >= K) break;
-                vr v = go[q];
-                if (j0 + FC_VLEN > K) v = (vr)((vi)v & bmask);
-                memcpy(gt + j0, &v, sizeof v);
-            }
-        } else {
-            for (ptrdiff_t j = 0; j < K; ++j) gt[j] = go[j / FC_VLEN][j % FC_VLEN];
+    if (ge != NULL && n < Tn) { /* zero the masked rows only (kept rows are fully written) */
+        ptrdiff_t t0 = 0;
+        for (ptrdiff_t k = 0; k <= n; ++k) {
+            ptrdiff_t t1 = k < n ? pos[k] : Tn;
+            if (t1 > t0) memset(ge + t0 * K, 0, sizeof(fc_real) * (t1 - t0) * K);
+            t0 = t1 + 1;
         }
     }
+    if (n == 0) return 0.0;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+    ptrdiff_t k = 0;
+    if (NV * FC_VLEN <= FC_MEMM_LK && EGT != NULL && EG != NULL && K <= FC_MEMM_LK) {
+        for (; k + FC_VLEN <= n; k += FC_VLEN) {
+            unsigned bad = FC_NAME(fc_memm_grp)(emb, Gp, GTp, pos, k, n, y, K, bidir, fc, ge, gacc, facc, cnt,
+                                                EGT, rm, NV, &llf, &prf, &llb, &prb);
+            for (int l = 0; bad != 0; ++l, bad >>= 1)
+                if (bad & 1u)
+                    FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, k + l, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG,
+                                         rm, NV, 1, 1, &bmask, &llf, &prf, &deadf, &llb, &prb, &deadb);
+        }
+    }
+    for (; k < n; ++k)
+        FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, k, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG, rm, NV, 0, 0,
+                             &bmask, &llf, &prf, &deadf, &llb, &prb, &deadb);
     llf -= log(prf);
     llb -= log(prb);
     llf = deadf ? -INFINITY : llf;
@@ -1510,18 +1674,57 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_
                                                    const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn,
                                                    const int64_t *y, ptrdiff_t K, ptrdiff_t Kp, int bidir,
                                                    double coef, fc_real *ge, double *gacc, fc_real *facc,
-                                                   int *cnt, const fc_real *EG, const fc_real *rm)
+                                                   int *cnt, const fc_real *EG, const fc_real *rm,
+                                                   const fc_real *EGT)
 {
 #define FC_MEMM_CASE(nv) \
     case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, \
-                                                nv)
+                                                EGT, nv)
     switch (Kp / FC_VLEN) {
     FC_MEMM_CASE(1); FC_MEMM_CASE(2); FC_MEMM_CASE(3); FC_MEMM_CASE(4); FC_MEMM_CASE(5);
     FC_MEMM_CASE(6); FC_MEMM_CASE(7); FC_MEMM_CASE(8); FC_MEMM_CASE(12);
     default:
-        return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, 16);
+        return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, EGT,
+                                       16);
     }
 #undef FC_MEMM_CASE
+}
+#endif
+
+#if defined(__GNUC__)
+/* The exp tables of fc_memm_nll from G2 ((2 (K + 1), Kp) rows, -inf padded): EG rows
+ * exp(row - rm) (0 in the padding and for an all -inf row), rm the row maxima, and when
+ * EGT != NULL their transpose for the token lanes, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j]
+ * for c <= K, 0 for K < c < Cp. */
+static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t K, ptrdiff_t Kp, fc_real *EG,
+                                                    fc_real *rm, fc_real *EGT, ptrdiff_t Cp)
+{
+    typedef FC_NAME(fc_vr) vr;
+    for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
+        const fc_real *row = G2 + i * Kp;
+        fc_real *out = EG + i * Kp;
+        fc_real m = -FC_INF;
+        for (ptrdiff_t j = 0; j < K; ++j) m = row[j] > m ? row[j] : m;
+        rm[i] = m;
+        if (m == -FC_INF) {
+            memset(out, 0, sizeof(fc_real) * Kp);
+            continue;
+        }
+        vr mv;
+        FC_SPLAT(mv, m);
+        for (ptrdiff_t q = 0; q < Kp; q += FC_VLEN) {
+            vr v;
+            memcpy(&v, row + q, sizeof v);
+            v -= mv; /* -inf padding: exp gives 0 */
+            FC_NAME(fc_memm_vexp)(&v);
+            memcpy(out + q, &v, sizeof v);
+        }
+    }
+    if (EGT == NULL) return;
+    for (int d = 0; d < 2; ++d)
+        for (ptrdiff_t j = 0; j < K; ++j)
+            for (ptrdiff_t c = 0; c < Cp; ++c)
+                EGT[(d * K + j) * Cp + c] = c <= K ? EG[(d * (K + 1) + c) * Kp + j] : (fc_real)0;
 }
 #endif
 
@@ -1566,21 +1769,19 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
             GTp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[j * K + i]);
         }
     /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
-     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max */
-    fc_real *EG = NULL, *rm = NULL;
+     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max;
+     * EGT: their transpose for the token lanes (fc_memm_grp) */
+    fc_real *EG = NULL, *rm = NULL, *EGT = NULL;
+#if defined(__GNUC__)
     if (fused && B * Tn >= 4 * (K + 1)) {
-        EG = malloc(sizeof(fc_real) * 2 * (K + 1) * (Kp + 1));
+        const ptrdiff_t Cp = Kp + FC_VLEN, negt = K <= FC_MEMM_LK && Kp <= FC_MEMM_LK ? 2 * K * Cp : 0;
+        EG = malloc(sizeof(fc_real) * (2 * (K + 1) * (Kp + 1) + negt));
         if (EG == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
         rm = EG + 2 * (K + 1) * Kp;
-        for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
-            const fc_real *row = G2 + i * Kp;
-            fc_real m = -FC_INF;
-            for (ptrdiff_t j = 0; j < K; ++j) m = row[j] > m ? row[j] : m;
-            rm[i] = m;
-            for (ptrdiff_t j = 0; j < Kp; ++j)
-                EG[i * Kp + j] = m == -FC_INF || j >= K ? (fc_real)0 : FC_EXP(row[j] - m);
-        }
+        EGT = negt > 0 ? rm + 2 * (K + 1) : NULL;
+        FC_NAME(fc_memm_tables)(G2, K, Kp, EG, rm, EGT, Cp);
     }
+#endif
     if (grad && nchunk > 0) {
         chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
         if (chunk_acc == NULL) { free(G2); free(EG); return FC_OUT_OF_MEMORY; }
@@ -1615,7 +1816,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
 #if defined(__GNUC__)
                 if (fused) {
                     ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, facc,
-                                                 cnt, EG, rm);
+                                                 cnt, EG, rm, EGT);
                     continue;
                 }
 #endif
@@ -1716,3 +1917,4 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
 #undef FC_MEMM_TINY
 #undef FC_MEMM_SHIFT
 #undef FC_MEMM_FLUSH
+#undef FC_MEMM_LK
