@@ -1518,6 +1518,42 @@ FC_INLINE FC_NAME(fc_vr) FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, con
     return r;
 }
 
+/* In-register transpose of a W x W block (W = FC_VLEN vectors r[0..W)): unpack, shuffle and
+ * 128-bit lane permutes with constant masks. */
+FC_INLINE void FC_NAME(fc_memm_transpose)(FC_NAME(fc_vr) *r)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+#if FC_REAL_DOUBLE
+    const vi lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7}, p20 = {0, 1, 4, 5}, p31 = {2, 3, 6, 7};
+    vr t0 = __builtin_shuffle(r[0], r[1], lo), t1 = __builtin_shuffle(r[0], r[1], hi);
+    vr t2 = __builtin_shuffle(r[2], r[3], lo), t3 = __builtin_shuffle(r[2], r[3], hi);
+    r[0] = __builtin_shuffle(t0, t2, p20);
+    r[1] = __builtin_shuffle(t1, t3, p20);
+    r[2] = __builtin_shuffle(t0, t2, p31);
+    r[3] = __builtin_shuffle(t1, t3, p31);
+#else
+    const vi lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const vi s44 = {0, 1, 8, 9, 4, 5, 12, 13}, sEE = {2, 3, 10, 11, 6, 7, 14, 15};
+    const vi p20 = {0, 1, 2, 3, 8, 9, 10, 11}, p31 = {4, 5, 6, 7, 12, 13, 14, 15};
+    vr t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = __builtin_shuffle(t[i], t[i + 2], s44);
+        u[i + 1] = __builtin_shuffle(t[i], t[i + 2], sEE);
+        u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], s44);
+        u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], sEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = __builtin_shuffle(u[i], u[i + 4], p20);
+        r[i + 4] = __builtin_shuffle(u[i], u[i + 4], p31);
+    }
+#endif
+}
+
 /* W = FC_VLEN consecutive kept positions k0 .. k0 + W - 1 of a sequence (n kept) with the
  * tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
  * label, with vertical sums and one division per group.  EGT: (2K, Cp) transposed exp
@@ -1552,18 +1588,30 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, c
         eyv[l] = er[l][yl[l]];
     }
     vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z;
-    for (ptrdiff_t j = 0; j < K; ++j) {
-        vr x;
-        for (int l = 0; l < W; ++l) x[l] = er[l][j];
-        x -= eyv;
-        /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
-        x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
-        FC_NAME(fc_memm_vexp)(&x);
-        pf[j] = x * FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, cfv);
-        sf += pf[j];
-        if (bidir) {
-            pb[j] = x * FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, cbv);
-            sb += pb[j];
+    for (ptrdiff_t j0 = 0; j0 < K; j0 += W) {
+        /* the emissions of labels j0.. for every lane: a transpose of row loads for a whole
+         * block, lane by lane for the last partial one */
+        vr xs[W];
+        const int nb = K - j0 < W ? (int)(K - j0) : W;
+        if (nb == W) {
+            for (int l = 0; l < W; ++l) memcpy(&xs[l], er[l] + j0, sizeof(vr));
+            FC_NAME(fc_memm_transpose)(xs);
+        } else {
+            for (int m = 0; m < nb; ++m)
+                for (int l = 0; l < W; ++l) xs[m][l] = er[l][j0 + m];
+        }
+        for (int m = 0; m < nb; ++m) {
+            const ptrdiff_t j = j0 + m;
+            vr x = xs[m] - eyv;
+            /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
+            x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
+            FC_NAME(fc_memm_vexp)(&x);
+            pf[j] = x * FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, cfv);
+            sf += pf[j];
+            if (bidir) {
+                pb[j] = x * FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, cbv);
+                sb += pb[j];
+            }
         }
     }
     if (!bidir) sb = z + 1;
@@ -1584,27 +1632,34 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, c
     if (ge == NULL && gacc == NULL) return bad;
     /* bad lanes may hold anything from here on: they are never stored */
     const vr fcv = z + fc, af = fc / sf, ab = bidir ? fc / sb : z;
-    fc_real At[FC_MEMM_LK][W], Bt[FC_MEMM_LK][W], Gt[FC_MEMM_LK][W];
+    /* back to rows: whole blocks of W labels by transposes, the last partial block by lanes */
+    vr A[FC_MEMM_LK], Bv[FC_MEMM_LK];
     for (ptrdiff_t j = 0; j < K; ++j) {
         const vi hot = yv == (vi){0} + (__typeof__(yv[0]))j;
-        vr a = pf[j] * af - (vr)(hot & (vi)fcv);
-        vr b = bidir ? pb[j] * ab - (vr)(hot & (vi)fcv) : z;
-        vr g = a + b;
-        memcpy(At[j], &a, sizeof a);
-        memcpy(Bt[j], &b, sizeof b);
-        memcpy(Gt[j], &g, sizeof g);
+        A[j] = pf[j] * af - (vr)(hot & (vi)fcv);
+        Bv[j] = bidir ? pb[j] * ab - (vr)(hot & (vi)fcv) : z;
+    }
+    const ptrdiff_t Kf = K / W * W; /* labels in whole blocks */
+    for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) {
+        FC_NAME(fc_memm_transpose)(A + j0);
+        if (bidir) FC_NAME(fc_memm_transpose)(Bv + j0);
     }
     for (int l = 0; l < W; ++l) {
         if (bad >> l & 1u) continue;
+        const int64_t cf = cfl[l], cb = cbl[l];
         if (ge != NULL) {
             fc_real *gt = ge + pos[k0 + l] * K;
-            for (ptrdiff_t j = 0; j < K; ++j) gt[j] = Gt[j][l];
+            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) {
+                vr g = A[j0 + l] + Bv[j0 + l];
+                memcpy(gt + j0, &g, sizeof g);
+            }
+            for (ptrdiff_t j = Kf; j < K; ++j) gt[j] = A[j][l] + Bv[j][l];
         }
         if (gacc == NULL) continue;
-        const int64_t cf = cfl[l], cb = cbl[l];
         if (cf < K) {
             fc_real *fa = facc + cf * Kp;
-            for (ptrdiff_t j = 0; j < K; ++j) fa[j] += At[j][l];
+            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
+            for (ptrdiff_t j = Kf; j < K; ++j) fa[j] += A[j][l];
             if (++cnt[cf] == FC_MEMM_FLUSH) {
                 FC_NAME(fc_memm_flush_row)(fa, gacc + cf * Kp, Kp);
                 cnt[cf] = 0;
@@ -1612,7 +1667,8 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, c
         }
         if (bidir && cb < K) {
             fc_real *fb = facc + (K + cb) * Kp;
-            for (ptrdiff_t j = 0; j < K; ++j) fb[j] += Bt[j][l];
+            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fb + j0, Bv[j0 + l]);
+            for (ptrdiff_t j = Kf; j < K; ++j) fb[j] += Bv[j][l];
             if (++cnt[K + cb] == FC_MEMM_FLUSH) {
                 FC_NAME(fc_memm_flush_row)(fb, gacc + (K + cb) * Kp, Kp);
                 cnt[K + cb] = 0;
