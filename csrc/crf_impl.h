@@ -1497,13 +1497,18 @@ FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const
 
 /* v[l] = table[idx[l]] for a table of nt vectors (entry c at tab[c / W][c % W]) and
  * idx[l] < nt * W, nt <= NT (compile-time): in-register permutes, two vectors at a time. */
-FC_INLINE FC_NAME(fc_vr) FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, const int NT, FC_NAME(fc_vi) idx)
+FC_INLINE void FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, const int NT, const FC_NAME(fc_vi) *idxp,
+                                       FC_NAME(fc_vr) *out)
 {
+    const FC_NAME(fc_vi) idx = *idxp;
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
     vr t0, t1;
     memcpy(&t0, tab, sizeof t0);
-    if (nt == 1) return __builtin_shuffle(t0, idx);
+    if (nt == 1) {
+        *out = __builtin_shuffle(t0, idx);
+        return;
+    }
     memcpy(&t1, tab + FC_VLEN, sizeof t1);
     vr r = __builtin_shuffle(t0, t1, idx);
     for (int p = 1; 2 * p < NT; ++p) {
@@ -1515,7 +1520,7 @@ FC_INLINE FC_NAME(fc_vr) FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, con
         vi sel = idx / (2 * (int)FC_VLEN) == (vi){0} + p;
         r = (vr)(((vi)s & sel) | ((vi)r & ~sel));
     }
-    return r;
+    *out = r;
 }
 
 /* In-register transpose of a W x W block (W = FC_VLEN vectors r[0..W)): unpack, shuffle and
@@ -1554,17 +1559,71 @@ FC_INLINE void FC_NAME(fc_memm_transpose)(FC_NAME(fc_vr) *r)
 #endif
 }
 
+/* Per-lane log-likelihood accumulators of the token lanes, in double (4 lanes a vector,
+ * FC_VLEN / 4 vectors): L sums the gold terms; the normaliser product is kept as P * 2^E with
+ * P in [1, 2) (exponent moved to E after every multiply: exact, no overflow, no log per
+ * token); a sequence's lanes are summed at its end (fc_memm_lsum). */
+typedef double FC_NAME(fc_vd) __attribute__((vector_size(32)));
+typedef int64_t FC_NAME(fc_vl) __attribute__((vector_size(32)));
+typedef struct {
+    FC_NAME(fc_vd) P[FC_VLEN / 4], L[FC_VLEN / 4];
+    FC_NAME(fc_vl) E[FC_VLEN / 4];
+} FC_NAME(fc_memm_lacc);
+
+FC_INLINE void FC_NAME(fc_memm_lzero)(FC_NAME(fc_memm_lacc) *a)
+{
+    for (int h = 0; h < (int)FC_VLEN / 4; ++h) {
+        for (int i = 0; i < 4; ++i) a->P[h][i] = 1.0;
+        memset(&a->L[h], 0, sizeof a->L[h]);
+        memset(&a->E[h], 0, sizeof a->E[h]);
+    }
+}
+
+/* Adds the gold terms t (lanes) and multiplies in the normalisers s (lanes; 1 where unused). */
+FC_INLINE void FC_NAME(fc_memm_ladd)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_vr) *s, const FC_NAME(fc_vr) *t)
+{
+    typedef FC_NAME(fc_vd) vd;
+    typedef FC_NAME(fc_vl) vl;
+    for (int h = 0; h < (int)FC_VLEN / 4; ++h) {
+        vd sd, td;
+#if FC_REAL_DOUBLE
+        sd = *s;
+        td = *t;
+#else
+        typedef float v4f __attribute__((vector_size(16)));
+        v4f q;
+        memcpy(&q, (const float *)s + 4 * h, sizeof q);
+        sd = __builtin_convertvector(q, vd);
+        memcpy(&q, (const float *)t + 4 * h, sizeof q);
+        td = __builtin_convertvector(q, vd);
+#endif
+        a->L[h] += td;
+        vl bits = (vl)(a->P[h] * sd);
+        a->E[h] += ((bits >> 52) & 0x7ff) - 1023;
+        a->P[h] = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+    }
+}
+
+FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
+{
+    double r = 0.0;
+    for (int h = 0; h < (int)FC_VLEN / 4; ++h)
+        for (int i = 0; i < 4; ++i)
+            r += a->L[h][i] - (log(a->P[h][i]) + (double)a->E[h][i] * 0.69314718055994530942);
+    return r;
+}
+
 /* W = FC_VLEN consecutive kept positions k0 .. k0 + W - 1 of a sequence (n kept) with the
  * tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
  * label, with vertical sums and one division per group.  EGT: (2K, Cp) transposed exp
  * tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for c <= K, 0 beyond (Cp = (NV + 1) W).
  * Returns the bit mask of the lanes left untouched (shared exp not trusted): the caller
  * does them exactly (with safe stores), after this group. */
-FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
-                                        const ptrdiff_t *pos, ptrdiff_t k0, ptrdiff_t n, const int64_t *y,
-                                        ptrdiff_t K, int bidir, fc_real fc, fc_real *ge, double *gacc, fc_real *facc,
-                                        int *cnt, const fc_real *EGT, const fc_real *rm, const int NV,
-                                        double *llf, double *prf, double *llb, double *prb)
+FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
+                                        ptrdiff_t n, const int64_t *y, ptrdiff_t K, int bidir, fc_real fc,
+                                        fc_real *ge, double *gacc, fc_real *facc, int *cnt, const fc_real *EGT,
+                                        const fc_real *LG, const int NV, FC_NAME(fc_memm_lacc) *af_,
+                                        FC_NAME(fc_memm_lacc) *ab_)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
@@ -1576,8 +1635,10 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, c
     int64_t yl[W], cfl[W], cbl[W];
     vi yv, cfv, cbv;
     vr eyv;
+    vi act; /* lanes in use (l < nl; the others repeat lane 0 and are ignored) */
     for (int l = 0; l < W; ++l) {
-        const ptrdiff_t k = k0 + l, t = pos[k];
+        act[l] = l < nl ? -1 : 0;
+        const ptrdiff_t k = k0 + (l < nl ? l : 0), t = pos[k];
         er[l] = emb + t * K;
         yl[l] = y[t];
         cfl[l] = k == 0 ? K : y[pos[k - 1]];
@@ -1606,27 +1667,36 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, c
             /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
             x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
             FC_NAME(fc_memm_vexp)(&x);
-            pf[j] = x * FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, cfv);
+            vr tab;
+            FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
+            pf[j] = x * tab;
             sf += pf[j];
             if (bidir) {
-                pb[j] = x * FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, cbv);
+                FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, &cbv, &tab);
+                pb[j] = x * tab;
                 sb += pb[j];
             }
         }
     }
     if (!bidir) sb = z + 1;
-    const vi good = (sf >= (fc_real)FC_MEMM_TINY) & (sb >= (fc_real)FC_MEMM_TINY);
+    const vi ok = (sf >= (fc_real)FC_MEMM_TINY) & (sb >= (fc_real)FC_MEMM_TINY), good = ok & act;
     unsigned bad = 0;
-    for (int l = 0; l < W; ++l) {
-        if (!good[l]) { bad |= 1u << l; continue; }
-        const fc_real ey = eyv[l];
-        *llf += (double)(ey + Gp[cfl[l] * Kp + yl[l]]) - (double)ey - (double)rm[cfl[l]];
-        *prf *= (double)sf[l];
-        if (*prf > 1e150 || *prf < 1e-150) { *llf -= log(*prf); *prf = 1.0; }
+    for (int l = 0; l < W; ++l) bad |= (unsigned)(act[l] & ~ok[l] & 1) << l;
+    {
+        /* gold terms G[c, y] - rm[c] = LG[c, y]; unused and bad lanes add 0 and multiply by 1 */
+        vr tf, tb, one;
+        FC_SPLAT(one, 1);
+        for (int l = 0; l < W; ++l) {
+            tf[l] = LG[cfl[l] * Kp + yl[l]];
+            tb[l] = LG[(K + 1 + cbl[l]) * Kp + yl[l]];
+        }
+        vr s1 = (vr)(((vi)sf & good) | ((vi)one & ~good));
+        tf = (vr)((vi)tf & good);
+        FC_NAME(fc_memm_ladd)(af_, &s1, &tf);
         if (bidir) {
-            *llb += (double)(ey + GTp[cbl[l] * Kp + yl[l]]) - (double)ey - (double)rm[K + 1 + cbl[l]];
-            *prb *= (double)sb[l];
-            if (*prb > 1e150 || *prb < 1e-150) { *llb -= log(*prb); *prb = 1.0; }
+            vr s2 = (vr)(((vi)sb & good) | ((vi)one & ~good));
+            tb = (vr)((vi)tb & good);
+            FC_NAME(fc_memm_ladd)(ab_, &s2, &tb);
         }
     }
     if (ge == NULL && gacc == NULL) return bad;
@@ -1644,7 +1714,7 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const fc_real *Gp, c
         FC_NAME(fc_memm_transpose)(A + j0);
         if (bidir) FC_NAME(fc_memm_transpose)(Bv + j0);
     }
-    for (int l = 0; l < W; ++l) {
+    for (int l = 0; l < nl; ++l) {
         if (bad >> l & 1u) continue;
         const int64_t cf = cfl[l], cb = cbl[l];
         if (ge != NULL) {
@@ -1690,6 +1760,7 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
                                          fc_real *facc, int *cnt, const fc_real *EG, const fc_real *rm,
                                          const fc_real *EGT, const int NV)
 {
+    const ptrdiff_t Kp = NV * FC_VLEN;
     double llf = 0.0, prf = 1.0, llb = 0.0, prb = 1.0;
     int deadf = 0, deadb = 0;
     const fc_real fc = (fc_real)coef;
@@ -1706,14 +1777,23 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
     FC_NAME(fc_crf_bmask)(K, &bmask);
     ptrdiff_t k = 0;
     if (NV * FC_VLEN <= FC_MEMM_LK && EGT != NULL && EG != NULL && K <= FC_MEMM_LK) {
-        for (; k + FC_VLEN <= n; k += FC_VLEN) {
-            unsigned bad = FC_NAME(fc_memm_grp)(emb, Gp, GTp, pos, k, n, y, K, bidir, fc, ge, gacc, facc, cnt,
-                                                EGT, rm, NV, &llf, &prf, &llb, &prb);
+        FC_NAME(fc_memm_lacc) af, ab;
+        FC_NAME(fc_memm_lzero)(&af);
+        FC_NAME(fc_memm_lzero)(&ab);
+        while (k < n) {
+            /* a partial last group when it fills more than a third of the lanes */
+            const int nl = n - k < FC_VLEN ? (int)(n - k) : (int)FC_VLEN;
+            if (3 * nl <= (int)FC_VLEN) break;
+            unsigned bad = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, gacc, facc, cnt, EGT,
+                                                EGT + 2 * K * (Kp + FC_VLEN), NV, &af, &ab);
             for (int l = 0; bad != 0; ++l, bad >>= 1)
                 if (bad & 1u)
                     FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, k + l, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG,
                                          rm, NV, 1, 1, &bmask, &llf, &prf, &deadf, &llb, &prb, &deadb);
+            k += nl;
         }
+        llf += FC_NAME(fc_memm_lsum)(&af);
+        llb += FC_NAME(fc_memm_lsum)(&ab);
     }
     for (; k < n; ++k)
         FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, k, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG, rm, NV, 0, 0,
@@ -1781,6 +1861,10 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
         for (ptrdiff_t j = 0; j < K; ++j)
             for (ptrdiff_t c = 0; c < Cp; ++c)
                 EGT[(d * K + j) * Cp + c] = c <= K ? EG[(d * (K + 1) + c) * Kp + j] : (fc_real)0;
+    fc_real *LG = EGT + 2 * K * Cp; /* the gold terms of the token lanes: G2 - rm */
+    for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j)
+            LG[i * Kp + j] = rm[i] == -FC_INF ? -FC_INF : G2[i * Kp + j] - rm[i];
 }
 #endif
 
@@ -1830,7 +1914,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     fc_real *EG = NULL, *rm = NULL, *EGT = NULL;
 #if defined(__GNUC__)
     if (fused && B * Tn >= 4 * (K + 1)) {
-        const ptrdiff_t Cp = Kp + FC_VLEN, negt = K <= FC_MEMM_LK && Kp <= FC_MEMM_LK ? 2 * K * Cp : 0;
+        const ptrdiff_t Cp = Kp + FC_VLEN, negt = K <= FC_MEMM_LK && Kp <= FC_MEMM_LK ? 2 * K * Cp + 2 * (K + 1) * Kp : 0;
         EG = malloc(sizeof(fc_real) * (2 * (K + 1) * (Kp + 1) + negt));
         if (EG == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
         rm = EG + 2 * (K + 1) * Kp;
