@@ -1636,13 +1636,23 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
     vi yv, cfv, cbv;
     vr eyv;
     vi act; /* lanes in use (l < nl; the others repeat lane 0 and are ignored) */
+    /* gold labels at kept positions k0 - 1 .. k0 + W (K outside the sequence; past the last
+     * lane in use K): lane l has cf = yy[l], y = yy[l + 1], cb = yy[l + 2] */
+    int64_t yy[W + 2];
+    yy[0] = k0 == 0 ? K : y[pos[k0 - 1]];
+    yy[W + 1] = K;
+    for (int l = 0; l < W; ++l) {
+        const ptrdiff_t t = pos[k0 + (l < nl ? l : 0)];
+        er[l] = emb + t * K;
+        yy[l + 1] = y[t];
+    }
+    yy[nl + 1] = k0 + nl == n ? K : y[pos[k0 + nl]];
     for (int l = 0; l < W; ++l) {
         act[l] = l < nl ? -1 : 0;
-        const ptrdiff_t k = k0 + (l < nl ? l : 0), t = pos[k];
-        er[l] = emb + t * K;
-        yl[l] = y[t];
-        cfl[l] = k == 0 ? K : y[pos[k - 1]];
-        cbl[l] = k == n - 1 ? K : y[pos[k + 1]];
+        const int i = l < nl ? l : 0; /* unused lanes repeat lane 0 */
+        yl[l] = yy[i + 1];
+        cfl[l] = yy[i];
+        cbl[l] = yy[i + 2];
         yv[l] = (__typeof__(yv[0]))yl[l];
         cfv[l] = (__typeof__(cfv[0]))cfl[l];
         cbv[l] = (__typeof__(cbv[0]))cbl[l];
