@@ -1490,10 +1490,11 @@ FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const
     }
 }
 
-/* Token lanes (fc_memm_grp): used for K <= FC_MEMM_LK, where label lanes waste padding
+/* Token lanes (fc_memm_grp): used for K <= FC_MEMM_LK (measured crossover, float32 1 thread:
+ * about 15% faster at K = 4..9, slower from K = 12), where label lanes waste padding
  * and each token's short dependency chain (exp, horizontal sums, division) leaves the
  * core idle. */
-#define FC_MEMM_LK 16
+#define FC_MEMM_LK 10
 
 /* v[l] = table[idx[l]] for a table of nt vectors (entry c at tab[c / W][c % W]) and
  * idx[l] < nt * W, nt <= NT (compile-time): in-register permutes, two vectors at a time. */
@@ -1786,7 +1787,7 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
     FC_NAME(fc_vi) bmask;
     FC_NAME(fc_crf_bmask)(K, &bmask);
     ptrdiff_t k = 0;
-    if (NV * FC_VLEN <= FC_MEMM_LK && EGT != NULL && EG != NULL && K <= FC_MEMM_LK) {
+    if ((NV - 1) * FC_VLEN < FC_MEMM_LK && EGT != NULL && EG != NULL && K <= FC_MEMM_LK) {
         FC_NAME(fc_memm_lacc) af, ab;
         FC_NAME(fc_memm_lzero)(&af);
         FC_NAME(fc_memm_lzero)(&ab);
@@ -1924,7 +1925,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     fc_real *EG = NULL, *rm = NULL, *EGT = NULL;
 #if defined(__GNUC__)
     if (fused && B * Tn >= 4 * (K + 1)) {
-        const ptrdiff_t Cp = Kp + FC_VLEN, negt = K <= FC_MEMM_LK && Kp <= FC_MEMM_LK ? 2 * K * Cp + 2 * (K + 1) * Kp : 0;
+        const ptrdiff_t Cp = Kp + FC_VLEN, negt = K <= FC_MEMM_LK ? 2 * K * Cp + 2 * (K + 1) * Kp : 0;
         EG = malloc(sizeof(fc_real) * (2 * (K + 1) * (Kp + 1) + negt));
         if (EG == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
         rm = EG + 2 * (K + 1) * Kp;
