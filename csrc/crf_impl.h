@@ -1607,19 +1607,24 @@ FC_INLINE void FC_NAME(fc_memm_ladd)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_
 
 FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
 {
-    double r = 0.0;
+    double r = 0.0, p = 1.0; /* p: product of the FC_VLEN values in [1, 2), one log */
     for (int h = 0; h < (int)FC_VLEN / 4; ++h)
-        for (int i = 0; i < 4; ++i)
-            r += a->L[h][i] - (log(a->P[h][i]) + (double)a->E[h][i] * 0.69314718055994530942);
-    return r;
+        for (int i = 0; i < 4; ++i) {
+            r += a->L[h][i] - (double)a->E[h][i] * 0.69314718055994530942;
+            p *= a->P[h][i];
+        }
+    return r - log(p);
 }
 
-/* W = FC_VLEN consecutive kept positions k0 .. k0 + W - 1 of a sequence (n kept) with the
- * tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
- * label, with vertical sums and one division per group.  EGT: (2K, Cp) transposed exp
- * tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for c <= K, 0 beyond (Cp = (NV + 1) W).
- * Returns the bit mask of the lanes left untouched (shared exp not trusted): the caller
- * does them exactly (with safe stores), after this group. */
+/* nl <= W = FC_VLEN consecutive kept positions k0 .. k0 + nl - 1 of a sequence (n kept) with
+ * the tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
+ * label, with vertical sums and one division per group; rows in and out by W x W transposes.
+ * EGT: (2K, Cp) transposed exp tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for
+ * c <= K, 0 beyond (Cp = (NV + 1) W); LG: (2 (K + 1), Kp) gold terms G2 - rm.  Adds the
+ * log-likelihood terms to the lane accumulators af_, ab_ and the gradients (exact-width row
+ * stores, facc blocks with their FC_MEMM_FLUSH counts) as fc_memm_one does.  Returns the bit
+ * mask of the lanes left untouched (shared exp not trusted): the caller does them exactly
+ * (with safe stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
                                         ptrdiff_t n, const int64_t *y, ptrdiff_t K, int bidir, fc_real fc,
                                         fc_real *ge, double *gacc, fc_real *facc, int *cnt, const fc_real *EGT,
