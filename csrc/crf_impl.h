@@ -1681,86 +1681,402 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
     return 0;
 }
 
-/* Both directions of one sequence in one pass over its kept positions (rows of NV
- * vectors, Kp = NV * FC_VLEN; NV in {2, 4, 8, 12, 16}, see fc_memm_fused).  Gp/GTp: (K+1, Kp) as for fc_memm_dir.  ge: (Tn, K) rows
- * of this sequence, fully written (0 at masked positions), or NULL; gacc: (2, K, Kp) double,
- * facc: (2, K, Kp) block accumulators with row counts cnt (2K), see FC_MEMM_FLUSH; the caller
- * flushes the rows left at the end of its chunk. */
-FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
-                                         const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
-                                         ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
-                                         fc_real *facc, int *cnt, const fc_real *EG, const fc_real *rm,
-                                         const int NV)
+/* One kept position k (of n, at pos[k]) of fc_memm_seq_nv: the shared-exp token, or the exact
+ * one when that fails or exact != 0; adds to the gradient rows (ge row fully written; with
+ * safe == 0 whole-vector stores may run into the following rows, writing zeros there). */
+FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp, const ptrdiff_t *pos,
+                                    ptrdiff_t k, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y, ptrdiff_t K, int bidir,
+                                    fc_real fc, fc_real *ge, double *gacc, fc_real *facc, int *cnt,
+                                    const fc_real *EG, const fc_real *rm, const int NV, int exact, int safe,
+                                    const FC_NAME(fc_vi) *bmask, double *llf, double *prf, int *deadf,
+                                    double *llb, double *prb, int *deadb)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
     const ptrdiff_t Kp = NV * FC_VLEN, Kv = (K + FC_VLEN - 1) / FC_VLEN * FC_VLEN;
+    const fc_real *e_end = emb + Tn * K;
+    vr ninf;
+    FC_SPLAT(ninf, -FC_INF);
+    const ptrdiff_t t = pos[k];
+    const fc_real *e = emb + t * K;
+    vr ev[16], go[16];
+    for (int q = 0; q < NV; ++q) {
+        ptrdiff_t j0 = q * FC_VLEN;
+        if (j0 + FC_VLEN <= K) {
+            memcpy(&ev[q], e + j0, sizeof(vr));
+        } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
+            vr v;
+            memcpy(&v, e + j0, sizeof v);
+            ev[q] = (vr)(((vi)v & *bmask) | ((vi)ninf & ~*bmask));
+        } else {
+            ev[q] = ninf;
+            for (int l = 0; l < (int)FC_VLEN; ++l)
+                if (j0 + l < K) ev[q][l] = e[j0 + l];
+        }
+    }
+    const int64_t yk = y[t];
+    const int64_t cf = k == 0 ? K : y[pos[k - 1]];
+    const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
+    fc_real *gaf = gacc != NULL && cf < K ? facc + cf * Kp : NULL;
+    fc_real *gab = gacc != NULL && bidir && cb < K ? facc + (K + cb) * Kp : NULL;
+    const fc_real *gfr = Gp + cf * Kp, *gbr = bidir ? GTp + cb * Kp : NULL;
+    if (exact || EG == NULL
+        || FC_NAME(fc_memm_tok_sh)(ev, EG + cf * Kp, EG + (K + 1 + cb) * Kp, rm[cf], rm[K + 1 + cb], gfr, gbr,
+                                   e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, llf, prf, llb, prb,
+                                   ge != NULL ? go : NULL, gaf, gab) != 0)
+        FC_NAME(fc_memm_tok)(ev, gfr, gbr, e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, llf, prf, deadf,
+                             llb, prb, deadb, ge != NULL ? go : NULL, gaf, gab);
+    if (*prf > 1e150 || *prf < 1e-150) { *llf -= log(*prf); *prf = 1.0; }
+    if (*prb > 1e150 || *prb < 1e-150) { *llb -= log(*prb); *prb = 1.0; }
+    if (gaf != NULL && ++cnt[cf] == FC_MEMM_FLUSH) {
+        FC_NAME(fc_memm_flush_row)(gaf, gacc + cf * Kp, Kp);
+        cnt[cf] = 0;
+    }
+    if (gab != NULL && ++cnt[K + cb] == FC_MEMM_FLUSH) {
+        FC_NAME(fc_memm_flush_row)(gab, gacc + (K + cb) * Kp, Kp);
+        cnt[K + cb] = 0;
+    }
+    if (ge == NULL) return;
+    /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
+     * run into the next rows (they get zeros, and later kept rows are written after) */
+    fc_real *gt = ge + t * K;
+    if (!safe && gt + Kv <= ge + Tn * K) {
+        for (int q = 0; q < NV; ++q) {
+            ptrdiff_t j0 = q * FC_VLEN;
+            if (j0 >= K) break;
+            vr v = go[q];
+            if (j0 + FC_VLEN > K) v = (vr)((vi)v & *bmask);
+            memcpy(gt + j0, &v, sizeof v);
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < K; ++j) gt[j] = go[j / FC_VLEN][j % FC_VLEN];
+    }
+}
+
+/* Token lanes (fc_memm_grp): used for K <= FC_MEMM_LK (measured crossover, float32 1 thread:
+ * about 15% faster at K = 4..9, slower from K = 12), where label lanes waste padding
+ * and each token's short dependency chain (exp, horizontal sums, division) leaves the
+ * core idle. */
+#define FC_MEMM_LK 10
+
+/* v[l] = table[idx[l]] for a table of nt vectors (entry c at tab[c / W][c % W]) and
+ * idx[l] < nt * W, nt <= NT (compile-time): in-register permutes, two vectors at a time. */
+FC_INLINE void FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, const int NT, const FC_NAME(fc_vi) *idxp,
+                                       FC_NAME(fc_vr) *out)
+{
+    const FC_NAME(fc_vi) idx = *idxp;
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    vr t0, t1;
+    memcpy(&t0, tab, sizeof t0);
+    if (nt == 1) {
+        *out = __builtin_shuffle(t0, idx);
+        return;
+    }
+    memcpy(&t1, tab + FC_VLEN, sizeof t1);
+    vr r = __builtin_shuffle(t0, t1, idx);
+    for (int p = 1; 2 * p < NT; ++p) {
+        if (2 * p >= nt) break;
+        memcpy(&t0, tab + 2 * p * FC_VLEN, sizeof t0);
+        if (2 * p + 1 < nt) memcpy(&t1, tab + (2 * p + 1) * FC_VLEN, sizeof t1);
+        else t1 = t0;
+        vr s = __builtin_shuffle(t0, t1, idx);
+        vi sel = idx / (2 * (int)FC_VLEN) == (vi){0} + p;
+        r = (vr)(((vi)s & sel) | ((vi)r & ~sel));
+    }
+    *out = r;
+}
+
+/* In-register transpose of a W x W block (W = FC_VLEN vectors r[0..W)): unpack, shuffle and
+ * 128-bit lane permutes with constant masks. */
+FC_INLINE void FC_NAME(fc_memm_transpose)(FC_NAME(fc_vr) *r)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+#if FC_REAL_DOUBLE
+    const vi lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7}, p20 = {0, 1, 4, 5}, p31 = {2, 3, 6, 7};
+    vr t0 = __builtin_shuffle(r[0], r[1], lo), t1 = __builtin_shuffle(r[0], r[1], hi);
+    vr t2 = __builtin_shuffle(r[2], r[3], lo), t3 = __builtin_shuffle(r[2], r[3], hi);
+    r[0] = __builtin_shuffle(t0, t2, p20);
+    r[1] = __builtin_shuffle(t1, t3, p20);
+    r[2] = __builtin_shuffle(t0, t2, p31);
+    r[3] = __builtin_shuffle(t1, t3, p31);
+#else
+    const vi lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const vi s44 = {0, 1, 8, 9, 4, 5, 12, 13}, sEE = {2, 3, 10, 11, 6, 7, 14, 15};
+    const vi p20 = {0, 1, 2, 3, 8, 9, 10, 11}, p31 = {4, 5, 6, 7, 12, 13, 14, 15};
+    vr t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = __builtin_shuffle(t[i], t[i + 2], s44);
+        u[i + 1] = __builtin_shuffle(t[i], t[i + 2], sEE);
+        u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], s44);
+        u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], sEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = __builtin_shuffle(u[i], u[i + 4], p20);
+        r[i + 4] = __builtin_shuffle(u[i], u[i + 4], p31);
+    }
+#endif
+}
+
+/* Per-lane log-likelihood accumulators of the token lanes, in double (4 lanes a vector,
+ * FC_VLEN / 4 vectors): L sums the gold terms; the normaliser product is kept as P * 2^E with
+ * P in [1, 2) (exponent moved to E after every multiply: exact, no overflow, no log per
+ * token); a sequence's lanes are summed at its end (fc_memm_lsum). */
+typedef double FC_NAME(fc_vd) __attribute__((vector_size(32)));
+typedef int64_t FC_NAME(fc_vl) __attribute__((vector_size(32)));
+typedef struct {
+    FC_NAME(fc_vd) P[FC_VLEN / 4], L[FC_VLEN / 4];
+    FC_NAME(fc_vl) E[FC_VLEN / 4];
+} FC_NAME(fc_memm_lacc);
+
+FC_INLINE void FC_NAME(fc_memm_lzero)(FC_NAME(fc_memm_lacc) *a)
+{
+    for (int h = 0; h < (int)FC_VLEN / 4; ++h) {
+        for (int i = 0; i < 4; ++i) a->P[h][i] = 1.0;
+        memset(&a->L[h], 0, sizeof a->L[h]);
+        memset(&a->E[h], 0, sizeof a->E[h]);
+    }
+}
+
+/* Adds the gold terms t (lanes) and multiplies in the normalisers s (lanes; 1 where unused). */
+FC_INLINE void FC_NAME(fc_memm_ladd)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_vr) *s, const FC_NAME(fc_vr) *t)
+{
+    typedef FC_NAME(fc_vd) vd;
+    typedef FC_NAME(fc_vl) vl;
+    for (int h = 0; h < (int)FC_VLEN / 4; ++h) {
+        vd sd, td;
+#if FC_REAL_DOUBLE
+        sd = *s;
+        td = *t;
+#else
+        typedef float v4f __attribute__((vector_size(16)));
+        v4f q;
+        memcpy(&q, (const float *)s + 4 * h, sizeof q);
+        sd = __builtin_convertvector(q, vd);
+        memcpy(&q, (const float *)t + 4 * h, sizeof q);
+        td = __builtin_convertvector(q, vd);
+#endif
+        a->L[h] += td;
+        vl bits = (vl)(a->P[h] * sd);
+        a->E[h] += ((bits >> 52) & 0x7ff) - 1023;
+        a->P[h] = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+    }
+}
+
+FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
+{
+    double r = 0.0, p = 1.0; /* p: product of the FC_VLEN values in [1, 2), one log */
+    for (int h = 0; h < (int)FC_VLEN / 4; ++h)
+        for (int i = 0; i < 4; ++i) {
+            r += a->L[h][i] - (double)a->E[h][i] * 0.69314718055994530942;
+            p *= a->P[h][i];
+        }
+    return r - log(p);
+}
+
+/* nl <= W = FC_VLEN consecutive kept positions k0 .. k0 + nl - 1 of a sequence (n kept) with
+ * the tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
+ * label, with vertical sums and one division per group; rows in and out by W x W transposes.
+ * EGT: (2K, Cp) transposed exp tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for
+ * c <= K, 0 beyond (Cp = (NV + 1) W); LG: (2 (K + 1), Kp) gold terms G2 - rm.  Adds the
+ * log-likelihood terms to the lane accumulators af_, ab_ and the gradients (exact-width row
+ * stores, facc blocks with their FC_MEMM_FLUSH counts) as fc_memm_one does.  Returns the bit
+ * mask of the lanes left untouched (shared exp not trusted): the caller does them exactly
+ * (with safe stores), after this group. */
+FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
+                                        ptrdiff_t n, const int64_t *y, ptrdiff_t K, int bidir, fc_real fc,
+                                        fc_real *ge, double *gacc, fc_real *facc, int *cnt, const fc_real *EGT,
+                                        const fc_real *LG, const int NV, FC_NAME(fc_memm_lacc) *af_,
+                                        FC_NAME(fc_memm_lacc) *ab_)
+{
+    typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    enum { W = (int)FC_VLEN };
+    const ptrdiff_t Kp = NV * FC_VLEN, Cp = (NV + 1) * FC_VLEN;
+    const int nt = (int)((K + FC_VLEN) / FC_VLEN); /* table vectors holding c = 0..K */
+    const vr z = {0};
+    const fc_real *er[W];
+    int64_t yl[W], cfl[W], cbl[W];
+    vi yv, cfv, cbv;
+    vr eyv;
+    vi act; /* lanes in use (l < nl; the others repeat lane 0 and are ignored) */
+    /* gold labels at kept positions k0 - 1 .. k0 + W (K outside the sequence; past the last
+     * lane in use K): lane l has cf = yy[l], y = yy[l + 1], cb = yy[l + 2] */
+    int64_t yy[W + 2];
+    yy[0] = k0 == 0 ? K : y[pos[k0 - 1]];
+    yy[W + 1] = K;
+    for (int l = 0; l < W; ++l) {
+        const ptrdiff_t t = pos[k0 + (l < nl ? l : 0)];
+        er[l] = emb + t * K;
+        yy[l + 1] = y[t];
+    }
+    yy[nl + 1] = k0 + nl == n ? K : y[pos[k0 + nl]];
+    for (int l = 0; l < W; ++l) {
+        act[l] = l < nl ? -1 : 0;
+        const int i = l < nl ? l : 0; /* unused lanes repeat lane 0 */
+        yl[l] = yy[i + 1];
+        cfl[l] = yy[i];
+        cbl[l] = yy[i + 2];
+        yv[l] = (__typeof__(yv[0]))yl[l];
+        cfv[l] = (__typeof__(cfv[0]))cfl[l];
+        cbv[l] = (__typeof__(cbv[0]))cbl[l];
+        eyv[l] = er[l][yl[l]];
+    }
+    vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z;
+    for (ptrdiff_t j0 = 0; j0 < K; j0 += W) {
+        /* the emissions of labels j0.. for every lane: a transpose of row loads for a whole
+         * block, lane by lane for the last partial one */
+        vr xs[W];
+        const int nb = K - j0 < W ? (int)(K - j0) : W;
+        if (nb == W) {
+            for (int l = 0; l < W; ++l) memcpy(&xs[l], er[l] + j0, sizeof(vr));
+            FC_NAME(fc_memm_transpose)(xs);
+        } else {
+            for (int m = 0; m < nb; ++m)
+                for (int l = 0; l < W; ++l) xs[m][l] = er[l][j0 + m];
+        }
+        for (int m = 0; m < nb; ++m) {
+            const ptrdiff_t j = j0 + m;
+            vr x = xs[m] - eyv;
+            /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
+            x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
+            FC_NAME(fc_memm_vexp)(&x);
+            vr tab;
+            FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
+            pf[j] = x * tab;
+            sf += pf[j];
+            if (bidir) {
+                FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, &cbv, &tab);
+                pb[j] = x * tab;
+                sb += pb[j];
+            }
+        }
+    }
+    if (!bidir) sb = z + 1;
+    const vi ok = (sf >= (fc_real)FC_MEMM_TINY) & (sb >= (fc_real)FC_MEMM_TINY), good = ok & act;
+    unsigned bad = 0;
+    for (int l = 0; l < W; ++l) bad |= (unsigned)(act[l] & ~ok[l] & 1) << l;
+    {
+        /* gold terms G[c, y] - rm[c] = LG[c, y]; unused and bad lanes add 0 and multiply by 1 */
+        vr tf, tb, one;
+        FC_SPLAT(one, 1);
+        for (int l = 0; l < W; ++l) {
+            tf[l] = LG[cfl[l] * Kp + yl[l]];
+            tb[l] = LG[(K + 1 + cbl[l]) * Kp + yl[l]];
+        }
+        vr s1 = (vr)(((vi)sf & good) | ((vi)one & ~good));
+        tf = (vr)((vi)tf & good);
+        FC_NAME(fc_memm_ladd)(af_, &s1, &tf);
+        if (bidir) {
+            vr s2 = (vr)(((vi)sb & good) | ((vi)one & ~good));
+            tb = (vr)((vi)tb & good);
+            FC_NAME(fc_memm_ladd)(ab_, &s2, &tb);
+        }
+    }
+    if (ge == NULL && gacc == NULL) return bad;
+    /* bad lanes may hold anything from here on: they are never stored */
+    const vr fcv = z + fc, af = fc / sf, ab = bidir ? fc / sb : z;
+    /* back to rows: whole blocks of W labels by transposes, the last partial block by lanes */
+    vr A[FC_MEMM_LK], Bv[FC_MEMM_LK];
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        const vi hot = yv == (vi){0} + (__typeof__(yv[0]))j;
+        A[j] = pf[j] * af - (vr)(hot & (vi)fcv);
+        Bv[j] = bidir ? pb[j] * ab - (vr)(hot & (vi)fcv) : z;
+    }
+    const ptrdiff_t Kf = K / W * W; /* labels in whole blocks */
+    for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) {
+        FC_NAME(fc_memm_transpose)(A + j0);
+        if (bidir) FC_NAME(fc_memm_transpose)(Bv + j0);
+    }
+    for (int l = 0; l < nl; ++l) {
+        if (bad >> l & 1u) continue;
+        const int64_t cf = cfl[l], cb = cbl[l];
+        if (ge != NULL) {
+            fc_real *gt = ge + pos[k0 + l] * K;
+            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) {
+                vr g = A[j0 + l] + Bv[j0 + l];
+                memcpy(gt + j0, &g, sizeof g);
+            }
+            for (ptrdiff_t j = Kf; j < K; ++j) gt[j] = A[j][l] + Bv[j][l];
+        }
+        if (gacc == NULL) continue;
+        if (cf < K) {
+            fc_real *fa = facc + cf * Kp;
+            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
+            for (ptrdiff_t j = Kf; j < K; ++j) fa[j] += A[j][l];
+            if (++cnt[cf] == FC_MEMM_FLUSH) {
+                FC_NAME(fc_memm_flush_row)(fa, gacc + cf * Kp, Kp);
+                cnt[cf] = 0;
+            }
+        }
+        if (bidir && cb < K) {
+            fc_real *fb = facc + (K + cb) * Kp;
+            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fb + j0, Bv[j0 + l]);
+            for (ptrdiff_t j = Kf; j < K; ++j) fb[j] += Bv[j][l];
+            if (++cnt[K + cb] == FC_MEMM_FLUSH) {
+                FC_NAME(fc_memm_flush_row)(fb, gacc + (K + cb) * Kp, Kp);
+                cnt[K + cb] = 0;
+            }
+        }
+    }
+    return bad;
+}
+
+/* Both directions of one sequence in one pass over its kept positions (rows of NV
+ * vectors, Kp = NV * FC_VLEN; NV in 1..8, 12 or 16, see fc_memm_stride).  Gp/GTp: (K+1, Kp) as for
+ * fc_memm_dir.  ge: (Tn, K) rows of this sequence, fully written (0 at masked positions), or
+ * NULL; gacc: (2, K, Kp) double, facc: (2, K, Kp) block accumulators with row counts cnt (2K),
+ * see FC_MEMM_FLUSH; the caller flushes the rows left at the end of its chunk.  EGT: the
+ * token-lane tables (fc_memm_grp) or NULL. */
+FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
+                                         const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn, const int64_t *y,
+                                         ptrdiff_t K, int bidir, double coef, fc_real *ge, double *gacc,
+                                         fc_real *facc, int *cnt, const fc_real *EG, const fc_real *rm,
+                                         const fc_real *EGT, const int NV)
+{
+    const ptrdiff_t Kp = NV * FC_VLEN;
     double llf = 0.0, prf = 1.0, llb = 0.0, prb = 1.0;
     int deadf = 0, deadb = 0;
     const fc_real fc = (fc_real)coef;
-    if (ge != NULL && n < Tn) memset(ge, 0, sizeof(fc_real) * Tn * K);
-    if (n == 0) return 0.0;
-    const fc_real *e_end = emb + Tn * K;
-    FC_NAME(fc_vi) bmask;
-    FC_NAME(fc_crf_bmask)(K, &bmask);
-    vr ninf;
-    FC_SPLAT(ninf, -FC_INF);
-    for (ptrdiff_t k = 0; k < n; ++k) {
-        const ptrdiff_t t = pos[k];
-        const fc_real *e = emb + t * K;
-        vr ev[16], go[16];
-        for (int q = 0; q < NV; ++q) {
-            ptrdiff_t j0 = q * FC_VLEN;
-            if (j0 + FC_VLEN <= K) {
-                memcpy(&ev[q], e + j0, sizeof(vr));
-            } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
-                vr v;
-                memcpy(&v, e + j0, sizeof v);
-                ev[q] = (vr)(((vi)v & bmask) | ((vi)ninf & ~bmask));
-            } else {
-                ev[q] = ninf;
-                for (int l = 0; l < (int)FC_VLEN; ++l)
-                    if (j0 + l < K) ev[q][l] = e[j0 + l];
-            }
-        }
-        const int64_t yk = y[t];
-        const int64_t cf = k == 0 ? K : y[pos[k - 1]];
-        const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];
-        fc_real *gaf = gacc != NULL && cf < K ? facc + cf * Kp : NULL;
-        fc_real *gab = gacc != NULL && bidir && cb < K ? facc + (K + cb) * Kp : NULL;
-        const fc_real *gfr = Gp + cf * Kp, *gbr = bidir ? GTp + cb * Kp : NULL;
-        if (EG == NULL
-            || FC_NAME(fc_memm_tok_sh)(ev, EG + cf * Kp, EG + (K + 1 + cb) * Kp, rm[cf], rm[K + 1 + cb], gfr, gbr,
-                                       e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &llb, &prb,
-                                       ge != NULL ? go : NULL, gaf, gab) != 0)
-            FC_NAME(fc_memm_tok)(ev, gfr, gbr, e[yk], yk, NV, fc, bidir ? fc : (fc_real)0, &llf, &prf, &deadf,
-                                 &llb, &prb, &deadb, ge != NULL ? go : NULL, gaf, gab);
-        if (prf > 1e150 || prf < 1e-150) { llf -= log(prf); prf = 1.0; }
-        if (prb > 1e150 || prb < 1e-150) { llb -= log(prb); prb = 1.0; }
-        if (gaf != NULL && ++cnt[cf] == FC_MEMM_FLUSH) {
-            FC_NAME(fc_memm_flush_row)(gaf, gacc + cf * Kp, Kp);
-            cnt[cf] = 0;
-        }
-        if (gab != NULL && ++cnt[K + cb] == FC_MEMM_FLUSH) {
-            FC_NAME(fc_memm_flush_row)(gab, gacc + (K + cb) * Kp, Kp);
-            cnt[K + cb] = 0;
-        }
-        if (ge == NULL) continue;
-        /* the row: softmax terms minus the onehot, lanes >= K zero; whole-vector stores may
-         * run into the next rows (they get zeros, and later kept rows are written after) */
-        fc_real *gt = ge + t * K;
-        if (gt + Kv <= ge + Tn * K) {
-            for (int q = 0; q < NV; ++q) {
-                ptrdiff_t j0 = q * FC_VLEN;
-                if (j0 >= K) break;
-                vr v = go[q];
-                if (j0 + FC_VLEN > K) v = (vr)((vi)v & bmask);
-                memcpy(gt + j0, &v, sizeof v);
-            }
-        } else {
-            for (ptrdiff_t j = 0; j < K; ++j) gt[j] = go[j / FC_VLEN][j % FC_VLEN];
+    if (ge != NULL && n < Tn) { /* zero the masked rows only (kept rows are fully written) */
+        ptrdiff_t t0 = 0;
+        for (ptrdiff_t k = 0; k <= n; ++k) {
+            ptrdiff_t t1 = k < n ? pos[k] : Tn;
+            if (t1 > t0) memset(ge + t0 * K, 0, sizeof(fc_real) * (t1 - t0) * K);
+            t0 = t1 + 1;
         }
     }
+    if (n == 0) return 0.0;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+    ptrdiff_t k = 0;
+    if ((NV - 1) * FC_VLEN < FC_MEMM_LK && EGT != NULL && EG != NULL && K <= FC_MEMM_LK) {
+        FC_NAME(fc_memm_lacc) af, ab;
+        FC_NAME(fc_memm_lzero)(&af);
+        FC_NAME(fc_memm_lzero)(&ab);
+        while (k < n) {
+            /* a partial last group when it fills more than a third of the lanes */
+            const int nl = n - k < FC_VLEN ? (int)(n - k) : (int)FC_VLEN;
+            if (3 * nl <= (int)FC_VLEN) break;
+            unsigned bad = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, gacc, facc, cnt, EGT,
+                                                EGT + 2 * K * (Kp + FC_VLEN), NV, &af, &ab);
+            for (int l = 0; bad != 0; ++l, bad >>= 1)
+                if (bad & 1u)
+                    FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, k + l, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG,
+                                         rm, NV, 1, 1, &bmask, &llf, &prf, &deadf, &llb, &prb, &deadb);
+            k += nl;
+        }
+        llf += FC_NAME(fc_memm_lsum)(&af);
+        llb += FC_NAME(fc_memm_lsum)(&ab);
+    }
+    for (; k < n; ++k)
+        FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, k, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG, rm, NV, 0, 0,
+                             &bmask, &llf, &prf, &deadf, &llb, &prb, &deadb);
     llf -= log(prf);
     llb -= log(prb);
     llf = deadf ? -INFINITY : llf;
@@ -1773,18 +2089,61 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_
                                                    const ptrdiff_t *pos, ptrdiff_t n, ptrdiff_t Tn,
                                                    const int64_t *y, ptrdiff_t K, ptrdiff_t Kp, int bidir,
                                                    double coef, fc_real *ge, double *gacc, fc_real *facc,
-                                                   int *cnt, const fc_real *EG, const fc_real *rm)
+                                                   int *cnt, const fc_real *EG, const fc_real *rm,
+                                                   const fc_real *EGT)
 {
 #define FC_MEMM_CASE(nv) \
     case nv: return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, \
-                                                nv)
+                                                EGT, nv)
     switch (Kp / FC_VLEN) {
     FC_MEMM_CASE(1); FC_MEMM_CASE(2); FC_MEMM_CASE(3); FC_MEMM_CASE(4); FC_MEMM_CASE(5);
     FC_MEMM_CASE(6); FC_MEMM_CASE(7); FC_MEMM_CASE(8); FC_MEMM_CASE(12);
     default:
-        return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, 16);
+        return FC_NAME(fc_memm_seq_nv)(emb, Gp, GTp, pos, n, Tn, y, K, bidir, coef, ge, gacc, facc, cnt, EG, rm, EGT,
+                                       16);
     }
 #undef FC_MEMM_CASE
+}
+#endif
+
+#if defined(__GNUC__)
+/* The exp tables of fc_memm_nll from G2 ((2 (K + 1), Kp) rows, -inf padded): EG rows
+ * exp(row - rm) (0 in the padding and for an all -inf row), rm the row maxima, and when
+ * EGT != NULL their transpose for the token lanes, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j]
+ * for c <= K, 0 for K < c < Cp. */
+static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t K, ptrdiff_t Kp, fc_real *EG,
+                                                    fc_real *rm, fc_real *EGT, ptrdiff_t Cp)
+{
+    typedef FC_NAME(fc_vr) vr;
+    for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
+        const fc_real *row = G2 + i * Kp;
+        fc_real *out = EG + i * Kp;
+        fc_real m = -FC_INF;
+        for (ptrdiff_t j = 0; j < K; ++j) m = row[j] > m ? row[j] : m;
+        rm[i] = m;
+        if (m == -FC_INF) {
+            memset(out, 0, sizeof(fc_real) * Kp);
+            continue;
+        }
+        vr mv;
+        FC_SPLAT(mv, m);
+        for (ptrdiff_t q = 0; q < Kp; q += FC_VLEN) {
+            vr v;
+            memcpy(&v, row + q, sizeof v);
+            v -= mv; /* -inf padding: exp gives 0 */
+            FC_NAME(fc_memm_vexp)(&v);
+            memcpy(out + q, &v, sizeof v);
+        }
+    }
+    if (EGT == NULL) return;
+    for (int d = 0; d < 2; ++d)
+        for (ptrdiff_t j = 0; j < K; ++j)
+            for (ptrdiff_t c = 0; c < Cp; ++c)
+                EGT[(d * K + j) * Cp + c] = c <= K ? EG[(d * (K + 1) + c) * Kp + j] : (fc_real)0;
+    fc_real *LG = EGT + 2 * K * Cp; /* the gold terms of the token lanes: G2 - rm */
+    for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i)
+        for (ptrdiff_t j = 0; j < Kp; ++j)
+            LG[i * Kp + j] = rm[i] == -FC_INF ? -FC_INF : G2[i * Kp + j] - rm[i];
 }
 #endif
 
@@ -1829,21 +2188,19 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
             GTp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[j * K + i]);
         }
     /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
-     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max */
-    fc_real *EG = NULL, *rm = NULL;
+     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max;
+     * EGT: their transpose for the token lanes (fc_memm_grp) */
+    fc_real *EG = NULL, *rm = NULL, *EGT = NULL;
+#if defined(__GNUC__)
     if (fused && B * Tn >= 4 * (K + 1)) {
-        EG = malloc(sizeof(fc_real) * 2 * (K + 1) * (Kp + 1));
+        const ptrdiff_t Cp = Kp + FC_VLEN, negt = K <= FC_MEMM_LK ? 2 * K * Cp + 2 * (K + 1) * Kp : 0;
+        EG = malloc(sizeof(fc_real) * (2 * (K + 1) * (Kp + 1) + negt));
         if (EG == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
         rm = EG + 2 * (K + 1) * Kp;
-        for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
-            const fc_real *row = G2 + i * Kp;
-            fc_real m = -FC_INF;
-            for (ptrdiff_t j = 0; j < K; ++j) m = row[j] > m ? row[j] : m;
-            rm[i] = m;
-            for (ptrdiff_t j = 0; j < Kp; ++j)
-                EG[i * Kp + j] = m == -FC_INF || j >= K ? (fc_real)0 : FC_EXP(row[j] - m);
-        }
+        EGT = negt > 0 ? rm + 2 * (K + 1) : NULL;
+        FC_NAME(fc_memm_tables)(G2, K, Kp, EG, rm, EGT, Cp);
     }
+#endif
     if (grad && nchunk > 0) {
         chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
         if (chunk_acc == NULL) { free(G2); free(EG); return FC_OUT_OF_MEMORY; }
@@ -1878,7 +2235,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
 #if defined(__GNUC__)
                 if (fused) {
                     ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, facc,
-                                                 cnt, EG, rm);
+                                                 cnt, EG, rm, EGT);
                     continue;
                 }
 #endif
@@ -1979,3 +2336,4 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
 #undef FC_MEMM_TINY
 #undef FC_MEMM_SHIFT
 #undef FC_MEMM_FLUSH
+#undef FC_MEMM_LK

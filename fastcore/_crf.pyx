@@ -11,6 +11,7 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTI
                              PyBUF_WRITABLE)
 from libc.stdint cimport uint8_t, int64_t
 from libc.math cimport INFINITY
+from libc.stdlib cimport malloc, free
 
 import numpy as np
 
@@ -469,6 +470,61 @@ def memm_nll(em, trans, mask, tags, bint bidir, weight, bint want_grad, int n_th
         _release(&bs)
     check_status(status, "memm nll")
     return ll_a, ge_a, gt_a
+
+
+def memm_loss_grad(em, trans, mask, tags, bint bidir, double w, bint per_seq, int n_threads):
+    """The lean path of memm_nll_grad: every sequence weighted by w.  Returns (loss, g_em, g_trans)
+    with loss = 0.0 - w * sum_b ll_b (summed in order, in double) as a scalar of em's dtype, or,
+    when per_seq, the (B,) float64 log-likelihoods ll (the caller negates and casts)."""
+    cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2], b
+    cdef bint dbl = _is_f64(em)
+    dt = _f64 if dbl else _f32
+    # the kernel writes every entry of g_em (0 at masked positions) and of g_trans
+    ge_a = (np.empty if B * Tn > 0 else np.zeros)((B, Tn, K), dtype=dt)
+    gt_a = (np.empty if B * Tn > 0 else np.zeros)((K, K), dtype=dt)
+    ll_a = np.zeros(B, dtype=np.float64) if per_seq else None
+    if B == 0 or Tn == 0:
+        return (ll_a if per_seq else dt.type(0.0)), ge_a, gt_a
+    cdef double *wbuf = <double *>malloc(sizeof(double) * 2 * B)
+    if wbuf == NULL:
+        raise MemoryError()
+    cdef _Bufs bs
+    bs.n = 0
+    cdef int status = 0
+    cdef void *emp
+    cdef void *tp
+    cdef const uint8_t *mp
+    cdef const int64_t *yp
+    cdef double *llp
+    cdef void *gep
+    cdef void *gtp
+    cdef double s = 0.0
+    try:
+        for b in range(B):
+            wbuf[b] = w
+            wbuf[B + b] = 0.0
+        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
+        mp = <const uint8_t *>_ptr(&bs, mask, False); yp = <const int64_t *>_ptr(&bs, tags, False)
+        llp = <double *>_ptr(&bs, ll_a, True) if per_seq else wbuf + B
+        gep = _ptr(&bs, ge_a, True); gtp = _ptr(&bs, gt_a, True)
+        with nogil:
+            if dbl:
+                status = fc_memm_nll_f64(<const double *>emp, <const double *>tp, mp, yp, B, Tn, K, bidir, wbuf,
+                                         llp, <double *>gep, <double *>gtp, n_threads)
+            else:
+                status = fc_memm_nll_f32(<const float *>emp, <const float *>tp, mp, yp, B, Tn, K, bidir, wbuf,
+                                         llp, <float *>gep, <float *>gtp, n_threads)
+        if not per_seq:
+            # ll <= 0 (-inf for a forbidden gold path) and w > 0 unless every ll is 0 (no kept
+            # token): no inf * 0; 0.0 - : +0 (not -0) with no kept token
+            for b in range(B):
+                s += w * llp[b]
+            s = 0.0 - s
+    finally:
+        _release(&bs)
+        free(wbuf)
+    check_status(status, "memm nll")
+    return (ll_a if per_seq else dt.type(s)), ge_a, gt_a
 
 
 def memm_potentials(em, trans, mask, double wf, double wb, int n_threads):

@@ -510,15 +510,19 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
     """
     n_threads = resolve_n_threads(n_threads)
     em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)
-    B, T, _ = em.shape
-    w = _weights(reduction, m, B, T)
-    ll, ge, gt = _crf.memm_nll(em, tr, m, y, bool(bidirectional), w, True, n_threads)
-    # ll <= 0 (-inf for a forbidden gold path) and w > 0 except when every ll is 0 (no kept
-    # token), so -(w . ll) = w . (-ll) never meets inf * 0: no errstate needed (it costs ~2 us)
-    if reduction == "none":
-        loss = (-ll).astype(em.dtype)
+    # every reduction weighs all sequences alike (_weights): one scalar weight
+    if reduction == "sum" or reduction == "none":
+        w = 1.0
+    elif reduction == "mean":
+        w = 1.0 / em.shape[0] if em.shape[0] else 0.0
+    elif reduction == "token_mean":
+        n = int(m.sum()) if m is not None else em.shape[0] * em.shape[1]
+        w = 1.0 / n if n else 0.0
     else:
-        loss = em.dtype.type(0.0 - np.dot(w, ll))  # 0.0 - : +0 (not -0) with no kept token
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    loss, ge, gt = _crf.memm_loss_grad(em, tr, m, y, bool(bidirectional), w, reduction == "none", n_threads)
+    if reduction == "none":
+        loss = (-loss).astype(em.dtype)
     return loss, {"emissions": ge, "transitions": gt}
 
 

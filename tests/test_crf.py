@@ -705,6 +705,66 @@ def test_memm_transitions_grad_long_blocks(rng, dtype, K):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [1, 2, 5, 8, 9, 10, 11, 16])
+def test_memm_token_lanes(rng, dtype, K):
+    """The token-lane groups of the MEMM kernel (K <= 10; 8 float / 4 double tokens a group):
+    kept lengths 0..20 (whole groups, partial last groups, tails left to the per-token path),
+    holes, a dead conditioning row, a forbidden gold transition, tokens whose shared exp is
+    not trusted inside groups (redone exactly), one long sequence (many block flushes), and
+    n_threads.  K = 11 is the first width past the crossover (label lanes)."""
+    shift = 40.0 if dtype == np.float32 else 100.0
+    for B, T in ((24, 20), (1, 1000)):
+        em = rng.standard_normal((B, T, K)) * 2
+        tr = rng.standard_normal((K, K))
+        if K > 2:
+            tr[1, :] = -np.inf      # conditioning on label 1 leaves no label (forward)
+            tr[2, 0] = -np.inf      # a forbidden transition
+        tags = rng.integers(0, K, (B, T))
+        if B > 1:
+            m = np.arange(T)[None, :] < (np.arange(B) % 21)[:, None]
+            m[12:] &= rng.random((B - 12, T)) < 0.8
+            if K > 2:  # no dead rows in some sequences (finite log-likelihoods there)
+                tags[:6][tags[:6] == 1] = 0
+                tags[:6][tags[:6] == 2] = 3 % K
+        else:
+            m = rng.random((B, T)) < 0.95
+            if K > 2:               # finite, so the long sum is checked
+                tags[tags == 1] = 0
+                tags[tags == 2] = 3 % K
+        if K > 1:                   # ~5% of tokens: a gap above the shared-exp shift
+            far = rng.random((B, T)) < 0.05
+            for b, t in zip(*np.nonzero(far)):
+                em[b, t, (tags[b, t] + 1) % K] = em[b, t, tags[b, t]] + 1.5 * shift
+        em, tr = em.astype(dtype), tr.astype(dtype)
+        for bidir in (False, True):
+            loss, g = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction="none",
+                                        n_threads=1)
+            ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=bidir, n_threads=1)
+            ref = np.array([memm_ref(em[b], tr, m[b], tags[b], bidir) for b in range(B)])
+            fin = np.isfinite(ref)
+            assert fin.sum() >= min(B, 6)
+            np.testing.assert_array_equal(np.isfinite(ll), fin)
+            np.testing.assert_array_equal(np.isfinite(loss), fin)
+            rt = 2e-5 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(ll[fin], ref[fin], rtol=rt, atol=rt * max(np.abs(ref[fin]).max(), T))
+            np.testing.assert_allclose(-loss[fin], ref[fin], rtol=rt, atol=rt * max(np.abs(ref[fin]).max(), T))
+            ge = np.zeros((B, T, K))
+            gt = np.zeros((K, K))
+            for b in range(B):
+                a, t = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)
+                ge[b] = a
+                gt += t
+            assert_close(g["emissions"], ge, dtype)
+            assert_close(g["transitions"], gt, dtype, scale=10 if B > 1 else 100)
+            assert np.all(g["emissions"][~m] == 0)
+            loss2, g2 = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction="none",
+                                          n_threads=2)
+            np.testing.assert_array_equal(loss2, loss)
+            np.testing.assert_array_equal(g2["emissions"], g["emissions"])
+            np.testing.assert_array_equal(g2["transitions"], g["transitions"])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_memm_shared_exp_gold_shift(rng, dtype):
     """The shared-exp tokens shift the exps by the gold emission: gaps max_j e_j - e[y] near and
     beyond FC_MEMM_SHIFT (40 float, 100 double; beyond: the token is redone exactly) give
