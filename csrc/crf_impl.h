@@ -155,9 +155,11 @@ FC_INLINE void FC_NAME(fc_crf_vrow)(const fc_real *e, ptrdiff_t K, const fc_real
     }
 }
 
-/* exp(x) on a vector for x <= 0 (or moderately positive), results below ~1e-38 (x < -87
- * float, -708 double) and -inf flushed to exactly 0: the fc_exp_ftz_* algorithm of
- * fc_math.h on explicit vectors, so that every clone keeps it in registers.  Not for NaN. */
+/* exp(x) on a vector for x up to 80 (float) / 700 (double) (the forward's emissions minus
+ * their maximum, the MEMM's logits minus a row maximum or the gold emission, see
+ * FC_MEMM_SHIFT), results below ~1e-38 (x < -87 float, -708 double) and -inf flushed to
+ * exactly 0: the fc_exp_ftz_* algorithm of fc_math.h on explicit vectors, so that every
+ * clone keeps it in registers.  Not for NaN. */
 FC_INLINE void FC_NAME(fc_crf_vexp)(FC_NAME(fc_vr) *xp)
 {
     FC_NAME(fc_vr) x = *xp;
@@ -1476,59 +1478,6 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
 }
 
 #if defined(__GNUC__)
-/* exp(x) on a vector for x <= 0 (softmax arguments: a logit minus its row maximum; also right
- * for x up to FC_MEMM_SHIFT, far below overflow, see fc_memm_tok_sh), with
- * results below ~1e-38 (x < -87 float, -708 double) and -inf flushed to exactly 0: the
- * fc_exp_ftz_* algorithm of fc_math.h written on explicit vectors (scalar operands
- * broadcast) so that every clone keeps it in registers.  NaN never reaches it. */
-FC_INLINE void FC_NAME(fc_memm_vexp)(FC_NAME(fc_vr) *xp)
-{
-    FC_NAME(fc_vr) x = *xp;
-    typedef FC_NAME(fc_vr) vr;
-    typedef FC_NAME(fc_vi) vi;
-    const vr z = {0};
-    vr t, nf, r, p;
-#if FC_REAL_DOUBLE
-    const vr lo = z - 708.0;
-    const vi under = x < lo;
-    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
-    FC_EXP_REDUCE_F64(x, t, nf, r);
-    vi n = (vi)t - (vi)(z + FC_EXP_MAGIC_F64);
-    p = z + FC_EXP_LEAD12_F64;
-    FC_EXP_TAYLOR12_F64(p, r);
-    vr sc = (vr)((n + 1023) << 52);
-#else
-    const vr lo = z - 87.0f;
-    const vi under = x < lo;
-    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
-    FC_EXP_REDUCE_F32(x, t, nf, r);
-    vi n = (vi)t - (vi)(z + FC_EXP_MAGIC_F32);
-    p = z + FC_EXP_LEAD7_F32;
-    FC_EXP_TAYLOR7_F32(p, r);
-    vr sc = (vr)((n + 127) << 23);
-#endif
-    *xp = (vr)((vi)(p * sc) & ~under);
-}
-
-/* Horizontal sum / maximum of one vector by halving (log2 lanes dependent steps). */
-FC_INLINE fc_real FC_NAME(fc_memm_hsum)(const FC_NAME(fc_vr) *v)
-{
-    fc_real a[FC_VLEN];
-    memcpy(a, v, sizeof a);
-    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; ++l) a[l] += a[l + w];
-    return a[0];
-}
-
-FC_INLINE fc_real FC_NAME(fc_memm_hmax)(const FC_NAME(fc_vr) *v)
-{
-    fc_real a[FC_VLEN];
-    memcpy(a, v, sizeof a);
-    for (int w = (int)FC_VLEN / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; ++l) a[l] = a[l + w] > a[l] ? a[l + w] : a[l];
-    return a[0];
-}
-
 /* Transitions-gradient rows of fc_memm_seq: each token adds one fc_real row per direction
  * to a block accumulator (2K rows of Kp, row counts cnt) instead of converting it to double;
  * a row is added to its double accumulator and cleared after FC_MEMM_FLUSH terms and at the
@@ -1579,26 +1528,26 @@ FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf,
     }
     mf = lf[0];
     for (int q = 1; q < NV; ++q) { vi g = lf[q] > mf; mf = (vr)(((vi)lf[q] & g) | ((vi)mf & ~g)); }
-    fc_real m1 = FC_NAME(fc_memm_hmax)(&mf), m2 = -FC_INF;
+    fc_real m1 = FC_NAME(fc_crf_vhmax)(&mf, 1), m2 = -FC_INF;
     if (gb != NULL) {
         mb = lb[0];
         for (int q = 1; q < NV; ++q) { vi g = lb[q] > mb; mb = (vr)(((vi)lb[q] & g) | ((vi)mb & ~g)); }
-        m2 = FC_NAME(fc_memm_hmax)(&mb);
+        m2 = FC_NAME(fc_crf_vhmax)(&mb, 1);
     }
     const int okf = m1 != -FC_INF, okb = gb != NULL && m2 != -FC_INF;
     mf = z + (okf ? m1 : (fc_real)0);
     mb = z + (okb ? m2 : (fc_real)0);
     for (int q = 0; q < NV; ++q) {
         lf[q] -= mf;
-        FC_NAME(fc_memm_vexp)(&lf[q]);
+        FC_NAME(fc_crf_vexp)(&lf[q]);
         sf += lf[q];
         if (gb != NULL) {
             lb[q] -= mb;
-            FC_NAME(fc_memm_vexp)(&lb[q]);
+            FC_NAME(fc_crf_vexp)(&lb[q]);
             sb += lb[q];
         }
     }
-    fc_real s1 = FC_NAME(fc_memm_hsum)(&sf), s2 = gb != NULL ? FC_NAME(fc_memm_hsum)(&sb) : (fc_real)1;
+    fc_real s1 = FC_NAME(fc_crf_vhsum)(&sf, 1), s2 = gb != NULL ? FC_NAME(fc_crf_vhsum)(&sb, 1) : (fc_real)1;
     if (okf) { *llf += (double)(ey + gf[yk]) - (double)m1; *prf *= (double)s1; } else { *deadf = 1; }
     if (okb) { *llb += (double)(ey + gb[yk]) - (double)m2; *prb *= (double)s2; } else if (gb != NULL) { *deadb = 1; }
     if (gout == NULL) return;
@@ -1643,7 +1592,7 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
         /* all-ones bits (a NaN) where the gap is too large (also e[yk] = -inf, or NaN there
          * from -inf - -inf): the sums below become NaN and fail the FC_MEMM_TINY test */
         x[q] = (vr)((vi)x[q] | (x[q] > (fc_real)FC_MEMM_SHIFT));
-        FC_NAME(fc_memm_vexp)(&x[q]);
+        FC_NAME(fc_crf_vexp)(&x[q]);
     }
     vr pf[16], pb[16];
     for (int q = 0; q < NV; ++q) {
@@ -1658,7 +1607,7 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
             sb += pb[q];
         }
     }
-    const fc_real s1 = FC_NAME(fc_memm_hsum)(&sf), s2 = gb != NULL ? FC_NAME(fc_memm_hsum)(&sb) : (fc_real)1;
+    const fc_real s1 = FC_NAME(fc_crf_vhsum)(&sf, 1), s2 = gb != NULL ? FC_NAME(fc_crf_vhsum)(&sb, 1) : (fc_real)1;
     if (!(s1 >= (fc_real)FC_MEMM_TINY) || !(s2 >= (fc_real)FC_MEMM_TINY)) return -1;
     *llf += (double)(ey + gf[yk]) - (double)me - (double)rf;
     *prf *= (double)s1;
@@ -1945,7 +1894,7 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
             vr x = xs[m] - eyv;
             /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
             x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
-            FC_NAME(fc_memm_vexp)(&x);
+            FC_NAME(fc_crf_vexp)(&x);
             vr tab;
             FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
             pf[j] = x * tab;
@@ -2131,7 +2080,7 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
             vr v;
             memcpy(&v, row + q, sizeof v);
             v -= mv; /* -inf padding: exp gives 0 */
-            FC_NAME(fc_memm_vexp)(&v);
+            FC_NAME(fc_crf_vexp)(&v);
             memcpy(out + q, &v, sizeof v);
         }
     }
