@@ -431,57 +431,17 @@ def viterbi(em, trans, start, end, mask, Py_ssize_t top_k, int n_threads):
     return paths_a, scores_a
 
 
-def memm_nll(em, trans, mask, tags, bint bidir, weight, bint want_grad, int n_threads):
-    """(ll (B,) float64, g_em or None, g_trans or None)."""
-    cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    cdef bint dbl = _is_f64(em)
-    dt = _f64 if dbl else _f32
-    ll_a = np.zeros(B, dtype=np.float64)
-    # the kernel writes every entry of g_em (0 at masked positions) and of g_trans
-    ge_a = (np.empty if B * Tn > 0 else np.zeros)((B, Tn, K), dtype=dt) if want_grad else None
-    gt_a = (np.empty if B * Tn > 0 else np.zeros)((K, K), dtype=dt) if want_grad else None
-    if B == 0 or Tn == 0:
-        return ll_a, ge_a, gt_a
-    cdef _Bufs bs
-    bs.n = 0
-    cdef int status = 0
-    cdef void *emp
-    cdef void *tp
-    cdef const uint8_t *mp
-    cdef const int64_t *yp
-    cdef const double *wp
-    cdef double *llp
-    cdef void *gep
-    cdef void *gtp
-    try:
-        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
-        mp = <const uint8_t *>_ptr(&bs, mask, False); yp = <const int64_t *>_ptr(&bs, tags, False)
-        wp = <const double *>_ptr(&bs, weight, False)
-        llp = <double *>_ptr(&bs, ll_a, True)
-        gep = _ptr(&bs, ge_a, True); gtp = _ptr(&bs, gt_a, True)
-        with nogil:
-            if dbl:
-                status = fc_memm_nll_f64(<const double *>emp, <const double *>tp, mp, yp, B, Tn, K, bidir, wp,
-                                         llp, <double *>gep, <double *>gtp, n_threads)
-            else:
-                status = fc_memm_nll_f32(<const float *>emp, <const float *>tp, mp, yp, B, Tn, K, bidir, wp,
-                                         llp, <float *>gep, <float *>gtp, n_threads)
-    finally:
-        _release(&bs)
-    check_status(status, "memm nll")
-    return ll_a, ge_a, gt_a
-
-
-def memm_loss_grad(em, trans, mask, tags, bint bidir, double w, bint per_seq, int n_threads):
-    """The lean path of memm_nll_grad: every sequence weighted by w.  Returns (loss, g_em, g_trans)
-    with loss = 0.0 - w * sum_b ll_b (summed in order, in double) as a scalar of em's dtype, or,
-    when per_seq, the (B,) float64 log-likelihoods ll (the caller negates and casts)."""
+def memm_loss_grad(em, trans, mask, tags, bint bidir, double w, bint per_seq, bint want_grad, int n_threads):
+    """memm_nll_grad (and memm_log_likelihood, without gradients): every sequence weighted by w.
+    Returns (loss, g_em, g_trans) with loss = 0.0 - w * sum_b ll_b (summed in order, in double)
+    as a scalar of em's dtype, or, when per_seq, the (B,) float64 log-likelihoods ll (the caller
+    negates and casts); g_em and g_trans are None unless want_grad."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2], b
     cdef bint dbl = _is_f64(em)
     dt = _f64 if dbl else _f32
     # the kernel writes every entry of g_em (0 at masked positions) and of g_trans
-    ge_a = (np.empty if B * Tn > 0 else np.zeros)((B, Tn, K), dtype=dt)
-    gt_a = (np.empty if B * Tn > 0 else np.zeros)((K, K), dtype=dt)
+    ge_a = (np.empty if B * Tn > 0 else np.zeros)((B, Tn, K), dtype=dt) if want_grad else None
+    gt_a = (np.empty if B * Tn > 0 else np.zeros)((K, K), dtype=dt) if want_grad else None
     ll_a = np.zeros(B, dtype=np.float64) if per_seq else None
     if B == 0 or Tn == 0:
         return (ll_a if per_seq else dt.type(0.0)), ge_a, gt_a

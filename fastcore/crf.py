@@ -454,14 +454,15 @@ def constraint_scores(allowed, start=None, end=None, dtype=np.float64):
 
 
 # ---------------------------------------------------------------- MEMM
-def _memm_prepare(emissions, transitions, mask, lengths, tags=None):
-    if lengths is None and _crf.fast_check(emissions, transitions, None, None, mask, tags):
-        return emissions, transitions, mask, tags
+def _memm_prepare(emissions, transitions, mask, lengths, tags=_NO_TAGS):
+    y = None if tags is _NO_TAGS else tags
+    if lengths is None and tags is not None and _crf.fast_check(emissions, transitions, None, None, mask, y):
+        return emissions, transitions, mask, y
     em = _emissions(emissions)
     B, T, K = em.shape
     tr = _scores(transitions, "transitions", em.dtype, (K, K))
     m = _mask(mask, lengths, B, T)
-    y = None if tags is None else _tags(tags, B, T, K, m)
+    y = None if tags is _NO_TAGS else _tags(tags, B, T, K, m)
     return em, tr, m, y
 
 
@@ -489,7 +490,7 @@ def memm_log_likelihood(emissions, tags, transitions, *, mask=None, lengths=None
     """
     n_threads = resolve_n_threads(n_threads)
     em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)
-    ll, _, _ = _crf.memm_nll(em, tr, m, y, bool(bidirectional), None, False, n_threads)
+    ll, _, _ = _crf.memm_loss_grad(em, tr, m, y, bool(bidirectional), 1.0, True, False, n_threads)
     return ll.astype(em.dtype)
 
 
@@ -520,7 +521,8 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
         w = 1.0 / n if n else 0.0
     else:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    loss, ge, gt = _crf.memm_loss_grad(em, tr, m, y, bool(bidirectional), w, reduction == "none", n_threads)
+    loss, ge, gt = _crf.memm_loss_grad(em, tr, m, y, bool(bidirectional), w, reduction == "none", True,
+                                        n_threads)
     if reduction == "none":
         loss = (-loss).astype(em.dtype)
     return loss, {"emissions": ge, "transitions": gt}

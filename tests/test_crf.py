@@ -1124,6 +1124,7 @@ def test_one_call_fast_paths_equal_checked_paths(rng, dtype):
         with pytest.raises(ValueError, match="emissions contains NaN"):
             call()
     for call in (lambda: crf.crf_score(em, None, tr), lambda: crf.crf_log_likelihood(em, None, tr),
-                 lambda: crf.crf_nll_grad(em, None, tr)):
+                 lambda: crf.crf_nll_grad(em, None, tr), lambda: crf.memm_nll_grad(em, None, tr),
+                 lambda: crf.memm_log_likelihood(em, None, tr, bidirectional=True)):
         with pytest.raises(TypeError, match="tags must be an integer array"):
             call()
