@@ -902,6 +902,7 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
     if (FC_NAME(fc_crf_tab_init)(&tb, trans, start, end, Tn, K) != FC_OK) return FC_OUT_OF_MEMORY;
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, B);
+    ptrdiff_t next = 0; /* work items claimed with fc_claim */
     FC_OMP_PARALLEL(nt)
     {
         FC_NAME(fc_crf_ws) ws;
@@ -909,9 +910,7 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
         if (!ok) {
             FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
-        ptrdiff_t lo, hi;
-        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
-        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+        for (ptrdiff_t b; ok && (b = fc_claim(&next)) < B;) {
             const fc_real *emb = em + b * Tn * K;
             ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
             double z = 0.0;
@@ -958,6 +957,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
     }
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, nchunk);
+    ptrdiff_t next = 0; /* work items claimed with fc_claim */
     FC_OMP_PARALLEL(nt)
     {
         FC_NAME(fc_crf_ws) ws;
@@ -965,9 +965,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
         if (!ok) {
             FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
-        ptrdiff_t clo, chi;
-        fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
-        for (ptrdiff_t ch = clo; ok && ch < chi; ++ch) {
+        for (ptrdiff_t ch; ok && (ch = fc_claim(&next)) < nchunk;) {
             double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
             ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
             for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
@@ -1367,6 +1365,7 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, B);
     const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    ptrdiff_t next = 0; /* work items claimed with fc_claim */
     FC_OMP_PARALLEL(nt)
     {
         ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
@@ -1379,9 +1378,7 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
         if (!ok) {
             FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
-        ptrdiff_t lo, hi;
-        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
-        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+        for (ptrdiff_t b; ok && (b = fc_claim(&next)) < B;) {
             const fc_real *emb = em + b * Tn * K;
             int64_t *pb = paths + b * top_k * Tn;
             double *sb = scores + b * top_k;
@@ -2157,6 +2154,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, nchunk);
     const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    ptrdiff_t next = 0; /* work items claimed with fc_claim */
     FC_OMP_PARALLEL(nt)
     {
         ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
@@ -2169,9 +2167,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         if (!ok) {
             FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         }
-        ptrdiff_t clo, chi;
-        fc_split(nchunk, fc_thread_count(), fc_thread_id(), &clo, &chi);
-        for (ptrdiff_t ch = clo; ok && ch < chi; ++ch) {
+        for (ptrdiff_t ch; ok && (ch = fc_claim(&next)) < nchunk;) {
             double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
             ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
             for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {

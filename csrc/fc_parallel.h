@@ -4,6 +4,7 @@
  *                     has OpenMP, and nothing otherwise (the block runs once).
  * fc_thread_id(), fc_thread_count()  0 / 1 without OpenMP.
  * fc_split(n, parts, k, &lo, &hi)    static partition of [0, n) into `parts` chunks.
+ * fc_claim(&next)                    dynamic scheduling: the next index of a shared counter.
  * FC_OMP_FAIL(status, code)          a thread records a failure in the shared status.
  * FC_MULTIVERSION     put before a hot function (its helpers must be FC_INLINE, fc_math.h): GCC on x86-64 Linux compiles it
  *                     three times (x86-64-v4 = AVX-512, x86-64-v3 = AVX2+FMA, and
@@ -39,6 +40,19 @@ static inline void fc_split(ptrdiff_t n, int parts, int k, ptrdiff_t *lo, ptrdif
     ptrdiff_t q = n / parts, r = n % parts;
     *lo = k * q + (k < r ? k : r);
     *hi = *lo + q + (k < r ? 1 : 0);
+}
+
+/* Dynamic scheduling: claims the next index of a counter shared by the team (0 before the
+ * region); every index is handed out once, so work items of uneven size balance across
+ * threads, and results computed per item do not depend on which thread took it. */
+static inline ptrdiff_t fc_claim(ptrdiff_t *next)
+{
+    ptrdiff_t i;
+#ifdef _OPENMP
+    FC_PRAGMA(omp atomic capture)
+#endif
+    i = (*next)++;
+    return i;
 }
 
 /* Never more threads than work items, never fewer than one. */
