@@ -1074,6 +1074,26 @@ FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real
 }
 #endif
 
+/* End of a top-1 Viterbi with backpointers bp ((n, Kp), rows from 1): the best last label of
+ * the scores d (lowest index on ties), then the path at the kept positions.  Returns 0, or -1
+ * when no path is allowed. */
+FC_INLINE int FC_NAME(fc_crf_vit_back)(const fc_real *d, const fc_real *end, const ptrdiff_t *pos, ptrdiff_t n,
+                                       ptrdiff_t K, ptrdiff_t Kp, const int32_t *bp, int64_t *path)
+{
+    fc_real best = -FC_INF;
+    ptrdiff_t bj = -1;
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        fc_real v = d[j] + (end ? end[j] : (fc_real)0);
+        if (v > best) { best = v; bj = j; }
+    }
+    if (bj < 0) return -1;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        path[pos[k]] = bj;
+        if (k > 0) bj = bp[k * Kp + bj];
+    }
+    return 0;
+}
+
 #if defined(__GNUC__)
 /* fc_crf_vit1_bp (below) for Kp = 2 FC_VLEN (K <= FC_CRF_WS) with the scores held in two
  * registers: each step is two chains of (max, argmax) over the predecessors i (even / odd
@@ -1153,18 +1173,7 @@ FC_INLINE int FC_NAME(fc_crf_vit_reg2)(const fc_real *emb, const fc_real *TP, co
 #undef FC_VIT_MERGE
     db.v[0] = d[0];
     db.v[1] = d[1];
-    fc_real best = -FC_INF;
-    ptrdiff_t bj = -1;
-    for (ptrdiff_t j = 0; j < K; ++j) {
-        fc_real v = db.s[j] + (end ? end[j] : (fc_real)0);
-        if (v > best) { best = v; bj = j; }
-    }
-    if (bj < 0) return -1;
-    for (ptrdiff_t k = n - 1; k >= 0; --k) {
-        path[pos[k]] = bj;
-        if (k > 0) bj = bp[k * Kp + bj];
-    }
-    return 0;
+    return FC_NAME(fc_crf_vit_back)(db.s, end, pos, n, K, Kp, bp, path);
 }
 #endif
 
@@ -1190,18 +1199,7 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_vit1_bp)(const fc_real *emb, const fc_
         for (ptrdiff_t j = 0; j < K; ++j) d1[j] += e[j];
         fc_real *t = d0; d0 = d1; d1 = t;
     }
-    fc_real best = -FC_INF;
-    ptrdiff_t bj = -1;
-    for (ptrdiff_t j = 0; j < K; ++j) {
-        fc_real v = d0[j] + (end ? end[j] : (fc_real)0);
-        if (v > best) { best = v; bj = j; }
-    }
-    if (bj < 0) return -1;
-    for (ptrdiff_t k = n - 1; k >= 0; --k) {
-        path[pos[k]] = bj;
-        if (k > 0) bj = bp[k * Kp + bj];
-    }
-    return 0;
+    return FC_NAME(fc_crf_vit_back)(d0, end, pos, n, K, Kp, bp, path);
 #endif
 }
 
@@ -1641,25 +1639,10 @@ FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const
     typedef FC_NAME(fc_vi) vi;
     const ptrdiff_t Kp = NV * FC_VLEN, Kv = (K + FC_VLEN - 1) / FC_VLEN * FC_VLEN;
     const fc_real *e_end = emb + Tn * K;
-    vr ninf;
-    FC_SPLAT(ninf, -FC_INF);
     const ptrdiff_t t = pos[k];
     const fc_real *e = emb + t * K;
     vr ev[16], go[16];
-    for (int q = 0; q < NV; ++q) {
-        ptrdiff_t j0 = q * FC_VLEN;
-        if (j0 + FC_VLEN <= K) {
-            memcpy(&ev[q], e + j0, sizeof(vr));
-        } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
-            vr v;
-            memcpy(&v, e + j0, sizeof v);
-            ev[q] = (vr)(((vi)v & *bmask) | ((vi)ninf & ~*bmask));
-        } else {
-            ev[q] = ninf;
-            for (int l = 0; l < (int)FC_VLEN; ++l)
-                if (j0 + l < K) ev[q][l] = e[j0 + l];
-        }
-    }
+    FC_NAME(fc_crf_vrow)(e, K, e_end, bmask, ev, NV);
     const int64_t yk = y[t];
     const int64_t cf = k == 0 ? K : y[pos[k - 1]];
     const int64_t cb = k == n - 1 ? K : y[pos[k + 1]];

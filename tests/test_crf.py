@@ -632,6 +632,17 @@ def memm_grad_ref(em, tr, keep, tags, bidir, w):
     return ge, gt
 
 
+def memm_grad_ref_batch(em, tr, m, tags, bidir):
+    """memm_grad_ref summed over a batch: emissions (B, T, K) and transitions (K, K) gradients
+    of -sum_b ll_b (m None: every position kept)."""
+    B, T, K = em.shape
+    ge, gt = np.zeros((B, T, K)), np.zeros((K, K))
+    for b in range(B):
+        ge[b], t = memm_grad_ref(em[b], tr, np.ones(T, bool) if m is None else m[b], tags[b], bidir, 1.0)
+        gt += t
+    return ge, gt
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("K", [1, 2, 3, 7, 8, 9, 16, 17, 20, 33, 41, 50, 60, 70, 130])
 @pytest.mark.parametrize("B", [6, 40])
@@ -659,12 +670,7 @@ def test_memm_nll_grad_against_loops(rng, dtype, K, B):
         np.testing.assert_array_equal(np.isfinite(ll), fin)
         assert_close(ll[fin], ref_ll[fin], dtype, scale=10)
         np.testing.assert_array_equal(loss, -ll)
-        ge = np.zeros((B, T, K))
-        gt = np.zeros((K, K))
-        for b in range(B):
-            a, t = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)
-            ge[b] = a
-            gt += t
+        ge, gt = memm_grad_ref_batch(em, tr, m, tags, bidir)
         assert_close(g["emissions"], ge, dtype)
         assert_close(g["transitions"], gt, dtype, scale=10)
         assert np.all(g["emissions"][~m] == 0)
@@ -698,9 +704,7 @@ def test_memm_transitions_grad_long_blocks(rng, dtype, K):
         bound = (64 + 16) * eps * w * nterm + 4 * eps * np.abs(gt)
         err = np.abs(g["transitions"].astype(np.float64) - gt)
         assert np.all(err <= bound), (err / np.maximum(bound, 1e-300)).max()
-        ge = np.zeros((B, T, K))
-        for b in range(B):
-            ge[b] = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)[0]
+        ge = memm_grad_ref_batch(em, tr, m, tags, bidir)[0]
         assert_close(g["emissions"], ge, dtype)
 
 
@@ -748,12 +752,7 @@ def test_memm_token_lanes(rng, dtype, K):
             rt = 2e-5 if dtype == np.float32 else 1e-12
             np.testing.assert_allclose(ll[fin], ref[fin], rtol=rt, atol=rt * max(np.abs(ref[fin]).max(), T))
             np.testing.assert_allclose(-loss[fin], ref[fin], rtol=rt, atol=rt * max(np.abs(ref[fin]).max(), T))
-            ge = np.zeros((B, T, K))
-            gt = np.zeros((K, K))
-            for b in range(B):
-                a, t = memm_grad_ref(em[b], tr, m[b], tags[b], bidir, 1.0)
-                ge[b] = a
-                gt += t
+            ge, gt = memm_grad_ref_batch(em, tr, m, tags, bidir)
             assert_close(g["emissions"], ge, dtype)
             assert_close(g["transitions"], gt, dtype, scale=10 if B > 1 else 100)
             assert np.all(g["emissions"][~m] == 0)
@@ -804,12 +803,7 @@ def test_memm_extreme_score_ranges(rng, dtype):
         loss, g = crf.memm_nll_grad(em, tags, tr, bidirectional=bidir, reduction="none")
         ref = np.array([memm_ref(em[b], tr, np.ones(T, bool), tags[b], bidir) for b in range(B)])
         np.testing.assert_allclose(-loss, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
-        ge = np.zeros((B, T, K))
-        gt = np.zeros((K, K))
-        for b in range(B):
-            a, t = memm_grad_ref(em[b], tr, np.ones(T, bool), tags[b], bidir, 1.0)
-            ge[b] = a
-            gt += t
+        ge, gt = memm_grad_ref_batch(em, tr, None, tags, bidir)
         assert_close(g["emissions"], ge, dtype)
         assert_close(g["transitions"], gt, dtype, scale=10)
 
