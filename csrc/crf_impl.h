@@ -1687,6 +1687,7 @@ FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const
  * and each token's short dependency chain (exp, horizontal sums, division) leaves the
  * core idle. */
 #define FC_MEMM_LK 10
+_Static_assert(FC_MEMM_LK == 10, "fc_memm_lanes has a case for each K <= FC_MEMM_LK");
 
 /* v[l] = table[idx[l]] for a table of nt vectors (entry c at tab[c / W][c % W]) and
  * idx[l] < nt * W, nt <= NT (compile-time): in-register permutes, two vectors at a time. */
@@ -1808,6 +1809,48 @@ FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
     return r - log(p);
 }
 
+/* fc_memm_flush_row out of line (taken once every FC_MEMM_FLUSH adds to a row). */
+static __attribute__((noinline, cold)) void FC_NAME(fc_memm_flush_cold)(fc_real *f, double *d, ptrdiff_t Kp)
+{
+    FC_NAME(fc_memm_flush_row)(f, d, Kp);
+}
+
+/* The gradient outputs of lane l of a token-lane group (fc_memm_grp): its emission-gradient
+ * row gt (NULL: none) from Gs, and when gacc != NULL its transitions-gradient rows, forward
+ * A (row cf, when cf < K) and backward Bv (row K + cb, when cb < K), into the block
+ * accumulators facc with their FC_MEMM_FLUSH counts.  A, Bv, Gs: K label vectors whose whole
+ * blocks of W are transposed (lane l of block j0 / W holds the row's entries j0 .. j0 + W). */
+FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *facc, int *cnt,
+                                         const FC_NAME(fc_vr) *A, const FC_NAME(fc_vr) *Bv,
+                                         const FC_NAME(fc_vr) *Gs, int l, ptrdiff_t cf, ptrdiff_t cb,
+                                         const ptrdiff_t K, const ptrdiff_t Kp, int bidir)
+{
+    const ptrdiff_t W = FC_VLEN, Kf = K / W * W;
+    if (gt != NULL) {
+        for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) memcpy(gt + j0, &Gs[j0 + l], sizeof(FC_NAME(fc_vr)));
+        for (ptrdiff_t j = Kf; j < K; ++j) gt[j] = Gs[j][l];
+    }
+    if (gacc == NULL) return;
+    if (cf < K) {
+        fc_real *fa = facc + cf * Kp;
+        for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
+        for (ptrdiff_t j = Kf; j < K; ++j) fa[j] += A[j][l];
+        if (++cnt[cf] == FC_MEMM_FLUSH) {
+            FC_NAME(fc_memm_flush_cold)(fa, gacc + cf * Kp, Kp);
+            cnt[cf] = 0;
+        }
+    }
+    if (bidir && cb < K) {
+        fc_real *fb = facc + (K + cb) * Kp;
+        for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fb + j0, Bv[j0 + l]);
+        for (ptrdiff_t j = Kf; j < K; ++j) fb[j] += Bv[j][l];
+        if (++cnt[K + cb] == FC_MEMM_FLUSH) {
+            FC_NAME(fc_memm_flush_cold)(fb, gacc + (K + cb) * Kp, Kp);
+            cnt[K + cb] = 0;
+        }
+    }
+}
+
 /* nl <= W = FC_VLEN consecutive kept positions k0 .. k0 + nl - 1 of a sequence (n kept) with
  * the tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
  * label, with vertical sums and one division per group; rows in and out by W x W transposes.
@@ -1818,52 +1861,76 @@ FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
  * mask of the lanes left untouched (shared exp not trusted): the caller does them exactly
  * (with safe stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
-                                        ptrdiff_t n, const int64_t *y, ptrdiff_t K, int bidir, fc_real fc,
+                                        ptrdiff_t n, const int64_t *y, const ptrdiff_t K, int bidir, fc_real fc,
                                         fc_real *ge, double *gacc, fc_real *facc, int *cnt, const fc_real *EGT,
                                         const fc_real *LG, const int NV, FC_NAME(fc_memm_lacc) *af_,
                                         FC_NAME(fc_memm_lacc) *ab_)
 {
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
+    typedef __typeof__(((vi){0})[0]) li; /* a lane of vi */
     enum { W = (int)FC_VLEN };
     const ptrdiff_t Kp = NV * FC_VLEN, Cp = (NV + 1) * FC_VLEN;
     const int nt = (int)((K + FC_VLEN) / FC_VLEN); /* table vectors holding c = 0..K */
     const vr z = {0};
-    const fc_real *er[W];
-    int64_t yl[W], cfl[W], cbl[W];
-    vi yv, cfv, cbv;
-    vr eyv;
-    vi act; /* lanes in use (l < nl; the others repeat lane 0 and are ignored) */
-    /* gold labels at kept positions k0 - 1 .. k0 + W (K outside the sequence; past the last
-     * lane in use K): lane l has cf = yy[l], y = yy[l + 1], cb = yy[l + 2] */
-    int64_t yy[W + 2];
-    yy[0] = k0 == 0 ? K : y[pos[k0 - 1]];
-    yy[W + 1] = K;
-    for (int l = 0; l < W; ++l) {
-        const ptrdiff_t t = pos[k0 + (l < nl ? l : 0)];
-        er[l] = emb + t * K;
-        yy[l + 1] = y[t];
+    ptrdiff_t tl[W]; /* each lane's position (unused lanes repeat lane 0) */
+    vi yv, cfv, cbv; /* gold label, forward and backward conditioning labels (K: none) */
+    vi act;          /* lanes in use (l < nl) */
+    const int64_t prev = k0 == 0 ? K : y[pos[k0 - 1]], next = k0 + nl == n ? K : y[pos[k0 + nl]];
+    if (nl == W && pos[k0 + W - 1] - pos[k0] == W - 1) {
+        /* W consecutive positions (no mask hole): labels by vector loads and lane shifts */
+        typedef int64_t vl __attribute__((vector_size(8 * FC_VLEN)));
+        vl yw;
+        memcpy(&yw, y + pos[k0], sizeof yw);
+        yv = __builtin_convertvector(yw, vi);
+#if FC_REAL_DOUBLE
+        cfv = __builtin_shuffle(yv, (vi){0, 0, 1, 2});
+        cbv = __builtin_shuffle(yv, (vi){1, 2, 3, 3});
+#else
+        cfv = __builtin_shuffle(yv, (vi){0, 0, 1, 2, 3, 4, 5, 6});
+        cbv = __builtin_shuffle(yv, (vi){1, 2, 3, 4, 5, 6, 7, 7});
+#endif
+        cfv[0] = (li)prev;
+        cbv[W - 1] = (li)next;
+        for (int l = 0; l < W; ++l) {
+            act[l] = -1;
+            tl[l] = pos[k0] + l;
+        }
+    } else {
+        /* gold labels at kept positions k0 - 1 .. k0 + W: lane l has cf = yy[l], y = yy[l + 1],
+         * cb = yy[l + 2] */
+        int64_t yy[W + 2];
+        yy[0] = prev;
+        for (int l = 0; l < W; ++l) yy[l + 1] = l < nl ? y[pos[k0 + l]] : K;
+        yy[nl + 1] = next;
+        for (int l = 0; l < W; ++l) {
+            const int i = l < nl ? l : 0;
+            act[l] = l < nl ? -1 : 0;
+            tl[l] = pos[k0 + i];
+            yv[l] = (li)yy[i + 1];
+            cfv[l] = (li)yy[i];
+            cbv[l] = (li)yy[i + 2];
+        }
     }
-    yy[nl + 1] = k0 + nl == n ? K : y[pos[k0 + nl]];
+    const fc_real *er[W];
+    vr eyv;
     for (int l = 0; l < W; ++l) {
-        act[l] = l < nl ? -1 : 0;
-        const int i = l < nl ? l : 0; /* unused lanes repeat lane 0 */
-        yl[l] = yy[i + 1];
-        cfl[l] = yy[i];
-        cbl[l] = yy[i + 2];
-        yv[l] = (__typeof__(yv[0]))yl[l];
-        cfv[l] = (__typeof__(cfv[0]))cfl[l];
-        cbv[l] = (__typeof__(cbv[0]))cbl[l];
-        eyv[l] = er[l][yl[l]];
+        er[l] = emb + tl[l] * K;
+        eyv[l] = er[l][yv[l]];
     }
     vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z;
+#pragma GCC unroll 4
     for (ptrdiff_t j0 = 0; j0 < K; j0 += W) {
         /* the emissions of labels j0.. for every lane: a transpose of row loads for a whole
          * block, lane by lane for the last partial one */
         vr xs[W];
         const int nb = K - j0 < W ? (int)(K - j0) : W;
         if (nb == W) {
-            for (int l = 0; l < W; ++l) memcpy(&xs[l], er[l] + j0, sizeof(vr));
+            /* unaligned vector loads straight into registers (a memcpy loop here went
+             * through the stack in halves, and the transpose's loads then stalled) */
+            typedef fc_real vu __attribute__((vector_size(32), aligned(sizeof(fc_real)), may_alias));
+#pragma GCC unroll 8
+            for (int l = 0; l < W; ++l) xs[l] = *(const vu *)(er[l] + j0);
             FC_NAME(fc_memm_transpose)(xs);
         } else {
             for (int m = 0; m < nb; ++m)
@@ -1889,14 +1956,20 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
     if (!bidir) sb = z + 1;
     const vi ok = (sf >= (fc_real)FC_MEMM_TINY) & (sb >= (fc_real)FC_MEMM_TINY), good = ok & act;
     unsigned bad = 0;
-    for (int l = 0; l < W; ++l) bad |= (unsigned)(act[l] & ~ok[l] & 1) << l;
+    {
+        const vi b = act & ~ok;
+        uint64_t u[4];
+        memcpy(u, &b, sizeof u);
+        if ((u[0] | u[1] | u[2] | u[3]) != 0)
+            for (int l = 0; l < W; ++l) bad |= (unsigned)(b[l] & 1) << l;
+    }
     {
         /* gold terms G[c, y] - rm[c] = LG[c, y]; unused and bad lanes add 0 and multiply by 1 */
-        vr tf, tb, one;
-        FC_SPLAT(one, 1);
+        vr tf, tb, one = FC_BCAST((fc_real)1);
+        const vi itf = cfv * (li)Kp + yv, itb = (cbv + (li)(K + 1)) * (li)Kp + yv;
         for (int l = 0; l < W; ++l) {
-            tf[l] = LG[cfl[l] * Kp + yl[l]];
-            tb[l] = LG[(K + 1 + cbl[l]) * Kp + yl[l]];
+            tf[l] = LG[itf[l]];
+            tb[l] = LG[itb[l]];
         }
         vr s1 = (vr)(((vi)sf & good) | ((vi)one & ~good));
         tf = (vr)((vi)tf & good);
@@ -1913,7 +1986,7 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
     /* back to rows: whole blocks of W labels by transposes, the last partial block by lanes */
     vr A[FC_MEMM_LK], Bv[FC_MEMM_LK];
     for (ptrdiff_t j = 0; j < K; ++j) {
-        const vi hot = yv == (vi){0} + (__typeof__(yv[0]))j;
+        const vi hot = yv == (vi){0} + (li)j;
         A[j] = pf[j] * af - (vr)(hot & (vi)fcv);
         Bv[j] = bidir ? pb[j] * ab - (vr)(hot & (vi)fcv) : z;
     }
@@ -1922,38 +1995,67 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         FC_NAME(fc_memm_transpose)(A + j0);
         if (bidir) FC_NAME(fc_memm_transpose)(Bv + j0);
     }
-    for (int l = 0; l < nl; ++l) {
-        if (bad >> l & 1u) continue;
-        const int64_t cf = cfl[l], cb = cbl[l];
-        if (ge != NULL) {
-            fc_real *gt = ge + pos[k0 + l] * K;
-            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) {
-                vr g = A[j0 + l] + Bv[j0 + l];
-                memcpy(gt + j0, &g, sizeof g);
-            }
-            for (ptrdiff_t j = Kf; j < K; ++j) gt[j] = A[j][l] + Bv[j][l];
-        }
-        if (gacc == NULL) continue;
-        if (cf < K) {
-            fc_real *fa = facc + cf * Kp;
-            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
-            for (ptrdiff_t j = Kf; j < K; ++j) fa[j] += A[j][l];
-            if (++cnt[cf] == FC_MEMM_FLUSH) {
-                FC_NAME(fc_memm_flush_row)(fa, gacc + cf * Kp, Kp);
-                cnt[cf] = 0;
-            }
-        }
-        if (bidir && cb < K) {
-            fc_real *fb = facc + (K + cb) * Kp;
-            for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fb + j0, Bv[j0 + l]);
-            for (ptrdiff_t j = Kf; j < K; ++j) fb[j] += Bv[j][l];
-            if (++cnt[K + cb] == FC_MEMM_FLUSH) {
-                FC_NAME(fc_memm_flush_row)(fb, gacc + (K + cb) * Kp, Kp);
-                cnt[K + cb] = 0;
-            }
-        }
+    /* emission-gradient rows: both directions summed before the lane loop */
+    vr Gs[FC_MEMM_LK];
+    for (ptrdiff_t j = 0; j < K; ++j) Gs[j] = A[j] + Bv[j];
+    if (bad == 0 && nl == W) {
+        /* every lane: unrolled, rows in registers and constant offsets */
+#pragma GCC unroll 8
+        for (int l = 0; l < W; ++l)
+            FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, cnt, A, Bv, Gs, l, cfv[l],
+                                      cbv[l], K, Kp, bidir);
+    } else {
+        for (int l = 0; l < nl; ++l)
+            if (!(bad >> l & 1u))
+                FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, cnt, A, Bv, Gs, l,
+                                          cfv[l], cbv[l], K, Kp, bidir);
     }
     return bad;
+}
+
+/* Token-lane groups of one sequence from kept position k on, with K a compile-time constant
+ * (loops unrolled, rows of whole vectors and a fixed tail), while a group fills more than a
+ * third of the lanes; stops after a group with untrusted lanes.  Returns the kept position
+ * reached; *bad: the untrusted lanes of the last group, which starts at *kg (0: none, the
+ * caller goes on with single tokens from the position returned). */
+FC_INLINE ptrdiff_t FC_NAME(fc_memm_lanes_k)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k, ptrdiff_t n,
+                                             const int64_t *y, const ptrdiff_t K, int bidir, fc_real fc,
+                                             fc_real *ge, double *gacc, fc_real *facc, int *cnt,
+                                             const fc_real *EGT, const int NV, FC_NAME(fc_memm_lacc) *af,
+                                             FC_NAME(fc_memm_lacc) *ab, ptrdiff_t *kg, unsigned *bad)
+{
+    while (k < n) {
+        /* a partial last group when it fills more than a third of the lanes */
+        const int nl = n - k < FC_VLEN ? (int)(n - k) : (int)FC_VLEN;
+        if (3 * nl <= (int)FC_VLEN) break;
+        unsigned b = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, gacc, facc, cnt, EGT,
+                                          EGT + 2 * K * (NV + 1) * FC_VLEN, NV, af, ab);
+        k += nl;
+        if (b != 0) {
+            *kg = k - nl;
+            *bad = b;
+            return k;
+        }
+    }
+    *bad = 0;
+    return k;
+}
+
+static FC_MULTIVERSION ptrdiff_t FC_NAME(fc_memm_lanes)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k,
+                                                        ptrdiff_t n, const int64_t *y, ptrdiff_t K, int bidir,
+                                                        fc_real fc, fc_real *ge, double *gacc, fc_real *facc,
+                                                        int *cnt, const fc_real *EGT, FC_NAME(fc_memm_lacc) *af,
+                                                        FC_NAME(fc_memm_lacc) *ab, ptrdiff_t *kg, unsigned *bad)
+{
+#define FC_MEMM_LANES_K(kc) \
+    case kc: return FC_NAME(fc_memm_lanes_k)(emb, pos, k, n, y, kc, bidir, fc, ge, gacc, facc, cnt, EGT, \
+                                             (int)((kc + FC_VLEN - 1) / FC_VLEN), af, ab, kg, bad)
+    switch (K) {
+    FC_MEMM_LANES_K(1); FC_MEMM_LANES_K(2); FC_MEMM_LANES_K(3); FC_MEMM_LANES_K(4); FC_MEMM_LANES_K(5);
+    FC_MEMM_LANES_K(6); FC_MEMM_LANES_K(7); FC_MEMM_LANES_K(8); FC_MEMM_LANES_K(9); FC_MEMM_LANES_K(10);
+    default: *bad = 0; return k; /* not reached: K <= FC_MEMM_LK = 10, the cases above */
+    }
+#undef FC_MEMM_LANES_K
 }
 
 /* Both directions of one sequence in one pass over its kept positions (rows of NV
@@ -1988,17 +2090,16 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
         FC_NAME(fc_memm_lacc) af, ab;
         FC_NAME(fc_memm_lzero)(&af);
         FC_NAME(fc_memm_lzero)(&ab);
-        while (k < n) {
-            /* a partial last group when it fills more than a third of the lanes */
-            const int nl = n - k < FC_VLEN ? (int)(n - k) : (int)FC_VLEN;
-            if (3 * nl <= (int)FC_VLEN) break;
-            unsigned bad = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, gacc, facc, cnt, EGT,
-                                                EGT + 2 * K * (Kp + FC_VLEN), NV, &af, &ab);
+        for (;;) {
+            ptrdiff_t kg = 0;
+            unsigned bad = 0;
+            k = FC_NAME(fc_memm_lanes)(emb, pos, k, n, y, K, bidir, fc, ge, gacc, facc, cnt, EGT, &af, &ab, &kg,
+                                       &bad);
+            if (bad == 0) break;
             for (int l = 0; bad != 0; ++l, bad >>= 1)
                 if (bad & 1u)
-                    FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, k + l, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG,
+                    FC_NAME(fc_memm_one)(emb, Gp, GTp, pos, kg + l, n, Tn, y, K, bidir, fc, ge, gacc, facc, cnt, EG,
                                          rm, NV, 1, 1, &bmask, &llf, &prf, &deadf, &llb, &prb, &deadb);
-            k += nl;
         }
         llf += FC_NAME(fc_memm_lsum)(&af);
         llb += FC_NAME(fc_memm_lsum)(&ab);
