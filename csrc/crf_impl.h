@@ -461,14 +461,31 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, cons
 /* Kept positions of sequence b; returns their number. */
 FC_INLINE ptrdiff_t FC_NAME(fc_crf_positions)(const uint8_t *mask, ptrdiff_t b, ptrdiff_t Tn, ptrdiff_t *pos)
 {
-    ptrdiff_t n = 0;
     if (mask == NULL) {
         for (ptrdiff_t t = 0; t < Tn; ++t) pos[t] = t;
         return Tn;
     }
     const uint8_t *m = mask + b * Tn;
-    for (ptrdiff_t t = 0; t < Tn; ++t)
-        if (m[t]) pos[n++] = t;
+    /* the leading run of kept positions 8 at a time (a lengths mask is one run), then
+     * branch-free, skipping 8 masked positions at a time */
+    const uint64_t ones = 0x0101010101010101ull;
+    ptrdiff_t t = 0, n;
+    for (uint64_t w; t + 8 <= Tn; t += 8) {
+        memcpy(&w, m + t, sizeof w);
+        if (w != ones) break;
+    }
+    while (t < Tn && m[t]) ++t;
+    for (n = 0; n < t; ++n) pos[n] = n;
+    while (t < Tn) {
+        uint64_t w;
+        if (t + 8 <= Tn && (memcpy(&w, m + t, sizeof w), w == 0)) {
+            t += 8;
+            continue;
+        }
+        pos[n] = t;
+        n += m[t] != 0;
+        ++t;
+    }
     return n;
 }
 
@@ -2167,13 +2184,19 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
     }
     if (EGT == NULL) return;
     for (int d = 0; d < 2; ++d)
-        for (ptrdiff_t j = 0; j < K; ++j)
-            for (ptrdiff_t c = 0; c < Cp; ++c)
-                EGT[(d * K + j) * Cp + c] = c <= K ? EG[(d * (K + 1) + c) * Kp + j] : (fc_real)0;
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            fc_real *row = EGT + (d * K + j) * Cp;
+            for (ptrdiff_t c = 0; c <= K; ++c) row[c] = EG[(d * (K + 1) + c) * Kp + j];
+            for (ptrdiff_t c = K + 1; c < Cp; ++c) row[c] = 0;
+        }
     fc_real *LG = EGT + 2 * K * Cp; /* the gold terms of the token lanes: G2 - rm */
-    for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i)
-        for (ptrdiff_t j = 0; j < Kp; ++j)
-            LG[i * Kp + j] = rm[i] == -FC_INF ? -FC_INF : G2[i * Kp + j] - rm[i];
+    for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
+        const fc_real m = rm[i];
+        if (m == -FC_INF)
+            for (ptrdiff_t j = 0; j < Kp; ++j) LG[i * Kp + j] = -FC_INF;
+        else
+            for (ptrdiff_t j = 0; j < Kp; ++j) LG[i * Kp + j] = G2[i * Kp + j] - m;
+    }
 }
 #endif
 
@@ -2212,11 +2235,16 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     fc_real *G2 = malloc(sizeof(fc_real) * 2 * (K + 1) * Kp);
     if (G2 == NULL) return FC_OUT_OF_MEMORY;
     fc_real *Gp = G2, *GTp = G2 + (K + 1) * Kp;
-    for (ptrdiff_t i = 0; i <= K; ++i)
-        for (ptrdiff_t j = 0; j < Kp; ++j) {
-            Gp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[i * K + j]);
-            GTp[i * Kp + j] = j >= K ? -FC_INF : (i == K ? (fc_real)0 : trans[j * K + i]);
+    for (ptrdiff_t i = 0; i <= K; ++i) {
+        fc_real *g = Gp + i * Kp, *gt = GTp + i * Kp;
+        if (i < K) {
+            memcpy(g, trans + i * K, sizeof(fc_real) * K);
+            for (ptrdiff_t j = 0; j < K; ++j) gt[j] = trans[j * K + i];
+        } else {
+            for (ptrdiff_t j = 0; j < K; ++j) g[j] = gt[j] = 0;
         }
+        for (ptrdiff_t j = K; j < Kp; ++j) g[j] = gt[j] = -FC_INF;
+    }
     /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
      * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max;
      * EGT: their transpose for the token lanes (fc_memm_grp) */

@@ -431,53 +431,74 @@ def viterbi(em, trans, start, end, mask, Py_ssize_t top_k, int n_threads):
     return paths_a, scores_a
 
 
-def memm_loss_grad(em, trans, mask, tags, bint bidir, double w, bint per_seq, bint want_grad, int n_threads):
-    """memm_nll_grad (and memm_log_likelihood, without gradients): every sequence weighted by w.
-    Returns (loss, g_em, g_trans) with loss = 0.0 - w * sum_b ll_b (summed in order, in double)
-    as a scalar of em's dtype, or, when per_seq, the (B,) float64 log-likelihoods ll (the caller
-    negates and casts); g_em and g_trans are None unless want_grad."""
-    cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2], b
-    cdef bint dbl = _is_f64(em)
-    dt = _f64 if dbl else _f32
-    # the kernel writes every entry of g_em (0 at masked positions) and of g_trans
-    ge_a = (np.empty if B * Tn > 0 else np.zeros)((B, Tn, K), dtype=dt) if want_grad else None
-    gt_a = (np.empty if B * Tn > 0 else np.zeros)((K, K), dtype=dt) if want_grad else None
-    ll_a = np.zeros(B, dtype=np.float64) if per_seq else None
-    if B == 0 or Tn == 0:
-        return (ll_a if per_seq else dt.type(0.0)), ge_a, gt_a
-    cdef double *wbuf = <double *>malloc(sizeof(double) * 2 * B)
-    if wbuf == NULL:
-        raise MemoryError()
+def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_seq, bint want_grad, int n_threads,
+                   bint fast):
+    """memm_nll_grad (and memm_log_likelihood, without gradients).  Every sequence has the
+    weight w: 1 (weighting 0: "sum", "none"), 1 / B (1: "mean") or 1 / (kept tokens)
+    (2: "token_mean"; 0 for none).  Returns (loss, g_em, g_trans) with
+    loss = 0.0 - w * sum_b ll_b (summed in order, in double) as a scalar of em's dtype, or,
+    when per_seq, the (B,) float64 log-likelihoods ll (the caller negates and casts); g_em
+    and g_trans are None unless want_grad.  fast: the arguments as the user gave them, taken
+    only when they pass fast_check (None is returned otherwise: the caller takes the checked
+    path); otherwise arrays already checked and converted."""
     cdef _Bufs bs
     bs.n = 0
+    cdef _Args a
     cdef int status = 0
-    cdef void *emp
-    cdef void *tp
-    cdef const uint8_t *mp
-    cdef const int64_t *yp
+    cdef double *wbuf = NULL
     cdef double *llp
     cdef void *gep
     cdef void *gtp
-    cdef double s = 0.0
+    cdef double s = 0.0, w = 1.0
+    cdef Py_ssize_t b, i, kept
     try:
-        for b in range(B):
+        if fast:
+            if tags is None or not _fast_args(&bs, &a, em, trans, None, None, mask, tags):
+                return None
+        else:
+            a.B, a.Tn, a.K = em.shape[0], em.shape[1], em.shape[2]
+            a.dbl = _is_f64(em)
+            a.em = _ptr(&bs, em, False)
+            a.tr = _ptr(&bs, trans, False)
+            a.mask = <const uint8_t *>_ptr(&bs, mask, False)
+            a.tags = <const int64_t *>_ptr(&bs, tags, False)
+        dt = _f64 if a.dbl else _f32
+        # the kernel writes every entry of g_em (0 at masked positions) and of g_trans
+        empty = a.B * a.Tn == 0
+        ge_a = (np.zeros if empty else np.empty)((a.B, a.Tn, a.K), dtype=dt) if want_grad else None
+        gt_a = (np.zeros if empty else np.empty)((a.K, a.K), dtype=dt) if want_grad else None
+        ll_a = np.zeros(a.B, dtype=np.float64) if per_seq else None
+        if empty:
+            return (ll_a if per_seq else dt.type(0.0)), ge_a, gt_a
+        if weighting == 1:
+            w = 1.0 / a.B
+        elif weighting == 2:
+            kept = a.B * a.Tn
+            if a.mask != NULL:
+                kept = 0
+                for i in range(a.B * a.Tn):
+                    kept += a.mask[i] != 0
+            w = 1.0 / kept if kept > 0 else 0.0
+        wbuf = <double *>malloc(sizeof(double) * 2 * a.B)
+        if wbuf == NULL:
+            raise MemoryError()
+        for b in range(a.B):
             wbuf[b] = w
-            wbuf[B + b] = 0.0
-        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
-        mp = <const uint8_t *>_ptr(&bs, mask, False); yp = <const int64_t *>_ptr(&bs, tags, False)
-        llp = <double *>_ptr(&bs, ll_a, True) if per_seq else wbuf + B
-        gep = _ptr(&bs, ge_a, True); gtp = _ptr(&bs, gt_a, True)
+            wbuf[a.B + b] = 0.0
+        llp = <double *>_ptr(&bs, ll_a, True) if per_seq else wbuf + a.B
+        gep = _ptr(&bs, ge_a, True)
+        gtp = _ptr(&bs, gt_a, True)
         with nogil:
-            if dbl:
-                status = fc_memm_nll_f64(<const double *>emp, <const double *>tp, mp, yp, B, Tn, K, bidir, wbuf,
-                                         llp, <double *>gep, <double *>gtp, n_threads)
+            if a.dbl:
+                status = fc_memm_nll_f64(<const double *>a.em, <const double *>a.tr, a.mask, a.tags, a.B, a.Tn,
+                                         a.K, bidir, wbuf, llp, <double *>gep, <double *>gtp, n_threads)
             else:
-                status = fc_memm_nll_f32(<const float *>emp, <const float *>tp, mp, yp, B, Tn, K, bidir, wbuf,
-                                         llp, <float *>gep, <float *>gtp, n_threads)
+                status = fc_memm_nll_f32(<const float *>a.em, <const float *>a.tr, a.mask, a.tags, a.B, a.Tn,
+                                         a.K, bidir, wbuf, llp, <float *>gep, <float *>gtp, n_threads)
         if not per_seq:
             # ll <= 0 (-inf for a forbidden gold path) and w > 0 unless every ll is 0 (no kept
             # token): no inf * 0; 0.0 - : +0 (not -0) with no kept token
-            for b in range(B):
+            for b in range(a.B):
                 s += w * llp[b]
             s = 0.0 - s
     finally:

@@ -3,6 +3,8 @@ import os
 
 from fastcore._common import openmp_enabled
 
+_OPENMP = openmp_enabled()  # fixed when the extension was built
+
 
 def available_cores():
     """Cores this process may run on (its CPU affinity where the OS reports it)."""
@@ -20,6 +22,8 @@ def resolve_n_threads(n_threads, name="n_threads"):
     a positive int is used as given.  ``0`` and non-integers are errors.
     Builds without OpenMP run every kernel on one thread whatever is asked.
     """
+    if type(n_threads) is int and n_threads > 0:  # the common case, first
+        return n_threads if _OPENMP else 1
     if n_threads is None:
         n = available_cores()
     else:
@@ -29,4 +33,4 @@ def resolve_n_threads(n_threads, name="n_threads"):
         if n_threads == 0:
             raise ValueError(f"{name} must be a positive int, None (all cores) or negative (all cores but |{name}| - 1); got 0")
         n = n_threads if n_threads > 0 else max(1, available_cores() + 1 + n_threads)
-    return n if openmp_enabled() else 1
+    return n if _OPENMP else 1

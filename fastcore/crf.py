@@ -454,6 +454,26 @@ def constraint_scores(allowed, start=None, end=None, dtype=np.float64):
 
 
 # ---------------------------------------------------------------- MEMM
+_MEMM_WEIGHTING = {"sum": 0, "none": 0, "mean": 1, "token_mean": 2}  # see _crf.memm_loss_grad
+
+
+def _memm_loss(emissions, tags, transitions, mask, lengths, bidirectional, weighting, per_seq, want_grad,
+               n_threads):
+    """_crf.memm_loss_grad on the user's arrays: in one call when they are already in kernel
+    layout (lengths None), through _memm_prepare otherwise.  Returns (loss, g_em, g_trans,
+    dtype of the emissions)."""
+    bidir = bool(bidirectional)
+    r = None
+    if lengths is None:
+        r = _crf.memm_loss_grad(emissions, transitions, mask, tags, bidir, weighting, per_seq, want_grad,
+                                n_threads, True)
+    if r is None:
+        em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)
+        r = _crf.memm_loss_grad(em, tr, m, y, bidir, weighting, per_seq, want_grad, n_threads, False)
+        return r + (em.dtype,)
+    return r + (emissions.dtype,)
+
+
 def _memm_prepare(emissions, transitions, mask, lengths, tags=_NO_TAGS):
     y = None if tags is _NO_TAGS else tags
     if lengths is None and tags is not None and _crf.fast_check(emissions, transitions, None, None, mask, y):
@@ -489,9 +509,9 @@ def memm_log_likelihood(emissions, tags, transitions, *, mask=None, lengths=None
     when a gold transition is forbidden (``-inf`` in ``transitions``).
     """
     n_threads = resolve_n_threads(n_threads)
-    em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)
-    ll, _, _ = _crf.memm_loss_grad(em, tr, m, y, bool(bidirectional), 1.0, True, False, n_threads)
-    return ll.astype(em.dtype)
+    ll, _, _, dt = _memm_loss(emissions, tags, transitions, mask, lengths, bidirectional, 0, True, False,
+                              n_threads)
+    return ll.astype(dt)
 
 
 def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidirectional=False,
@@ -510,21 +530,14 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
     a token whose shared normaliser would underflow being redone exactly.
     """
     n_threads = resolve_n_threads(n_threads)
-    em, tr, m, y = _memm_prepare(emissions, transitions, mask, lengths, tags)
     # every reduction weighs all sequences alike (_weights): one scalar weight
-    if reduction == "sum" or reduction == "none":
-        w = 1.0
-    elif reduction == "mean":
-        w = 1.0 / em.shape[0] if em.shape[0] else 0.0
-    elif reduction == "token_mean":
-        n = int(m.sum()) if m is not None else em.shape[0] * em.shape[1]
-        w = 1.0 / n if n else 0.0
-    else:
+    weighting = _MEMM_WEIGHTING.get(reduction) if isinstance(reduction, str) else None
+    if weighting is None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    loss, ge, gt = _crf.memm_loss_grad(em, tr, m, y, bool(bidirectional), w, reduction == "none", True,
-                                        n_threads)
+    loss, ge, gt, dt = _memm_loss(emissions, tags, transitions, mask, lengths, bidirectional, weighting,
+                                  reduction == "none", True, n_threads)
     if reduction == "none":
-        loss = (-loss).astype(em.dtype)
+        loss = (-loss).astype(dt)
     return loss, {"emissions": ge, "transitions": gt}
 
 

@@ -216,6 +216,39 @@ def test_log_partition_every_row_width(rng, dtype, K):
     np.testing.assert_allclose(-loss[ok], ll[ok], rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+def test_mask_runs(rng):
+    """Masks whose kept positions the kernels find 8 at a time: leading runs of kept
+    positions (whole and partial words of 8), runs of 8 and more masked positions, mask
+    bytes other than 0/1, and a lengths mask; log Z against the log-space reference, the
+    MEMM log-likelihood against its loop reference."""
+    T, K = 45, 4
+    rows = [[1] * 45, [1] * 16 + [0] * 29, [1] * 17 + [0] * 9 + [1, 0, 1] + [0] * 8 + [1] * 8,
+            [0] * 8 + [1] * 37, [1] * 7 + [0] * 30 + [1] * 8, [0] * 45, [1, 0] * 22 + [1],
+            [1] * 24 + [0] * 16 + [1] * 5]
+    m = np.array(rows, dtype=bool)
+    B = len(rows)
+    em = rng.standard_normal((B, T, K))
+    tr = rng.standard_normal((K, K))
+    tags = rng.integers(0, K, (B, T))
+    lz = crf.crf_log_partition(em, tr, mask=m)
+    ref = [logspace_logz(em[b], tr, None, None, m[b]) for b in range(B)]
+    np.testing.assert_allclose(lz, ref, rtol=1e-12)
+    ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=True)
+    np.testing.assert_allclose(ll, [memm_ref(em[b], tr, m[b], tags[b], True) for b in range(B)], rtol=1e-12)
+    # the C kernel reads any nonzero mask byte as kept: bytes 2 and 255 through a uint8 view
+    raw = m.view(np.uint8).copy()
+    raw[2, 16] = 2  # (kept positions)
+    raw[3, 20] = 255
+    lz2 = np.empty(B)
+    from fastcore import _crf
+    for b in range(B):
+        lz2[b] = _crf.forward_fast(em[b:b + 1], tr, None, None, raw[b:b + 1].view(bool), None, 1, 0)[0]
+    np.testing.assert_allclose(lz2, ref, rtol=1e-12)
+    np.testing.assert_allclose(crf.crf_log_partition(em, tr, lengths=m.sum(1)),
+                               [logspace_logz(em[b], tr, None, None, np.arange(T) < m[b].sum())
+                                for b in range(B)], rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_long_sequence_no_underflow(rng, dtype):
     B, T, K = 2, 3000, 6
@@ -806,6 +839,51 @@ def test_memm_extreme_score_ranges(rng, dtype):
         ge, gt = memm_grad_ref_batch(em, tr, None, tags, bidir)
         assert_close(g["emissions"], ge, dtype)
         assert_close(g["transitions"], gt, dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_memm_one_call_path(rng, dtype):
+    """memm_nll_grad / memm_log_likelihood on arrays already in kernel layout (one Cython call,
+    weights computed there) equal the checked path (other layouts, int32 tags, lengths) bit
+    for bit, for every reduction; bad input still raises with the argument's name."""
+    B, T, K = 5, 13, 6
+    em = rng.standard_normal((B, T, K)).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    tags = rng.integers(0, K, (B, T))
+    lengths = np.array([13, 0, 7, 1, 12])
+    m = np.arange(T)[None, :] < lengths[:, None]
+    for bidir in (False, True):
+        for red in ("sum", "mean", "token_mean", "none"):
+            fast = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction=red)
+            slow = crf.memm_nll_grad(np.asfortranarray(em), tags.astype(np.int32), tr.T.copy().T,
+                                     lengths=lengths, bidirectional=bidir, reduction=red)
+            np.testing.assert_array_equal(fast[0], slow[0])
+            assert np.asarray(fast[0]).dtype == dtype
+            for k in ("emissions", "transitions"):
+                np.testing.assert_array_equal(fast[1][k], slow[1][k])
+        ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=bidir)
+        assert ll.dtype == dtype
+        np.testing.assert_array_equal(ll, crf.memm_log_likelihood(em, tags.tolist(), tr, lengths=lengths,
+                                                                  bidirectional=bidir))
+        np.testing.assert_array_equal(crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir,
+                                                        reduction="none")[0], -ll)
+    n = int(m.sum())
+    np.testing.assert_allclose(crf.memm_nll_grad(em, tags, tr, mask=m, reduction="token_mean")[0] * n,
+                               crf.memm_nll_grad(em, tags, tr, mask=m, reduction="sum")[0], rtol=1e-6)
+    bad = em.copy()
+    bad[2, 3, 1] = np.nan
+    with pytest.raises(ValueError, match="emissions"):
+        crf.memm_nll_grad(bad, tags, tr, mask=m)
+    bad_tags = tags.copy()
+    bad_tags[0, 0] = K
+    with pytest.raises(ValueError, match="tags"):
+        crf.memm_nll_grad(em, bad_tags, tr, mask=m)
+    with pytest.raises(TypeError, match="tags"):
+        crf.memm_nll_grad(em, None, tr, mask=m)
+    with pytest.raises(ValueError, match="reduction"):
+        crf.memm_nll_grad(em, tags, tr, mask=m, reduction="avg")
+    empty = crf.memm_nll_grad(em[:0], tags[:0], tr, reduction="mean")
+    assert empty[0] == 0 and empty[1]["emissions"].shape == (0, T, K) and np.all(empty[1]["transitions"] == 0)
 
 
 def test_memm_forbidden_transition():
