@@ -65,10 +65,11 @@ extern "C" {
     /* Validity of inputs already in kernel layout, in one pass: returns a bit set,      \
      * 1 = em (B*T*K) holds NaN or +-inf, 2 = trans (K*K) / start / end (K, may be NULL)     \
      * hold NaN or +inf (-inf is allowed), 4 = tags (B*T, may be NULL) outside [0, K) at a   \
-     * kept position (mask may be NULL).  0 = valid. */                                      \
+     * kept position (mask may be NULL).  0 = valid.  Up to n_threads threads over the      \
+     * sequences, from 64K emissions a thread. */                                            \
     int fc_crf_check##SUF(const T *em, const T *trans, const T *start, const T *end,             \
                           const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn,   \
-                          ptrdiff_t K);
+                          ptrdiff_t K, int n_threads);
 
 FC_CRF_DECLARE(float, _f32)
 FC_CRF_DECLARE(double, _f64)

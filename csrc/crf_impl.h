@@ -555,9 +555,30 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_check_impl)(const fc_real *em, const f
 }
 
 int FC_NAME(fc_crf_check)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
-                          const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K)
+                          const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K,
+                          int n_threads)
 {
-    return FC_NAME(fc_crf_check_impl)(em, trans, start, end, mask, tags, B, Tn, K);
+    if (B < 0 || Tn < 0 || K < 0 || n_threads < 1) return -1;
+    /* it runs before every fast-path kernel call: a serial pass over the emissions would cap
+     * their thread speed-up */
+    const ptrdiff_t per = (ptrdiff_t)1 << 16;
+    int nt = fc_clamp_threads(fc_clamp_threads(n_threads, B * Tn * K / per), B);
+    if (nt <= 1) return FC_NAME(fc_crf_check_impl)(em, trans, start, end, mask, tags, B, Tn, K);
+    int bad = 0;
+    FC_OMP_PARALLEL(nt)
+    {
+        const int id = fc_thread_id();
+        ptrdiff_t lo, hi;
+        fc_split(B, fc_thread_count(), id, &lo, &hi);
+        int b = FC_NAME(fc_crf_check_impl)(em + lo * Tn * K, id == 0 ? trans : NULL, id == 0 ? start : NULL,
+                                           id == 0 ? end : NULL, mask ? mask + lo * Tn : NULL,
+                                           tags ? tags + lo * Tn : NULL, hi - lo, Tn, K);
+        if (b != 0) {
+            FC_CRF_ATOMIC
+            bad |= b;
+        }
+    }
+    return bad;
 }
 
 /* ---------------------------------------------------------------- scaled forward */
@@ -963,8 +984,8 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
     const ptrdiff_t accn = K * Kp + 2 * Kp;
     const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
     double *chunk_acc = NULL;
-    if (grad && nchunk > 0) {
-        chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
+    if (grad && nchunk > 0) { /* each chunk's part is zeroed by the thread that claims it */
+        chunk_acc = malloc(sizeof(double) * (size_t)(nchunk * accn));
         if (chunk_acc == NULL) return FC_OUT_OF_MEMORY;
     }
     FC_NAME(fc_crf_tab) tb;
@@ -984,6 +1005,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
         }
         for (ptrdiff_t ch; ok && (ch = fc_claim(&next)) < nchunk;) {
             double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+            if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
             ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
             for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
                 const fc_real *emb = em + b * Tn * K;
@@ -2259,8 +2281,8 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         FC_NAME(fc_memm_tables)(G2, K, Kp, EG, rm, EGT, Cp);
     }
 #endif
-    if (grad && nchunk > 0) {
-        chunk_acc = calloc((size_t)(nchunk * accn), sizeof(double));
+    if (grad && nchunk > 0) { /* each chunk's part is zeroed by the thread that claims it */
+        chunk_acc = malloc(sizeof(double) * (size_t)(nchunk * accn));
         if (chunk_acc == NULL) { free(G2); free(EG); return FC_OUT_OF_MEMORY; }
     }
     int status = FC_OK;
@@ -2281,6 +2303,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         }
         for (ptrdiff_t ch; ok && (ch = fc_claim(&next)) < nchunk;) {
             double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+            if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
             ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
             for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
                 const fc_real *emb = em + b * Tn * K;
@@ -2313,15 +2336,23 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                     }
         }
         free(pos); free(r); free(facc); free(cnt);
-    }
-    if (status == FC_OK && g_trans != NULL) {
-        for (ptrdiff_t i = 0; i < K; ++i)
-            for (ptrdiff_t j = 0; j < K; ++j) {
-                double s = 0.0;
-                for (ptrdiff_t ch = 0; ch < nchunk; ++ch)
-                    s += chunk_acc[ch * accn + i * Kp + j] + chunk_acc[ch * accn + K * Kp + j * Kp + i];
-                g_trans[i * K + j] = (fc_real)s;
-            }
+        /* the transitions gradient, its rows split over the team once every chunk is done
+         * (each entry summed in chunk order: the same for any thread count) */
+        FC_CRF_BARRIER
+        int st;
+        FC_CRF_ATOMIC_READ
+        st = status;
+        if (st == FC_OK && g_trans != NULL) {
+            ptrdiff_t lo, hi;
+            fc_split(K, fc_thread_count(), fc_thread_id(), &lo, &hi);
+            for (ptrdiff_t i = lo; i < hi; ++i)
+                for (ptrdiff_t j = 0; j < K; ++j) {
+                    double s = 0.0;
+                    for (ptrdiff_t ch = 0; ch < nchunk; ++ch)
+                        s += chunk_acc[ch * accn + i * Kp + j] + chunk_acc[ch * accn + K * Kp + j * Kp + i];
+                    g_trans[i * K + j] = (fc_real)s;
+                }
+        }
     }
     free(chunk_acc);
     free(G2);

@@ -47,9 +47,11 @@ cdef extern from "crf.h" nogil:
     int fc_memm_potentials_f32(const float *em, const float *trans, const uint8_t *mask, Py_ssize_t B,
                                Py_ssize_t Tn, Py_ssize_t K, double wf, double wb, float *out, int n_threads)
     int fc_crf_check_f32(const float *em, const float *trans, const float *start, const float *end,
-                         const uint8_t *mask, const int64_t *tags, Py_ssize_t B, Py_ssize_t Tn, Py_ssize_t K)
+                         const uint8_t *mask, const int64_t *tags, Py_ssize_t B, Py_ssize_t Tn, Py_ssize_t K,
+                         int n_threads)
     int fc_crf_check_f64(const double *em, const double *trans, const double *start, const double *end,
-                         const uint8_t *mask, const int64_t *tags, Py_ssize_t B, Py_ssize_t Tn, Py_ssize_t K)
+                         const uint8_t *mask, const int64_t *tags, Py_ssize_t B, Py_ssize_t Tn, Py_ssize_t K,
+                         int n_threads)
     int fc_memm_potentials_f64(const double *em, const double *trans, const uint8_t *mask, Py_ssize_t B,
                                Py_ssize_t Tn, Py_ssize_t K, double wf, double wb, double *out, int n_threads)
 
@@ -112,7 +114,7 @@ cdef struct _Args:
     bint dbl
 
 
-cdef bint _fast_args(_Bufs *bs, _Args *a, em, trans, start, end, mask, tags) except -1:
+cdef bint _fast_args(_Bufs *bs, _Args *a, em, trans, start, end, mask, tags, int n_threads) except -1:
     """True when every argument is already an ndarray in kernel layout and its values are
     valid (see fast_check); the data pointers are then in a (buffers held in bs)."""
     cdef Py_buffer *ve
@@ -159,14 +161,14 @@ cdef bint _fast_args(_Bufs *bs, _Args *a, em, trans, start, end, mask, tags) exc
         with nogil:
             if a.dbl:
                 bad = fc_crf_check_f64(<const double *>a.em, <const double *>a.tr, <const double *>a.st,
-                                       <const double *>a.en, a.mask, a.tags, a.B, a.Tn, a.K)
+                                       <const double *>a.en, a.mask, a.tags, a.B, a.Tn, a.K, n_threads)
             else:
                 bad = fc_crf_check_f32(<const float *>a.em, <const float *>a.tr, <const float *>a.st,
-                                       <const float *>a.en, a.mask, a.tags, a.B, a.Tn, a.K)
+                                       <const float *>a.en, a.mask, a.tags, a.B, a.Tn, a.K, n_threads)
     return bad == 0
 
 
-def fast_check(em, trans, start, end, mask, tags):
+def fast_check(em, trans, start, end, mask, tags, int n_threads=1):
     """The validation fast path of fastcore.crf.
 
     True when every argument is already an ndarray in kernel layout (emissions
@@ -180,7 +182,7 @@ def fast_check(em, trans, start, end, mask, tags):
     bs.n = 0
     cdef _Args a
     try:
-        return _fast_args(&bs, &a, em, trans, start, end, mask, tags)
+        return _fast_args(&bs, &a, em, trans, start, end, mask, tags, n_threads)
     finally:
         _release(&bs)
 
@@ -201,7 +203,7 @@ def forward_fast(em, trans, start, end, mask, tags, int n_threads, int what):
     if what != 0 and tags is None:
         return None
     try:
-        if not _fast_args(&bs, &a, em, trans, start, end, mask, tags if what != 0 else None):
+        if not _fast_args(&bs, &a, em, trans, start, end, mask, tags if what != 0 else None, n_threads):
             return None
         out = np.zeros(a.B, dtype=_f64 if a.dbl else _f32)
         if a.B * a.Tn == 0:
@@ -250,7 +252,7 @@ def viterbi_fast(em, trans, start, end, mask, int n_threads):
     cdef int64_t *pa
     cdef void *o
     try:
-        if not _fast_args(&bs, &a, em, trans, start, end, mask, None) or a.B * a.Tn == 0:
+        if not _fast_args(&bs, &a, em, trans, start, end, mask, None, n_threads) or a.B * a.Tn == 0:
             return None
         paths = np.empty((a.B, a.Tn), dtype=np.int64)  # the kernel writes every entry
         out = np.empty(a.B, dtype=_f64 if a.dbl else _f32)
@@ -453,7 +455,7 @@ def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_se
     cdef Py_ssize_t b, i, kept
     try:
         if fast:
-            if tags is None or not _fast_args(&bs, &a, em, trans, None, None, mask, tags):
+            if tags is None or not _fast_args(&bs, &a, em, trans, None, None, mask, tags, n_threads):
                 return None
         else:
             a.B, a.Tn, a.K = em.shape[0], em.shape[1], em.shape[2]

@@ -126,11 +126,12 @@ def _tags(tags, B, T, K, mask):
 _NO_TAGS = object()  # _prepare's default: the function takes no tags (None is then an error)
 
 
-def _prepare(emissions, transitions, start, end, mask, lengths, tags=_NO_TAGS):
-    # fast path: arrays already in kernel layout, values checked in one C pass; anything
-    # else (conversions, lengths, every error and its message) goes through the checks below
+def _prepare(emissions, transitions, start, end, mask, lengths, tags=_NO_TAGS, n_threads=1):
+    # fast path: arrays already in kernel layout, values checked in one C pass (n_threads);
+    # anything else (conversions, lengths, every error and its message) goes through the
+    # checks below
     if lengths is None and tags is not None and _crf.fast_check(emissions, transitions, start, end, mask,
-                                                                 None if tags is _NO_TAGS else tags):
+                                                                 None if tags is _NO_TAGS else tags, n_threads):
         return emissions, transitions, start, end, mask, None if tags is _NO_TAGS else tags
     em = _emissions(emissions)
     B, T, K = em.shape
@@ -256,7 +257,7 @@ def crf_marginals(emissions, transitions, start=None, end=None, *, mask=None, le
     Other parameters as in :func:`crf_log_partition`.
     """
     n_threads = resolve_n_threads(n_threads)
-    em, tr, st, en, m, _ = _prepare(emissions, transitions, start, end, mask, lengths)
+    em, tr, st, en, m, _ = _prepare(emissions, transitions, start, end, mask, lengths, n_threads=n_threads)
     out = _crf.forward_backward(em, tr, st, en, m, None, None, True, bool(pairwise), False, n_threads)
     return (out["node"], out["pair"]) if pairwise else out["node"]
 
@@ -291,7 +292,7 @@ def crf_nll_grad(emissions, tags, transitions, start=None, end=None, *, mask=Non
     Gradients of forbidden (-inf) entries are 0 in the expectation part.
     """
     n_threads = resolve_n_threads(n_threads)
-    em, tr, st, en, m, y = _prepare(emissions, transitions, start, end, mask, lengths, tags)
+    em, tr, st, en, m, y = _prepare(emissions, transitions, start, end, mask, lengths, tags, n_threads)
     B, T, _ = em.shape
     w = _weights(reduction, m, B, T)
     out = _crf.forward_backward(em, tr, st, en, m, y, w, False, False, True, n_threads)
