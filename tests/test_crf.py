@@ -1101,6 +1101,40 @@ def test_invariants(B, T, K, seed, scale):
         np.testing.assert_allclose(ll, s1[ok] - lz[ok], rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_fast_validation_split_over_threads(rng, n_threads):
+    """The C check splits the sequences over the threads from 64K emissions a thread: a bad
+    value in any thread's part (and transitions, checked by the first) is still refused."""
+    from fastcore import _crf
+
+    B, T, K = 5, 64, 512  # 163840 emissions: up to 2 threads
+    em = rng.standard_normal((B, T, K)).astype(np.float32)
+    tr = rng.standard_normal((K, K)).astype(np.float32)
+    m = np.ones((B, T), bool)
+    m[4, 60:] = False
+    tags = rng.integers(0, K, (B, T))
+    assert _crf.fast_check(em, tr, None, None, m, tags, n_threads)
+    for b in range(B):
+        e = em.copy()
+        e[b, T - 1, K - 1] = np.nan
+        assert not _crf.fast_check(e, tr, None, None, m, tags, n_threads)
+        y = tags.copy()
+        y[b, 59] = K
+        assert not _crf.fast_check(em, tr, None, None, m, y, n_threads)
+        with pytest.raises(ValueError, match="tags"):
+            crf.crf_log_likelihood(em, y, tr, mask=m, n_threads=n_threads)
+    y = tags.copy()
+    y[4, 61] = K  # masked: accepted
+    assert _crf.fast_check(em, tr, None, None, m, y, n_threads)
+    t = tr.copy()
+    t[K - 1, 0] = np.inf
+    assert not _crf.fast_check(em, t, None, None, m, tags, n_threads)
+    e = em.copy()
+    e[3, 10, 7] = -np.inf
+    with pytest.raises(ValueError, match="emissions"):
+        crf.crf_log_likelihood(e, tags, tr, mask=m, n_threads=n_threads)
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_fast_validation_path_catches_bad_values(rng, dtype):
     """Arrays already in kernel layout skip the Python checks (fastcore._crf.fast_check): the
