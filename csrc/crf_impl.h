@@ -1848,12 +1848,6 @@ FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
     return r - log(p);
 }
 
-/* fc_memm_flush_row out of line (taken once every FC_MEMM_FLUSH adds to a row). */
-static __attribute__((noinline, cold)) void FC_NAME(fc_memm_flush_cold)(fc_real *f, double *d, ptrdiff_t Kp)
-{
-    FC_NAME(fc_memm_flush_row)(f, d, Kp);
-}
-
 /* The gradient outputs of lane l of a token-lane group (fc_memm_grp): its emission-gradient
  * row gt (NULL: none) from Gs, and when gacc != NULL its transitions-gradient rows, forward
  * A (row cf, when cf < K) and backward Bv (row K + cb, when cb < K), into the block
@@ -1874,8 +1868,8 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
         fc_real *fa = facc + cf * Kp;
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
         for (ptrdiff_t j = Kf; j < K; ++j) fa[j] += A[j][l];
-        if (++cnt[cf] == FC_MEMM_FLUSH) {
-            FC_NAME(fc_memm_flush_cold)(fa, gacc + cf * Kp, Kp);
+        if (__builtin_expect(++cnt[cf] == FC_MEMM_FLUSH, 0)) {
+            FC_NAME(fc_memm_flush_row)(fa, gacc + cf * Kp, Kp);
             cnt[cf] = 0;
         }
     }
@@ -1883,8 +1877,8 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
         fc_real *fb = facc + (K + cb) * Kp;
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fb + j0, Bv[j0 + l]);
         for (ptrdiff_t j = Kf; j < K; ++j) fb[j] += Bv[j][l];
-        if (++cnt[K + cb] == FC_MEMM_FLUSH) {
-            FC_NAME(fc_memm_flush_cold)(fb, gacc + (K + cb) * Kp, Kp);
+        if (__builtin_expect(++cnt[K + cb] == FC_MEMM_FLUSH, 0)) {
+            FC_NAME(fc_memm_flush_row)(fb, gacc + (K + cb) * Kp, Kp);
             cnt[K + cb] = 0;
         }
     }
