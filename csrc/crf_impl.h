@@ -542,11 +542,12 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_check_impl)(const fc_real *em, const f
         if (b) bad |= 2;
     }
     if (tags != NULL && B * Tn > 0) {
+        /* every tag first (one vectorised pass); the mask only when some tag is out of range */
         uint64_t b = 0;
         const ptrdiff_t m = B * Tn;
-        if (mask == NULL) {
-            for (ptrdiff_t i = 0; i < m; ++i) b |= (uint64_t)tags[i] >= (uint64_t)K;
-        } else {
+        for (ptrdiff_t i = 0; i < m; ++i) b |= (uint64_t)tags[i] >= (uint64_t)K;
+        if (b && mask != NULL) {
+            b = 0;
             for (ptrdiff_t i = 0; i < m; ++i) b |= ((uint64_t)tags[i] >= (uint64_t)K) & (mask[i] != 0);
         }
         if (b) bad |= 4;
