@@ -187,10 +187,35 @@ def fast_check(em, trans, start, end, mask, tags, int n_threads=1):
         _release(&bs)
 
 
-def forward_fast(em, trans, start, end, mask, tags, int n_threads, int what):
-    """crf_log_partition (what 0), crf_score (1) or crf_log_likelihood (2) in one call
-    when the arguments pass fast_check: (B,) in the dtype of em.  None otherwise (the
-    caller takes the checked path)."""
+cdef inline bint _is_f64(object em) except -1:
+    dt = em.dtype
+    if dt is _f64 or dt == _f64:
+        return True
+    if dt is _f32 or dt == _f32:
+        return False
+    raise TypeError(f"internal: emissions must be float32 or float64, got {dt}")
+
+
+cdef bint _args(_Bufs *bs, _Args *a, em, trans, start, end, mask, tags, int n_threads, bint fast) except -1:
+    """The kernel arguments in a (buffers held in bs).  fast: the user's arrays, taken only when
+    they pass fast_check (False otherwise: the caller returns None and fastcore.crf takes the
+    checked path); otherwise arrays the Python checks have already converted (True)."""
+    if fast:
+        return _fast_args(bs, a, em, trans, start, end, mask, tags, n_threads)
+    a.B, a.Tn, a.K = em.shape[0], em.shape[1], em.shape[2]
+    a.dbl = _is_f64(em)
+    a.em = _ptr(bs, em, False)
+    a.tr = _ptr(bs, trans, False)
+    a.st = _ptr(bs, start, False)
+    a.en = _ptr(bs, end, False)
+    a.mask = <const uint8_t *>_ptr(bs, mask, False)
+    a.tags = <const int64_t *>_ptr(bs, tags, False)
+    return True
+
+
+def forward(em, trans, start, end, mask, tags, int n_threads, int what, bint fast):
+    """crf_log_partition (what 0), crf_score (1) or crf_log_likelihood (2): (B,) in the dtype
+    of em.  fast: see _args (None when the arguments are not taken)."""
     cdef _Bufs bs
     bs.n = 0
     cdef _Args a
@@ -201,9 +226,11 @@ def forward_fast(em, trans, start, end, mask, tags, int n_threads, int what):
     cdef double *sc
     cdef void *o
     if what != 0 and tags is None:
-        return None
+        if fast:
+            return None
+        raise TypeError("internal: forward needs tags for a score")
     try:
-        if not _fast_args(&bs, &a, em, trans, start, end, mask, tags if what != 0 else None, n_threads):
+        if not _args(&bs, &a, em, trans, start, end, mask, tags if what != 0 else None, n_threads, fast):
             return None
         out = np.zeros(a.B, dtype=_f64 if a.dbl else _f32)
         if a.B * a.Tn == 0:
@@ -238,91 +265,6 @@ def forward_fast(em, trans, start, end, mask, tags, int n_threads, int what):
         _release(&bs)
     check_status(status, "crf forward")
     return out
-
-
-def viterbi_fast(em, trans, start, end, mask, int n_threads):
-    """Top-1 viterbi in one call when the arguments pass fast_check: (paths (B, T) int64,
-    scores (B,) in the dtype of em).  None otherwise (the caller takes the checked path)."""
-    cdef _Bufs bs
-    bs.n = 0
-    cdef _Args a
-    cdef int status = 0
-    cdef Py_ssize_t i
-    cdef double *sa
-    cdef int64_t *pa
-    cdef void *o
-    try:
-        if not _fast_args(&bs, &a, em, trans, start, end, mask, None, n_threads) or a.B * a.Tn == 0:
-            return None
-        paths = np.empty((a.B, a.Tn), dtype=np.int64)  # the kernel writes every entry
-        out = np.empty(a.B, dtype=_f64 if a.dbl else _f32)
-        work = np.empty(a.B, dtype=_f64)
-        pa = <int64_t *>_ptr(&bs, paths, True)
-        sa = <double *>_ptr(&bs, work, True)
-        o = _ptr(&bs, out, True)
-        with nogil:
-            if a.dbl:
-                status = fc_crf_viterbi_f64(<const double *>a.em, <const double *>a.tr, <const double *>a.st,
-                                            <const double *>a.en, a.mask, a.B, a.Tn, a.K, 1, pa, sa, n_threads)
-            else:
-                status = fc_crf_viterbi_f32(<const float *>a.em, <const float *>a.tr, <const float *>a.st,
-                                            <const float *>a.en, a.mask, a.B, a.Tn, a.K, 1, pa, sa, n_threads)
-            if status == 0:
-                for i in range(a.B):
-                    if a.dbl:
-                        (<double *>o)[i] = sa[i]
-                    else:
-                        (<float *>o)[i] = <float>sa[i]
-    finally:
-        _release(&bs)
-    check_status(status, "viterbi")
-    return paths, out
-
-
-cdef inline bint _is_f64(object em) except -1:
-    dt = em.dtype
-    if dt is _f64 or dt == _f64:
-        return True
-    if dt is _f32 or dt == _f32:
-        return False
-    raise TypeError(f"internal: emissions must be float32 or float64, got {dt}")
-
-
-def forward(em, trans, start, end, mask, tags, int n_threads):
-    """(log Z (B,), score (B,) or None), float64."""
-    cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    cdef bint dbl = _is_f64(em)
-    logz_a = np.zeros(B, dtype=np.float64)
-    score_a = np.zeros(B, dtype=np.float64) if tags is not None else None
-    if B == 0 or Tn == 0:
-        return logz_a, score_a
-    cdef _Bufs bs
-    bs.n = 0
-    cdef int status = 0
-    cdef void *emp
-    cdef void *tp
-    cdef void *sp
-    cdef void *ep
-    cdef const uint8_t *mp
-    cdef const int64_t *yp
-    cdef double *lz
-    cdef double *scp
-    try:
-        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
-        sp = _ptr(&bs, start, False); ep = _ptr(&bs, end, False)
-        mp = <const uint8_t *>_ptr(&bs, mask, False); yp = <const int64_t *>_ptr(&bs, tags, False)
-        lz = <double *>_ptr(&bs, logz_a, True); scp = <double *>_ptr(&bs, score_a, True)
-        with nogil:
-            if dbl:
-                status = fc_crf_forward_f64(<const double *>emp, <const double *>tp, <const double *>sp,
-                                            <const double *>ep, mp, yp, B, Tn, K, lz, scp, n_threads)
-            else:
-                status = fc_crf_forward_f32(<const float *>emp, <const float *>tp, <const float *>sp,
-                                            <const float *>ep, mp, yp, B, Tn, K, lz, scp, n_threads)
-    finally:
-        _release(&bs)
-    check_status(status, "crf forward")
-    return logz_a, score_a
 
 
 def forward_backward(em, trans, start, end, mask, tags, weight, bint want_node, bint want_pair,
@@ -393,44 +335,55 @@ def forward_backward(em, trans, start, end, mask, tags, weight, bint want_node, 
     return out
 
 
-def viterbi(em, trans, start, end, mask, Py_ssize_t top_k, int n_threads):
-    """(paths (B, top_k, T) int64, scores (B, top_k) float64)."""
-    cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    cdef bint dbl = _is_f64(em)
-    paths_a = np.empty((B, top_k, Tn), dtype=np.int64)   # the kernel writes every entry
-    scores_a = np.empty((B, top_k), dtype=np.float64)
-    if B == 0:
-        return paths_a, scores_a
-    if Tn == 0:
-        scores_a[:, 0] = 0.0
-        scores_a[:, 1:] = -np.inf
-        return paths_a, scores_a
+def viterbi(em, trans, start, end, mask, Py_ssize_t top_k, int n_threads, bint fast):
+    """(paths (B, top_k, T) int64, -1 where masked; scores (B, top_k) in the dtype of em),
+    without the top_k axis when top_k == 1 (fastcore.crf.viterbi's shapes).  fast: see _args
+    (None when the arguments are not taken)."""
     cdef _Bufs bs
     bs.n = 0
+    cdef _Args a
     cdef int status = 0
-    cdef void *emp
-    cdef void *tp
-    cdef void *sp
-    cdef void *ep
-    cdef const uint8_t *mp
-    cdef int64_t *pa
+    cdef Py_ssize_t i
     cdef double *sa
+    cdef int64_t *pa
+    cdef void *o
     try:
-        emp = _ptr(&bs, em, False); tp = _ptr(&bs, trans, False)
-        sp = _ptr(&bs, start, False); ep = _ptr(&bs, end, False)
-        mp = <const uint8_t *>_ptr(&bs, mask, False)
-        pa = <int64_t *>_ptr(&bs, paths_a, True); sa = <double *>_ptr(&bs, scores_a, True)
+        if not _args(&bs, &a, em, trans, start, end, mask, None, n_threads, fast):
+            return None
+        # the kernel writes every entry
+        if top_k == 1:
+            paths = np.empty((a.B, a.Tn), dtype=np.int64)
+            out = np.empty(a.B, dtype=_f64 if a.dbl else _f32)
+        else:
+            paths = np.empty((a.B, top_k, a.Tn), dtype=np.int64)
+            out = np.empty((a.B, top_k), dtype=_f64 if a.dbl else _f32)
+        if a.B == 0:
+            return paths, out
+        if a.Tn == 0:  # one empty path of score 0, then none
+            out.fill(-np.inf)
+            out.reshape(a.B, top_k)[:, 0] = 0.0
+            return paths, out
+        work = np.empty(a.B * top_k, dtype=_f64)
+        pa = <int64_t *>_ptr(&bs, paths, True)
+        sa = <double *>_ptr(&bs, work, True)
+        o = _ptr(&bs, out, True)
         with nogil:
-            if dbl:
-                status = fc_crf_viterbi_f64(<const double *>emp, <const double *>tp, <const double *>sp,
-                                            <const double *>ep, mp, B, Tn, K, top_k, pa, sa, n_threads)
+            if a.dbl:
+                status = fc_crf_viterbi_f64(<const double *>a.em, <const double *>a.tr, <const double *>a.st,
+                                            <const double *>a.en, a.mask, a.B, a.Tn, a.K, top_k, pa, sa, n_threads)
             else:
-                status = fc_crf_viterbi_f32(<const float *>emp, <const float *>tp, <const float *>sp,
-                                            <const float *>ep, mp, B, Tn, K, top_k, pa, sa, n_threads)
+                status = fc_crf_viterbi_f32(<const float *>a.em, <const float *>a.tr, <const float *>a.st,
+                                            <const float *>a.en, a.mask, a.B, a.Tn, a.K, top_k, pa, sa, n_threads)
+            if status == 0:
+                for i in range(a.B * top_k):
+                    if a.dbl:
+                        (<double *>o)[i] = sa[i]
+                    else:
+                        (<float *>o)[i] = <float>sa[i]
     finally:
         _release(&bs)
     check_status(status, "viterbi")
-    return paths_a, scores_a
+    return paths, out
 
 
 def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_seq, bint want_grad, int n_threads,
@@ -442,7 +395,7 @@ def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_se
     when per_seq, the (B,) float64 log-likelihoods ll (the caller negates and casts); g_em
     and g_trans are None unless want_grad.  fast: the arguments as the user gave them, taken
     only when they pass fast_check (None is returned otherwise: the caller takes the checked
-    path); otherwise arrays already checked and converted."""
+    path); otherwise arrays already checked and converted (see _args)."""
     cdef _Bufs bs
     bs.n = 0
     cdef _Args a
@@ -454,16 +407,8 @@ def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_se
     cdef double s = 0.0, w = 1.0
     cdef Py_ssize_t b, i, kept
     try:
-        if fast:
-            if tags is None or not _fast_args(&bs, &a, em, trans, None, None, mask, tags, n_threads):
-                return None
-        else:
-            a.B, a.Tn, a.K = em.shape[0], em.shape[1], em.shape[2]
-            a.dbl = _is_f64(em)
-            a.em = _ptr(&bs, em, False)
-            a.tr = _ptr(&bs, trans, False)
-            a.mask = <const uint8_t *>_ptr(&bs, mask, False)
-            a.tags = <const int64_t *>_ptr(&bs, tags, False)
+        if (fast and tags is None) or not _args(&bs, &a, em, trans, None, None, mask, tags, n_threads, fast):
+            return None
         dt = _f64 if a.dbl else _f32
         # the kernel writes every entry of g_em (0 at masked positions) and of g_trans
         empty = a.B * a.Tn == 0

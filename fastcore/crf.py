@@ -193,12 +193,11 @@ def crf_log_partition(emissions, transitions, start=None, end=None, *, mask=None
     """
     n_threads = resolve_n_threads(n_threads)
     if lengths is None:  # arrays in kernel layout: checked and computed in one call
-        out = _crf.forward_fast(emissions, transitions, start, end, mask, None, n_threads, 0)
+        out = _crf.forward(emissions, transitions, start, end, mask, None, n_threads, 0, True)
         if out is not None:
             return out
     em, tr, st, en, m, _ = _prepare(emissions, transitions, start, end, mask, lengths)
-    logz, _ = _crf.forward(em, tr, st, en, m, None, n_threads)
-    return logz.astype(em.dtype)
+    return _crf.forward(em, tr, st, en, m, None, n_threads, 0, False)
 
 
 def crf_score(emissions, tags, transitions, start=None, end=None, *, mask=None, lengths=None,
@@ -212,12 +211,11 @@ def crf_score(emissions, tags, transitions, start=None, end=None, *, mask=None, 
     """
     n_threads = resolve_n_threads(n_threads)
     if lengths is None:
-        out = _crf.forward_fast(emissions, transitions, start, end, mask, tags, n_threads, 1)
+        out = _crf.forward(emissions, transitions, start, end, mask, tags, n_threads, 1, True)
         if out is not None:
             return out
     em, tr, st, en, m, y = _prepare(emissions, transitions, start, end, mask, lengths, tags)
-    _, score = _crf.forward(em, tr, st, en, m, y, n_threads)
-    return score.astype(em.dtype)
+    return _crf.forward(em, tr, st, en, m, y, n_threads, 1, False)
 
 
 def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, mask=None, lengths=None,
@@ -229,12 +227,11 @@ def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, ma
     """
     n_threads = resolve_n_threads(n_threads)
     if lengths is None:
-        out = _crf.forward_fast(emissions, transitions, start, end, mask, tags, n_threads, 2)
+        out = _crf.forward(emissions, transitions, start, end, mask, tags, n_threads, 2, True)
         if out is not None:
             return out
     em, tr, st, en, m, y = _prepare(emissions, transitions, start, end, mask, lengths, tags)
-    logz, score = _crf.forward(em, tr, st, en, m, y, n_threads)
-    return _ll(score, logz).astype(em.dtype)
+    return _crf.forward(em, tr, st, en, m, y, n_threads, 2, False)
 
 
 def _ll(score, logz):
@@ -340,16 +337,13 @@ def viterbi(emissions, transitions, start=None, end=None, *, mask=None, lengths=
     top_k = int(top_k)
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_k == 1 and lengths is None:  # arrays in kernel layout: checked and decoded in one call
-        out = _crf.viterbi_fast(emissions, transitions, start, end, mask, n_threads)
-        if out is not None:
-            return out
-    em, tr, st, en, m, _ = _prepare(emissions, transitions, start, end, mask, lengths)
-    paths, scores = _crf.viterbi(em, tr, st, en, m, top_k, n_threads)
-    scores = scores.astype(em.dtype)
-    if top_k == 1:
-        return paths[:, 0, :], scores[:, 0]
-    return paths, scores
+    out = None
+    if lengths is None:  # arrays in kernel layout: checked and decoded in one call
+        out = _crf.viterbi(emissions, transitions, start, end, mask, top_k, n_threads, True)
+    if out is None:
+        em, tr, st, en, m, _ = _prepare(emissions, transitions, start, end, mask, lengths)
+        out = _crf.viterbi(em, tr, st, en, m, top_k, n_threads, False)
+    return out
 
 
 # ---------------------------------------------------------------- constraints
@@ -576,11 +570,7 @@ def _viterbi_pot(pot, tr, m, top_k, n_threads):
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     # the C Viterbi accepts -inf unaries (labels a MEMM cannot continue from); no +inf/NaN here
-    paths, scores = _crf.viterbi(np.ascontiguousarray(pot), tr, None, None, m, top_k, n_threads)
-    scores = scores.astype(pot.dtype)
-    if top_k == 1:
-        return paths[:, 0, :], scores[:, 0]
-    return paths, scores
+    return _crf.viterbi(np.ascontiguousarray(pot), tr, None, None, m, top_k, n_threads, False)
 
 
 # ---------------------------------------------------------------- objects

@@ -242,7 +242,7 @@ def test_mask_runs(rng):
     lz2 = np.empty(B)
     from fastcore import _crf
     for b in range(B):
-        lz2[b] = _crf.forward_fast(em[b:b + 1], tr, None, None, raw[b:b + 1].view(bool), None, 1, 0)[0]
+        lz2[b] = _crf.forward(em[b:b + 1], tr, None, None, raw[b:b + 1].view(bool), None, 1, 0, True)[0]
     np.testing.assert_allclose(lz2, ref, rtol=1e-12)
     np.testing.assert_allclose(crf.crf_log_partition(em, tr, lengths=m.sum(1)),
                                [logspace_logz(em[b], tr, None, None, np.arange(T) < m[b].sum())
@@ -957,6 +957,12 @@ def test_empty_shapes():
         assert p.shape == (B, T) and np.all(s == 0)
         p, s = crf.viterbi(em, tr, top_k=2)
         assert p.shape == (B, 2, T)
+        # one empty path of score 0, then none: fast path (float32 arrays) and checked path (lengths)
+        e32, t32 = em.astype(np.float32), tr.astype(np.float32)
+        for kw in ({}, {"lengths": np.zeros(B, int)}):
+            p, s = crf.viterbi(e32, t32, top_k=2, **kw)
+            assert p.shape == (B, 2, T) and s.shape == (B, 2) and s.dtype == np.float32
+            assert np.all(s[:, 0] == 0) and np.all(s[:, 1] == -np.inf) and np.all(p == -1)
         assert crf.memm_nll_grad(em, tags, tr)[0] == 0
         assert crf.memm_decode(em, tr)[0].shape == (B, T)
 
@@ -1195,7 +1201,7 @@ def test_fast_validation_path_catches_bad_values(rng, dtype):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_one_call_fast_paths_equal_checked_paths(rng, dtype):
     """crf_log_partition / crf_score / crf_log_likelihood / viterbi on arrays in kernel layout
-    run checks and kernel in one call (fastcore._crf.forward_fast / viterbi_fast); the same
+    run checks and kernel in one call (fastcore._crf.forward / viterbi with fast=True); the same
     arrays in another layout take the checked path.  Same numbers, dtype and -inf rules."""
     from fastcore import _crf
 
