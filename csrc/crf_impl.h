@@ -1853,11 +1853,12 @@ FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
  * row gt (NULL: none) from Gs, and when gacc != NULL its transitions-gradient rows, forward
  * A (row cf, when cf < K) and backward Bv (row K + cb, when cb < K), into the block
  * accumulators facc with their FC_MEMM_FLUSH counts.  A, Bv, Gs: K label vectors whose whole
- * blocks of W are transposed (lane l of block j0 / W holds the row's entries j0 .. j0 + W). */
+ * blocks of W are transposed (lane l of block j0 / W holds the row's entries j0 .. j0 + W).
+ * known (compile-time): bit 1 when cf < K is known, bit 2 when cb < K is. */
 FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *facc, int *cnt,
                                          const FC_NAME(fc_vr) *A, const FC_NAME(fc_vr) *Bv,
                                          const FC_NAME(fc_vr) *Gs, int l, ptrdiff_t cf, ptrdiff_t cb,
-                                         const ptrdiff_t K, const ptrdiff_t Kp, int bidir)
+                                         const ptrdiff_t K, const ptrdiff_t Kp, int bidir, const int known)
 {
     const ptrdiff_t W = FC_VLEN, Kf = K / W * W;
     if (gt != NULL) {
@@ -1865,7 +1866,7 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
         for (ptrdiff_t j = Kf; j < K; ++j) gt[j] = Gs[j][l];
     }
     if (gacc == NULL) return;
-    if (cf < K) {
+    if ((known & 1) || cf < K) {
         fc_real *fa = facc + cf * Kp;
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
         for (ptrdiff_t j = Kf; j < K; ++j) fa[j] += A[j][l];
@@ -1874,7 +1875,7 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
             cnt[cf] = 0;
         }
     }
-    if (bidir && cb < K) {
+    if (bidir && ((known & 2) || cb < K)) {
         fc_real *fb = facc + (K + cb) * Kp;
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fb + j0, Bv[j0 + l]);
         for (ptrdiff_t j = Kf; j < K; ++j) fb[j] += Bv[j][l];
@@ -2032,17 +2033,24 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
     /* emission-gradient rows: both directions summed before the lane loop */
     vr Gs[FC_MEMM_LK];
     for (ptrdiff_t j = 0; j < K; ++j) Gs[j] = A[j] + Bv[j];
-    if (bad == 0 && nl == W) {
-        /* every lane: unrolled, rows in registers and constant offsets */
+    if (bad == 0 && nl == W && ge != NULL && gacc != NULL && bidir) {
+        /* every lane of a full group, both directions (the common training call): unrolled,
+         * rows in registers, constant offsets; only lane 0 can lack a forward conditioning
+         * label and only lane W - 1 a backward one */
+#pragma GCC unroll 8
+        for (int l = 0; l < W; ++l)
+            FC_NAME(fc_memm_lane_out)(ge + tl[l] * K, gacc, facc, cnt, A, Bv, Gs, l, cfv[l], cbv[l], K, Kp, 1,
+                                      (l > 0 ? 1 : 0) | (l < W - 1 ? 2 : 0));
+    } else if (bad == 0 && nl == W) {
 #pragma GCC unroll 8
         for (int l = 0; l < W; ++l)
             FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, cnt, A, Bv, Gs, l, cfv[l],
-                                      cbv[l], K, Kp, bidir);
+                                      cbv[l], K, Kp, bidir, 0);
     } else {
         for (int l = 0; l < nl; ++l)
             if (!(bad >> l & 1u))
                 FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, cnt, A, Bv, Gs, l,
-                                          cfv[l], cbv[l], K, Kp, bidir);
+                                          cfv[l], cbv[l], K, Kp, bidir, 0);
     }
     return bad;
 }
