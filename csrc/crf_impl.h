@@ -1896,7 +1896,7 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
  * mask of the lanes left untouched (shared exp not trusted): the caller does them exactly
  * (with safe stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
-                                        ptrdiff_t n, const int64_t *y, const ptrdiff_t K, int bidir, fc_real fc,
+                                        ptrdiff_t n, const int64_t *y, const ptrdiff_t K, const int bidir, fc_real fc,
                                         fc_real *ge, double *gacc, fc_real *facc, int *cnt, const fc_real *EGT,
                                         const fc_real *LG, const int NV, FC_NAME(fc_memm_lacc) *af_,
                                         FC_NAME(fc_memm_lacc) *ab_)
@@ -1971,6 +1971,7 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
             for (int m = 0; m < nb; ++m)
                 for (int l = 0; l < W; ++l) xs[m][l] = er[l][j0 + m];
         }
+#pragma GCC unroll 8
         for (int m = 0; m < nb; ++m) {
             const ptrdiff_t j = j0 + m;
             vr x = xs[m] - eyv;
@@ -1981,13 +1982,18 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
             FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
             pf[j] = x * tab;
             sf += pf[j];
-            if (bidir) {
-                FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, &cbv, &tab);
-                pb[j] = x * tab;
-                sb += pb[j];
-            }
+            pb[j] = x;
         }
     }
+    /* the backward direction in a second pass over the exps (fewer live registers) */
+    if (bidir)
+#pragma GCC unroll 16
+        for (ptrdiff_t j = 0; j < K; ++j) {
+            vr tab;
+            FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, &cbv, &tab);
+            pb[j] *= tab;
+            sb += pb[j];
+        }
     if (!bidir) sb = z + 1;
     const vi ok = (sf >= (fc_real)FC_MEMM_TINY) & (sb >= (fc_real)FC_MEMM_TINY), good = ok & act;
     unsigned bad = 0;
@@ -2061,7 +2067,7 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
  * reached; *bad: the untrusted lanes of the last group, which starts at *kg (0: none, the
  * caller goes on with single tokens from the position returned). */
 FC_INLINE ptrdiff_t FC_NAME(fc_memm_lanes_k)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k, ptrdiff_t n,
-                                             const int64_t *y, const ptrdiff_t K, int bidir, fc_real fc,
+                                             const int64_t *y, const ptrdiff_t K, const int bidir, fc_real fc,
                                              fc_real *ge, double *gacc, fc_real *facc, int *cnt,
                                              const fc_real *EGT, const int NV, FC_NAME(fc_memm_lacc) *af,
                                              FC_NAME(fc_memm_lacc) *ab, ptrdiff_t *kg, unsigned *bad)
@@ -2089,9 +2095,12 @@ static FC_MULTIVERSION ptrdiff_t FC_NAME(fc_memm_lanes)(const fc_real *emb, cons
                                                         int *cnt, const fc_real *EGT, FC_NAME(fc_memm_lacc) *af,
                                                         FC_NAME(fc_memm_lacc) *ab, ptrdiff_t *kg, unsigned *bad)
 {
+    /* K and the direction count as compile-time constants */
 #define FC_MEMM_LANES_K(kc) \
-    case kc: return FC_NAME(fc_memm_lanes_k)(emb, pos, k, n, y, kc, bidir, fc, ge, gacc, facc, cnt, EGT, \
-                                             (int)((kc + FC_VLEN - 1) / FC_VLEN), af, ab, kg, bad)
+    case kc: return bidir ? FC_NAME(fc_memm_lanes_k)(emb, pos, k, n, y, kc, 1, fc, ge, gacc, facc, cnt, EGT, \
+                                                     (int)((kc + FC_VLEN - 1) / FC_VLEN), af, ab, kg, bad) \
+                          : FC_NAME(fc_memm_lanes_k)(emb, pos, k, n, y, kc, 0, fc, ge, gacc, facc, cnt, EGT, \
+                                                     (int)((kc + FC_VLEN - 1) / FC_VLEN), af, ab, kg, bad)
     switch (K) {
     FC_MEMM_LANES_K(1); FC_MEMM_LANES_K(2); FC_MEMM_LANES_K(3); FC_MEMM_LANES_K(4); FC_MEMM_LANES_K(5);
     FC_MEMM_LANES_K(6); FC_MEMM_LANES_K(7); FC_MEMM_LANES_K(8); FC_MEMM_LANES_K(9); FC_MEMM_LANES_K(10);
@@ -2254,10 +2263,23 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     const int fused = Ks > 0;
     const ptrdiff_t Kp = fused ? Ks : FC_NAME(fc_crf_kp)(K); /* row stride of G, G^T and the counts */
     const ptrdiff_t accn = 2 * K * Kp;
-    const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
-    double *chunk_acc = NULL;
-    /* G and G^T padded to (K + 1, Kp): row K is the "no conditioning label" row of zeros */
-    fc_real *G2 = malloc(sizeof(fc_real) * 2 * (K + 1) * Kp);
+    const ptrdiff_t cs = FC_CRF_CHUNK, nchunk = (B + cs - 1) / cs;
+    /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
+     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max;
+     * EGT: their transpose for the token lanes (fc_memm_grp) */
+    int tabs = 0;
+    ptrdiff_t Cp = 0, negt = 0;
+#if defined(__GNUC__)
+    if (fused && B * Tn >= 4 * (K + 1)) {
+        tabs = 1;
+        Cp = Kp + FC_VLEN;
+        negt = K <= FC_MEMM_LK ? 2 * K * Cp + 2 * (K + 1) * Kp : 0;
+    }
+#endif
+    /* one allocation: G and G^T padded to (K + 1, Kp) (row K is the "no conditioning label"
+     * row of zeros), then the tables */
+    const ptrdiff_t ng2 = 2 * (K + 1) * Kp, neg = tabs ? 2 * (K + 1) * (Kp + 1) + negt : 0;
+    fc_real *G2 = malloc(sizeof(fc_real) * (size_t)(ng2 + neg));
     if (G2 == NULL) return FC_OUT_OF_MEMORY;
     fc_real *Gp = G2, *GTp = G2 + (K + 1) * Kp;
     for (ptrdiff_t i = 0; i <= K; ++i) {
@@ -2270,45 +2292,48 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         }
         for (ptrdiff_t j = K; j < Kp; ++j) g[j] = gt[j] = -FC_INF;
     }
-    /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
-     * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max;
-     * EGT: their transpose for the token lanes (fc_memm_grp) */
     fc_real *EG = NULL, *rm = NULL, *EGT = NULL;
 #if defined(__GNUC__)
-    if (fused && B * Tn >= 4 * (K + 1)) {
-        const ptrdiff_t Cp = Kp + FC_VLEN, negt = K <= FC_MEMM_LK ? 2 * K * Cp + 2 * (K + 1) * Kp : 0;
-        EG = malloc(sizeof(fc_real) * (2 * (K + 1) * (Kp + 1) + negt));
-        if (EG == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
+    if (tabs) {
+        EG = G2 + ng2;
         rm = EG + 2 * (K + 1) * Kp;
         EGT = negt > 0 ? rm + 2 * (K + 1) : NULL;
         FC_NAME(fc_memm_tables)(G2, K, Kp, EG, rm, EGT, Cp);
     }
 #endif
-    if (grad && nchunk > 0) { /* each chunk's part is zeroed by the thread that claims it */
+    double *chunk_acc = NULL; /* each chunk's part is zeroed by the thread that claims it */
+    if (grad && nchunk > 0) {
         chunk_acc = malloc(sizeof(double) * (size_t)(nchunk * accn));
-        if (chunk_acc == NULL) { free(G2); free(EG); return FC_OUT_OF_MEMORY; }
+        if (chunk_acc == NULL) { free(G2); return FC_OUT_OF_MEMORY; }
+    } else if (g_trans != NULL) {
+        memset(g_trans, 0, sizeof(fc_real) * (size_t)(K * K)); /* B = 0 */
     }
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, nchunk);
     const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
+    /* fused gradient: block accumulators of the transitions rows (FC_MEMM_FLUSH) */
+    const int blk = fused && chunk_acc != NULL;
     ptrdiff_t next = 0; /* work items claimed with fc_claim */
     FC_OMP_PARALLEL(nt)
     {
-        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
-        fc_real *r = malloc(sizeof(fc_real) * 2 * Kp);
-        /* fused gradient: block accumulators of the transitions rows (FC_MEMM_FLUSH) */
-        const int blk = fused && chunk_acc != NULL;
-        fc_real *facc = blk ? calloc((size_t)accn, sizeof(fc_real)) : NULL;
-        int *cnt = blk ? calloc((size_t)(2 * K), sizeof(int)) : NULL;
-        int ok = pos && r && (!blk || (facc && cnt));
-        if (!ok) {
+        /* this thread's buffers, one allocation: positions, block accumulators and their
+         * counts (zeroed), two rows */
+        const size_t nfa = blk ? (size_t)accn : 0, ncnt = blk ? (size_t)(2 * K) : 0;
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * (size_t)T1 + sizeof(fc_real) * (nfa + 2 * (size_t)Kp) +
+                                sizeof(int) * ncnt);
+        fc_real *facc = pos ? (fc_real *)(pos + T1) : NULL, *r = facc ? facc + nfa : NULL;
+        int *cnt = r ? (int *)(r + 2 * Kp) : NULL;
+        if (pos == NULL) {
             FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
+        } else if (blk) {
+            memset(facc, 0, sizeof(fc_real) * nfa);
+            memset(cnt, 0, sizeof(int) * ncnt);
         }
-        for (ptrdiff_t ch; ok && (ch = fc_claim(&next)) < nchunk;) {
+        for (ptrdiff_t ch; pos != NULL && (ch = fc_claim(&next)) < nchunk;) {
             double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
             if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
-            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
-            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
+            ptrdiff_t b1 = (ch + 1) * cs < B ? (ch + 1) * cs : B;
+            for (ptrdiff_t b = ch * cs; b < b1; ++b) {
                 const fc_real *emb = em + b * Tn * K;
                 const int64_t *yb = tags + b * Tn;
                 fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
@@ -2338,28 +2363,35 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                         cnt[i] = 0;
                     }
         }
-        free(pos); free(r); free(facc); free(cnt);
-        /* the transitions gradient, its rows split over the team once every chunk is done
-         * (each entry summed in chunk order: the same for any thread count) */
+        free(pos);
+        /* the transitions gradient once every chunk is done, split over the team: the chunks'
+         * rows summed in chunk order into chunk 0's (whole rows, one thread each), then
+         * forward and backward parts added; the same for any thread count */
         FC_CRF_BARRIER
         int st;
         FC_CRF_ATOMIC_READ
         st = status;
-        if (st == FC_OK && g_trans != NULL) {
+        if (st == FC_OK && g_trans != NULL && chunk_acc != NULL) {
+            const int tc = fc_thread_count(), ti = fc_thread_id();
             ptrdiff_t lo, hi;
-            fc_split(K, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            for (ptrdiff_t i = lo; i < hi; ++i)
-                for (ptrdiff_t j = 0; j < K; ++j) {
-                    double s = 0.0;
-                    for (ptrdiff_t ch = 0; ch < nchunk; ++ch)
-                        s += chunk_acc[ch * accn + i * Kp + j] + chunk_acc[ch * accn + K * Kp + j * Kp + i];
-                    g_trans[i * K + j] = (fc_real)s;
+            fc_split(bidir ? 2 * K : K, tc, ti, &lo, &hi);
+            for (ptrdiff_t i = lo; i < hi; ++i) {
+                double *d = chunk_acc + i * Kp;
+                for (ptrdiff_t ch = 1; ch < nchunk; ++ch) {
+                    const double *s = chunk_acc + ch * accn + i * Kp;
+                    for (ptrdiff_t j = 0; j < K; ++j) d[j] += s[j];
                 }
+            }
+            FC_CRF_BARRIER
+            fc_split(K, tc, ti, &lo, &hi);
+            for (ptrdiff_t i = lo; i < hi; ++i)
+                for (ptrdiff_t j = 0; j < K; ++j)
+                    g_trans[i * K + j] = (fc_real)(bidir ? chunk_acc[i * Kp + j] + chunk_acc[(K + j) * Kp + i]
+                                                         : chunk_acc[i * Kp + j]);
         }
     }
     free(chunk_acc);
     free(G2);
-    free(EG);
     return status;
 }
 
