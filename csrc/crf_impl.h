@@ -1514,12 +1514,14 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
 
 #if defined(__GNUC__)
 /* Transitions-gradient rows of fc_memm_seq: each token adds one fc_real row per direction
- * to a block accumulator (2K rows of Kp, row counts cnt) instead of converting it to double;
- * a row is added to its double accumulator and cleared after FC_MEMM_FLUSH terms and at the
- * end of every chunk of sequences.  Each term is coef (softmax - onehot), |term_j| <= |coef|,
- * so a block's rounding error is at most (FC_MEMM_FLUSH - 1) * eps * sum |terms| (eps = 2^-24
- * in float: below 4e-6 of the sum of magnitudes; 7e-15 in double), and the long sum over
- * blocks stays in double. */
+ * to a block accumulator (2K rows of Kp, row counts cnt[0 .. 2K)) instead of converting it
+ * to double.  A row is added to its double accumulator and cleared after FC_MEMM_FLUSH terms
+ * from single tokens, and every row is after FC_MEMM_FLUSH / FC_VLEN token-lane groups
+ * (counted in cnt[2K]; a group adds at most FC_VLEN terms to a row) and at the end of every
+ * chunk of sequences: a block holds fewer than 2 FC_MEMM_FLUSH terms.  Each term is
+ * coef (softmax - onehot), |term_j| <= |coef|, so a block's rounding error is at most
+ * 2 FC_MEMM_FLUSH eps sum |terms| (eps = 2^-24 in float: below 8e-6 of the sum of
+ * magnitudes; 1.5e-14 in double), and the long sum over blocks stays in double. */
 #define FC_MEMM_FLUSH 64
 FC_INLINE void FC_NAME(fc_memm_vadd)(fc_real *p, FC_NAME(fc_vr) v)
 {
@@ -1533,6 +1535,14 @@ FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict 
 {
     for (ptrdiff_t j = 0; j < Kp; ++j) d[j] += (double)f[j];
     memset(f, 0, sizeof(fc_real) * Kp);
+}
+
+/* Every block row flushed, every count (cnt[0 .. 2K]) cleared. */
+FC_INLINE void FC_NAME(fc_memm_flush_all)(fc_real *restrict facc, double *restrict gacc, int *cnt, ptrdiff_t K,
+                                          ptrdiff_t Kp)
+{
+    for (ptrdiff_t i = 0; i < 2 * K; ++i) FC_NAME(fc_memm_flush_row)(facc + i * Kp, gacc + i * Kp, Kp);
+    memset(cnt, 0, sizeof(int) * (size_t)(2 * K + 1));
 }
 
 /* One kept position of a (Bi-)MEMM, rows of NV vectors held in registers (NV a
@@ -1852,10 +1862,10 @@ FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
 /* The gradient outputs of lane l of a token-lane group (fc_memm_grp): its emission-gradient
  * row gt (NULL: none) from Gs, and when gacc != NULL its transitions-gradient rows, forward
  * A (row cf, when cf < K) and backward Bv (row K + cb, when cb < K), into the block
- * accumulators facc with their FC_MEMM_FLUSH counts.  A, Bv, Gs: K label vectors whose whole
+ * accumulators facc (flushed by group counts, see fc_memm_lanes_k).  A, Bv, Gs: K label vectors whose whole
  * blocks of W are transposed (lane l of block j0 / W holds the row's entries j0 .. j0 + W).
  * known (compile-time): bit 1 when cf < K is known, bit 2 when cb < K is. */
-FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *facc, int *cnt,
+FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *facc,
                                          const FC_NAME(fc_vr) *A, const FC_NAME(fc_vr) *Bv,
                                          const FC_NAME(fc_vr) *Gs, int l, ptrdiff_t cf, ptrdiff_t cb,
                                          const ptrdiff_t K, const ptrdiff_t Kp, int bidir, const int known)
@@ -1870,19 +1880,11 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
         fc_real *fa = facc + cf * Kp;
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
         for (ptrdiff_t j = Kf; j < K; ++j) fa[j] += A[j][l];
-        if (__builtin_expect(++cnt[cf] == FC_MEMM_FLUSH, 0)) {
-            FC_NAME(fc_memm_flush_row)(fa, gacc + cf * Kp, Kp);
-            cnt[cf] = 0;
-        }
     }
     if (bidir && ((known & 2) || cb < K)) {
         fc_real *fb = facc + (K + cb) * Kp;
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fb + j0, Bv[j0 + l]);
         for (ptrdiff_t j = Kf; j < K; ++j) fb[j] += Bv[j][l];
-        if (__builtin_expect(++cnt[K + cb] == FC_MEMM_FLUSH, 0)) {
-            FC_NAME(fc_memm_flush_row)(fb, gacc + (K + cb) * Kp, Kp);
-            cnt[K + cb] = 0;
-        }
     }
 }
 
@@ -1897,7 +1899,7 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
  * (with safe stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
                                         ptrdiff_t n, const int64_t *y, const ptrdiff_t K, const int bidir, fc_real fc,
-                                        fc_real *ge, double *gacc, fc_real *facc, int *cnt, const fc_real *EGT,
+                                        fc_real *ge, double *gacc, fc_real *facc, const fc_real *EGT,
                                         const fc_real *LG, const int NV, FC_NAME(fc_memm_lacc) *af_,
                                         FC_NAME(fc_memm_lacc) *ab_)
 {
@@ -2045,17 +2047,17 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
          * label and only lane W - 1 a backward one */
 #pragma GCC unroll 8
         for (int l = 0; l < W; ++l)
-            FC_NAME(fc_memm_lane_out)(ge + tl[l] * K, gacc, facc, cnt, A, Bv, Gs, l, cfv[l], cbv[l], K, Kp, 1,
+            FC_NAME(fc_memm_lane_out)(ge + tl[l] * K, gacc, facc, A, Bv, Gs, l, cfv[l], cbv[l], K, Kp, 1,
                                       (l > 0 ? 1 : 0) | (l < W - 1 ? 2 : 0));
     } else if (bad == 0 && nl == W) {
 #pragma GCC unroll 8
         for (int l = 0; l < W; ++l)
-            FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, cnt, A, Bv, Gs, l, cfv[l],
+            FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, A, Bv, Gs, l, cfv[l],
                                       cbv[l], K, Kp, bidir, 0);
     } else {
         for (int l = 0; l < nl; ++l)
             if (!(bad >> l & 1u))
-                FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, cnt, A, Bv, Gs, l,
+                FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, A, Bv, Gs, l,
                                           cfv[l], cbv[l], K, Kp, bidir, 0);
     }
     return bad;
@@ -2076,8 +2078,10 @@ FC_INLINE ptrdiff_t FC_NAME(fc_memm_lanes_k)(const fc_real *emb, const ptrdiff_t
         /* a partial last group when it fills more than a third of the lanes */
         const int nl = n - k < FC_VLEN ? (int)(n - k) : (int)FC_VLEN;
         if (3 * nl <= (int)FC_VLEN) break;
-        unsigned b = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, gacc, facc, cnt, EGT,
+        unsigned b = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, gacc, facc, EGT,
                                           EGT + 2 * K * (NV + 1) * FC_VLEN, NV, af, ab);
+        if (gacc != NULL && ++cnt[2 * K] == FC_MEMM_FLUSH / FC_VLEN)
+            FC_NAME(fc_memm_flush_all)(facc, gacc, cnt, K, NV * FC_VLEN);
         k += nl;
         if (b != 0) {
             *kg = k - nl;
@@ -2112,7 +2116,7 @@ static FC_MULTIVERSION ptrdiff_t FC_NAME(fc_memm_lanes)(const fc_real *emb, cons
 /* Both directions of one sequence in one pass over its kept positions (rows of NV
  * vectors, Kp = NV * FC_VLEN; NV in 1..8, 12 or 16, see fc_memm_stride).  Gp/GTp: (K+1, Kp) as for
  * fc_memm_dir.  ge: (Tn, K) rows of this sequence, fully written (0 at masked positions), or
- * NULL; gacc: (2, K, Kp) double, facc: (2, K, Kp) block accumulators with row counts cnt (2K),
+ * NULL; gacc: (2, K, Kp) double, facc: (2, K, Kp) block accumulators with counts cnt (2K + 1),
  * see FC_MEMM_FLUSH; the caller flushes the rows left at the end of its chunk.  EGT: the
  * token-lane tables (fc_memm_grp) or NULL. */
 FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, const fc_real *GTp,
@@ -2318,7 +2322,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     {
         /* this thread's buffers, one allocation: positions, block accumulators and their
          * counts (zeroed), two rows */
-        const size_t nfa = blk ? (size_t)accn : 0, ncnt = blk ? (size_t)(2 * K) : 0;
+        const size_t nfa = blk ? (size_t)accn : 0, ncnt = blk ? (size_t)(2 * K + 1) : 0;
         ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * (size_t)T1 + sizeof(fc_real) * (nfa + 2 * (size_t)Kp) +
                                 sizeof(int) * ncnt);
         fc_real *facc = pos ? (fc_real *)(pos + T1) : NULL, *r = facc ? facc + nfa : NULL;
@@ -2357,11 +2361,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                 ll[b] = lf;
             }
             if (blk) /* the chunk's partial blocks: results do not depend on the thread count */
-                for (ptrdiff_t i = 0; i < 2 * K; ++i)
-                    if (cnt[i] > 0) {
-                        FC_NAME(fc_memm_flush_row)(facc + i * Kp, cacc + i * Kp, Kp);
-                        cnt[i] = 0;
-                    }
+                FC_NAME(fc_memm_flush_all)(facc, cacc, cnt, K, Kp);
         }
         free(pos);
         /* the transitions gradient once every chunk is done, split over the team: the chunks'
