@@ -1531,9 +1531,25 @@ FC_INLINE void FC_NAME(fc_memm_vadd)(fc_real *p, FC_NAME(fc_vr) v)
     memcpy(p, &w, sizeof w);
 }
 
+/* d[0 .. n) += f[0 .. n), n a multiple of 4, four lanes at a time (GCC left the
+ * conversions scalar once it had unrolled a constant n). */
+FC_INLINE void FC_NAME(fc_memm_add_row)(const fc_real *restrict f, double *restrict d, ptrdiff_t n)
+{
+    typedef fc_real v4r __attribute__((vector_size(4 * sizeof(fc_real))));
+    typedef double v4d __attribute__((vector_size(32)));
+    for (ptrdiff_t j = 0; j < n; j += 4) {
+        v4r x;
+        v4d a;
+        memcpy(&x, f + j, sizeof x);
+        memcpy(&a, d + j, sizeof a);
+        a += __builtin_convertvector(x, v4d);
+        memcpy(d + j, &a, sizeof a);
+    }
+}
+
 FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict d, ptrdiff_t Kp)
 {
-    for (ptrdiff_t j = 0; j < Kp; ++j) d[j] += (double)f[j];
+    FC_NAME(fc_memm_add_row)(f, d, Kp);
     memset(f, 0, sizeof(fc_real) * Kp);
 }
 
@@ -1541,7 +1557,8 @@ FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict 
 FC_INLINE void FC_NAME(fc_memm_flush_all)(fc_real *restrict facc, double *restrict gacc, int *cnt, ptrdiff_t K,
                                           ptrdiff_t Kp)
 {
-    for (ptrdiff_t i = 0; i < 2 * K; ++i) FC_NAME(fc_memm_flush_row)(facc + i * Kp, gacc + i * Kp, Kp);
+    FC_NAME(fc_memm_add_row)(facc, gacc, 2 * K * Kp);
+    memset(facc, 0, sizeof(fc_real) * (size_t)(2 * K * Kp));
     memset(cnt, 0, sizeof(int) * (size_t)(2 * K + 1));
 }
 
