@@ -2147,12 +2147,21 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
     int deadf = 0, deadb = 0;
     const fc_real fc = (fc_real)coef;
     if (ge != NULL && n < Tn) { /* zero the masked rows only (kept rows are fully written) */
-        ptrdiff_t t0 = 0;
-        for (ptrdiff_t k = 0; k <= n; ++k) {
-            ptrdiff_t t1 = k < n ? pos[k] : Tn;
-            if (t1 > t0) memset(ge + t0 * K, 0, sizeof(fc_real) * (t1 - t0) * K);
-            t0 = t1 + 1;
+        ptrdiff_t t0 = 0; /* rows before t0 are done */
+        for (ptrdiff_t k = 0; k < n;) {
+            if (pos[k] > t0) memset(ge + t0 * K, 0, sizeof(fc_real) * (pos[k] - t0) * K);
+            /* past the run of consecutive kept positions from k: at once when it reaches
+             * the last one (a lengths mask), else 8 at a time, then one by one */
+            if (pos[n - 1] - pos[k] == n - 1 - k) {
+                k = n;
+            } else {
+                while (k + 8 < n && pos[k + 8] - pos[k] == 8) k += 8;
+                for (++k; k < n && pos[k] == pos[k - 1] + 1; ++k) {
+                }
+            }
+            t0 = pos[k - 1] + 1;
         }
+        if (Tn > t0) memset(ge + t0 * K, 0, sizeof(fc_real) * (Tn - t0) * K);
     }
     if (n == 0) return 0.0;
     FC_NAME(fc_vi) bmask;
