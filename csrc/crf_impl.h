@@ -2226,20 +2226,26 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
                                                     fc_real *rm, fc_real *EGT, ptrdiff_t Cp)
 {
     typedef FC_NAME(fc_vr) vr;
+    typedef FC_NAME(fc_vi) vi;
+    /* rows of whole vectors (Kp a multiple of FC_VLEN, -inf padding) */
     for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
         const fc_real *row = G2 + i * Kp;
         fc_real *out = EG + i * Kp;
-        fc_real m = -FC_INF;
-        for (ptrdiff_t j = 0; j < K; ++j) m = row[j] > m ? row[j] : m;
+        vr v, mv;
+        memcpy(&mv, row, sizeof mv);
+        for (ptrdiff_t q = FC_VLEN; q < Kp; q += FC_VLEN) {
+            memcpy(&v, row + q, sizeof v);
+            const vi gt = v > mv;
+            mv = (vr)(((vi)v & gt) | ((vi)mv & ~gt));
+        }
+        const fc_real m = FC_NAME(fc_crf_hmax)(&mv);
         rm[i] = m;
         if (m == -FC_INF) {
             memset(out, 0, sizeof(fc_real) * Kp);
             continue;
         }
-        vr mv;
         FC_SPLAT(mv, m);
         for (ptrdiff_t q = 0; q < Kp; q += FC_VLEN) {
-            vr v;
             memcpy(&v, row + q, sizeof v);
             v -= mv; /* -inf padding: exp gives 0 */
             FC_NAME(fc_crf_vexp)(&v);
@@ -2247,24 +2253,29 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
         }
     }
     if (EGT == NULL) return;
+    memset(EGT, 0, sizeof(fc_real) * (size_t)(2 * K * Cp));
     for (int d = 0; d < 2; ++d)
-        for (ptrdiff_t j = 0; j < K; ++j) {
-            fc_real *row = EGT + (d * K + j) * Cp;
-            for (ptrdiff_t c = 0; c <= K; ++c) row[c] = EG[(d * (K + 1) + c) * Kp + j];
-            for (ptrdiff_t c = K + 1; c < Cp; ++c) row[c] = 0;
+        for (ptrdiff_t c = 0; c <= K; ++c) {
+            const fc_real *src = EG + (d * (K + 1) + c) * Kp;
+            fc_real *dst = EGT + d * K * Cp + c;
+            for (ptrdiff_t j = 0; j < K; ++j) dst[j * Cp] = src[j];
         }
     fc_real *LG = EGT + 2 * K * Cp; /* the gold terms of the token lanes: G2 - rm */
     for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
-        const fc_real m = rm[i];
-        if (m == -FC_INF)
-            for (ptrdiff_t j = 0; j < Kp; ++j) LG[i * Kp + j] = -FC_INF;
-        else
-            for (ptrdiff_t j = 0; j < Kp; ++j) LG[i * Kp + j] = G2[i * Kp + j] - m;
+        vr v, mv;
+        FC_SPLAT(mv, rm[i]);
+        if (rm[i] == -FC_INF) FC_SPLAT(v, -FC_INF);
+        for (ptrdiff_t q = 0; q < Kp; q += FC_VLEN) {
+            if (rm[i] != -FC_INF) {
+                memcpy(&v, G2 + i * Kp + q, sizeof v);
+                v -= mv;
+            }
+            memcpy(LG + i * Kp + q, &v, sizeof v);
+        }
     }
 }
 #endif
 
-/* Whether fc_memm_seq handles rows of Kp elements (otherwise the per-direction loop). */
 /* Row stride of the MEMM tables for K labels: for fc_memm_seq, K rounded up to whole
  * vectors (1..8 vectors) or the CRF padding when that is 12 or 16 vectors; 0 when
  * fc_memm_seq does not apply (the per-direction loop with the CRF padding is used). */
