@@ -2262,14 +2262,12 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
         }
     fc_real *LG = EGT + 2 * K * Cp; /* the gold terms of the token lanes: G2 - rm */
     for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
+        const fc_real m = rm[i];
         vr v, mv;
-        FC_SPLAT(mv, rm[i]);
-        if (rm[i] == -FC_INF) FC_SPLAT(v, -FC_INF);
+        FC_SPLAT(mv, m);
         for (ptrdiff_t q = 0; q < Kp; q += FC_VLEN) {
-            if (rm[i] != -FC_INF) {
-                memcpy(&v, G2 + i * Kp + q, sizeof v);
-                v -= mv;
-            }
+            memcpy(&v, G2 + i * Kp + q, sizeof v);
+            v = m == -FC_INF ? mv : v - mv; /* an all -inf row stays -inf */
             memcpy(LG + i * Kp + q, &v, sizeof v);
         }
     }
@@ -2304,7 +2302,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     const int fused = Ks > 0;
     const ptrdiff_t Kp = fused ? Ks : FC_NAME(fc_crf_kp)(K); /* row stride of G, G^T and the counts */
     const ptrdiff_t accn = 2 * K * Kp;
-    const ptrdiff_t cs = FC_CRF_CHUNK, nchunk = (B + cs - 1) / cs;
+    const ptrdiff_t nchunk = (B + FC_CRF_CHUNK - 1) / FC_CRF_CHUNK;
     /* exp tables for the shared-exp tokens (fc_memm_tok_sh), when there are enough tokens
      * to pay for their 2 (K + 1) Kp exps: EG = exp(row - row max) of G2's rows, rm = row max;
      * EGT: their transpose for the token lanes (fc_memm_grp) */
@@ -2373,8 +2371,8 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         for (ptrdiff_t ch; pos != NULL && (ch = fc_claim(&next)) < nchunk;) {
             double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
             if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
-            ptrdiff_t b1 = (ch + 1) * cs < B ? (ch + 1) * cs : B;
-            for (ptrdiff_t b = ch * cs; b < b1; ++b) {
+            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
+            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
                 const fc_real *emb = em + b * Tn * K;
                 const int64_t *yb = tags + b * Tn;
                 fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
