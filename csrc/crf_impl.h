@@ -1877,12 +1877,12 @@ FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
 }
 
 /* The gradient outputs of lane l of a token-lane group (fc_memm_grp): its emission-gradient
- * row gt (NULL: none) from Gs, and when gacc != NULL its transitions-gradient rows, forward
+ * row gt (NULL: none) from Gs, and when facc != NULL its transitions-gradient rows, forward
  * A (row cf, when cf < K) and backward Bv (row K + cb, when cb < K), into the block
  * accumulators facc (flushed by group counts, see fc_memm_lanes_k).  A, Bv, Gs: K label vectors whose whole
  * blocks of W are transposed (lane l of block j0 / W holds the row's entries j0 .. j0 + W).
  * known (compile-time): bit 1 when cf < K is known, bit 2 when cb < K is. */
-FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *facc,
+FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, fc_real *facc,
                                          const FC_NAME(fc_vr) *A, const FC_NAME(fc_vr) *Bv,
                                          const FC_NAME(fc_vr) *Gs, int l, ptrdiff_t cf, ptrdiff_t cb,
                                          const ptrdiff_t K, const ptrdiff_t Kp, int bidir, const int known)
@@ -1892,7 +1892,7 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) memcpy(gt + j0, &Gs[j0 + l], sizeof(FC_NAME(fc_vr)));
         for (ptrdiff_t j = Kf; j < K; ++j) gt[j] = Gs[j][l];
     }
-    if (gacc == NULL) return;
+    if (facc == NULL) return;
     if ((known & 1) || cf < K) {
         fc_real *fa = facc + cf * Kp;
         for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) FC_NAME(fc_memm_vadd)(fa + j0, A[j0 + l]);
@@ -1916,7 +1916,7 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, double *gacc, fc_real *fac
  * (with safe stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
                                         ptrdiff_t n, const int64_t *y, const ptrdiff_t K, const int bidir, fc_real fc,
-                                        fc_real *ge, double *gacc, fc_real *facc, const fc_real *EGT,
+                                        fc_real *ge, fc_real *facc, const fc_real *EGT,
                                         const fc_real *LG, const int NV, FC_NAME(fc_memm_lacc) *af_,
                                         FC_NAME(fc_memm_lacc) *ab_)
 {
@@ -2040,7 +2040,7 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
             FC_NAME(fc_memm_ladd)(ab_, &s2, &tb);
         }
     }
-    if (ge == NULL && gacc == NULL) return bad;
+    if (ge == NULL && facc == NULL) return bad;
     /* bad lanes may hold anything from here on: they are never stored */
     const vr fcv = z + fc, af = fc / sf, ab = bidir ? fc / sb : z;
     /* back to rows: whole blocks of W labels by transposes, the last partial block by lanes */
@@ -2058,23 +2058,23 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
     /* emission-gradient rows: both directions summed before the lane loop */
     vr Gs[FC_MEMM_LK];
     for (ptrdiff_t j = 0; j < K; ++j) Gs[j] = A[j] + Bv[j];
-    if (bad == 0 && nl == W && ge != NULL && gacc != NULL && bidir) {
+    if (bad == 0 && nl == W && ge != NULL && facc != NULL && bidir) {
         /* every lane of a full group, both directions (the common training call): unrolled,
          * rows in registers, constant offsets; only lane 0 can lack a forward conditioning
          * label and only lane W - 1 a backward one */
 #pragma GCC unroll 8
         for (int l = 0; l < W; ++l)
-            FC_NAME(fc_memm_lane_out)(ge + tl[l] * K, gacc, facc, A, Bv, Gs, l, cfv[l], cbv[l], K, Kp, 1,
+            FC_NAME(fc_memm_lane_out)(ge + tl[l] * K, facc, A, Bv, Gs, l, cfv[l], cbv[l], K, Kp, 1,
                                       (l > 0 ? 1 : 0) | (l < W - 1 ? 2 : 0));
     } else if (bad == 0 && nl == W) {
 #pragma GCC unroll 8
         for (int l = 0; l < W; ++l)
-            FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, A, Bv, Gs, l, cfv[l],
+            FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, facc, A, Bv, Gs, l, cfv[l],
                                       cbv[l], K, Kp, bidir, 0);
     } else {
         for (int l = 0; l < nl; ++l)
             if (!(bad >> l & 1u))
-                FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, gacc, facc, A, Bv, Gs, l,
+                FC_NAME(fc_memm_lane_out)(ge != NULL ? ge + tl[l] * K : NULL, facc, A, Bv, Gs, l,
                                           cfv[l], cbv[l], K, Kp, bidir, 0);
     }
     return bad;
@@ -2095,9 +2095,9 @@ FC_INLINE ptrdiff_t FC_NAME(fc_memm_lanes_k)(const fc_real *emb, const ptrdiff_t
         /* a partial last group when it fills more than a third of the lanes */
         const int nl = n - k < FC_VLEN ? (int)(n - k) : (int)FC_VLEN;
         if (3 * nl <= (int)FC_VLEN) break;
-        unsigned b = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, gacc, facc, EGT,
+        unsigned b = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, facc, EGT,
                                           EGT + 2 * K * (NV + 1) * FC_VLEN, NV, af, ab);
-        if (gacc != NULL && ++cnt[2 * K] == FC_MEMM_FLUSH / FC_VLEN)
+        if (facc != NULL && ++cnt[2 * K] == FC_MEMM_FLUSH / FC_VLEN)
             FC_NAME(fc_memm_flush_all)(facc, gacc, cnt, K, NV * FC_VLEN);
         k += nl;
         if (b != 0) {
@@ -2355,13 +2355,13 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     ptrdiff_t next = 0; /* work items claimed with fc_claim */
     FC_OMP_PARALLEL(nt)
     {
-        /* this thread's buffers, one allocation: positions, block accumulators and their
-         * counts (zeroed), two rows */
+        /* this thread's buffers, one allocation: positions, two rows, and with blk the block
+         * accumulators and their counts (zeroed; NULL otherwise) */
         const size_t nfa = blk ? (size_t)accn : 0, ncnt = blk ? (size_t)(2 * K + 1) : 0;
-        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * (size_t)T1 + sizeof(fc_real) * (nfa + 2 * (size_t)Kp) +
+        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * (size_t)T1 + sizeof(fc_real) * (2 * (size_t)Kp + nfa) +
                                 sizeof(int) * ncnt);
-        fc_real *facc = pos ? (fc_real *)(pos + T1) : NULL, *r = facc ? facc + nfa : NULL;
-        int *cnt = r ? (int *)(r + 2 * Kp) : NULL;
+        fc_real *r = pos ? (fc_real *)(pos + T1) : NULL, *facc = r && blk ? r + 2 * Kp : NULL;
+        int *cnt = facc ? (int *)(facc + nfa) : NULL;
         if (pos == NULL) {
             FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
         } else if (blk) {

@@ -386,11 +386,36 @@ def viterbi(em, trans, start, end, mask, Py_ssize_t top_k, int n_threads, bint f
     return paths, out
 
 
+cdef double _reduction_weight(int weighting, const uint8_t *mask, Py_ssize_t B, Py_ssize_t Tn) noexcept:
+    """The weight every sequence gets under a reduction: 1 (weighting 0: "sum", "none"),
+    1 / B (1: "mean") or 1 / (kept tokens) (2: "token_mean"); 0 when the divisor is 0."""
+    cdef Py_ssize_t i, kept
+    if weighting == 1:
+        return 1.0 / B if B > 0 else 0.0
+    if weighting == 2:
+        kept = B * Tn
+        if mask != NULL:
+            kept = 0
+            for i in range(B * Tn):
+                kept += mask[i] != 0
+        return 1.0 / kept if kept > 0 else 0.0
+    return 1.0
+
+
+def reduction_weight(int weighting, mask, Py_ssize_t B, Py_ssize_t Tn):
+    """_reduction_weight for a kernel-layout mask (bool (B, T), C-contiguous) or None."""
+    cdef _Bufs bs
+    bs.n = 0
+    try:
+        return _reduction_weight(weighting, <const uint8_t *>_ptr(&bs, mask, False), B, Tn)
+    finally:
+        _release(&bs)
+
+
 def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_seq, bint want_grad, int n_threads,
                    bint fast):
     """memm_nll_grad (and memm_log_likelihood, without gradients).  Every sequence has the
-    weight w: 1 (weighting 0: "sum", "none"), 1 / B (1: "mean") or 1 / (kept tokens)
-    (2: "token_mean"; 0 for none).  Returns (loss, g_em, g_trans) with
+    weight w = _reduction_weight(weighting, ...).  Returns (loss, g_em, g_trans) with
     loss = 0.0 - w * sum_b ll_b (summed in order, in double) as a scalar of em's dtype, or,
     when per_seq, the (B,) float64 log-likelihoods ll (the caller negates and casts); g_em
     and g_trans are None unless want_grad.  fast: the arguments as the user gave them, taken
@@ -405,7 +430,7 @@ def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_se
     cdef void *gep
     cdef void *gtp
     cdef double s = 0.0, w = 1.0
-    cdef Py_ssize_t b, i, kept
+    cdef Py_ssize_t b
     try:
         if (fast and tags is None) or not _args(&bs, &a, em, trans, None, None, mask, tags, n_threads, fast):
             return None
@@ -417,15 +442,7 @@ def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_se
         ll_a = np.zeros(a.B, dtype=np.float64) if per_seq else None
         if empty:
             return (ll_a if per_seq else dt.type(0.0)), ge_a, gt_a
-        if weighting == 1:
-            w = 1.0 / a.B
-        elif weighting == 2:
-            kept = a.B * a.Tn
-            if a.mask != NULL:
-                kept = 0
-                for i in range(a.B * a.Tn):
-                    kept += a.mask[i] != 0
-            w = 1.0 / kept if kept > 0 else 0.0
+        w = _reduction_weight(weighting, a.mask, a.B, a.Tn)
         wbuf = <double *>malloc(sizeof(double) * 2 * a.B)
         if wbuf == NULL:
             raise MemoryError()

@@ -143,15 +143,19 @@ def _prepare(emissions, transitions, start, end, mask, lengths, tags=_NO_TAGS, n
     return em, tr, st, en, m, y
 
 
-def _weights(reduction, m, B, T):
-    if reduction not in REDUCTIONS:
+# a reduction's code for _crf.reduction_weight / _crf.memm_loss_grad (one weight for every sequence)
+_REDUCTION_CODE = {"sum": 0, "none": 0, "mean": 1, "token_mean": 2}
+
+
+def _reduction_code(reduction):
+    code = _REDUCTION_CODE.get(reduction) if isinstance(reduction, str) else None
+    if code is None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if reduction == "mean":
-        return np.full(B, 1.0 / B if B else 0.0)
-    if reduction == "token_mean":
-        n = int(m.sum()) if m is not None else B * T
-        return np.full(B, 1.0 / n if n else 0.0)
-    return np.ones(B)
+    return code
+
+
+def _weights(reduction, m, B, T):
+    return np.full(B, _crf.reduction_weight(_reduction_code(reduction), m, B, T))
 
 
 def _reduce(per_seq, weights, reduction, dtype):
@@ -449,9 +453,6 @@ def constraint_scores(allowed, start=None, end=None, dtype=np.float64):
 
 
 # ---------------------------------------------------------------- MEMM
-_MEMM_WEIGHTING = {"sum": 0, "none": 0, "mean": 1, "token_mean": 2}  # see _crf.memm_loss_grad
-
-
 def _memm_loss(emissions, tags, transitions, mask, lengths, bidirectional, weighting, per_seq, want_grad,
                n_threads):
     """_crf.memm_loss_grad on the user's arrays: in one call when they are already in kernel
@@ -526,9 +527,7 @@ def memm_nll_grad(emissions, tags, transitions, *, mask=None, lengths=None, bidi
     """
     n_threads = resolve_n_threads(n_threads)
     # every reduction weighs all sequences alike (_weights): one scalar weight
-    weighting = _MEMM_WEIGHTING.get(reduction) if isinstance(reduction, str) else None
-    if weighting is None:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    weighting = _reduction_code(reduction)
     loss, ge, gt, dt = _memm_loss(emissions, tags, transitions, mask, lengths, bidirectional, weighting,
                                   reduction == "none", True, n_threads)
     if reduction == "none":
