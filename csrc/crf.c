@@ -6,13 +6,11 @@
 #include "crf.h"
 #include "fc_parallel.h"
 
-/* a team barrier, and an atomic update of a shared variable (no-ops without OpenMP: one thread) */
+/* an atomic update and read of a shared variable (no-ops without OpenMP: one thread) */
 #ifdef _OPENMP
-#define FC_CRF_BARRIER FC_PRAGMA(omp barrier)
 #define FC_CRF_ATOMIC FC_PRAGMA(omp atomic update)
 #define FC_CRF_ATOMIC_READ FC_PRAGMA(omp atomic read)
 #else
-#define FC_CRF_BARRIER
 #define FC_CRF_ATOMIC
 #define FC_CRF_ATOMIC_READ
 #endif

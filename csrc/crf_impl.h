@@ -1531,20 +1531,13 @@ FC_INLINE void FC_NAME(fc_memm_vadd)(fc_real *p, FC_NAME(fc_vr) v)
     memcpy(p, &w, sizeof w);
 }
 
-/* d[0 .. n) += f[0 .. n), n a multiple of 4, four lanes at a time (GCC left the
- * conversions scalar once it had unrolled a constant n). */
+/* d[0 .. n) += f[0 .. n).  A plain loop, kept rolled: GCC vectorises it into whole-vector
+ * loads and float-to-double unpacks (a 4-lane __builtin_convertvector came out as two 2-lane
+ * conversions, and a fully unrolled constant-length loop as scalar ones). */
 FC_INLINE void FC_NAME(fc_memm_add_row)(const fc_real *restrict f, double *restrict d, ptrdiff_t n)
 {
-    typedef fc_real v4r __attribute__((vector_size(4 * sizeof(fc_real))));
-    typedef double v4d __attribute__((vector_size(32)));
-    for (ptrdiff_t j = 0; j < n; j += 4) {
-        v4r x;
-        v4d a;
-        memcpy(&x, f + j, sizeof x);
-        memcpy(&a, d + j, sizeof a);
-        a += __builtin_convertvector(x, v4d);
-        memcpy(d + j, &a, sizeof a);
-    }
+#pragma GCC unroll 1
+    for (ptrdiff_t j = 0; j < n; ++j) d[j] += (double)f[j];
 }
 
 FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict d, ptrdiff_t Kp)
@@ -1557,7 +1550,8 @@ FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict 
 FC_INLINE void FC_NAME(fc_memm_flush_all)(fc_real *restrict facc, double *restrict gacc, int *cnt, ptrdiff_t K,
                                           ptrdiff_t Kp)
 {
-    FC_NAME(fc_memm_add_row)(facc, gacc, 2 * K * Kp);
+    /* the K label columns of each row (padding columns are never read) */
+    for (ptrdiff_t i = 0; i < 2 * K; ++i) FC_NAME(fc_memm_add_row)(facc + i * Kp, gacc + i * Kp, K);
     memset(facc, 0, sizeof(fc_real) * (size_t)(2 * K * Kp));
     memset(cnt, 0, sizeof(int) * (size_t)(2 * K + 1));
 }
@@ -2402,7 +2396,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         /* the transitions gradient once every chunk is done, split over the team: the chunks'
          * rows summed in chunk order into chunk 0's (whole rows, one thread each), then
          * forward and backward parts added; the same for any thread count */
-        FC_CRF_BARRIER
+        FC_OMP_BARRIER;
         int st;
         FC_CRF_ATOMIC_READ
         st = status;
@@ -2417,7 +2411,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
                     for (ptrdiff_t j = 0; j < K; ++j) d[j] += s[j];
                 }
             }
-            FC_CRF_BARRIER
+            FC_OMP_BARRIER;
             fc_split(K, tc, ti, &lo, &hi);
             for (ptrdiff_t i = lo; i < hi; ++i)
                 for (ptrdiff_t j = 0; j < K; ++j)

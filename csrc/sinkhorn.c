@@ -67,7 +67,6 @@ FC_INLINE double fc_sk_exp_normal(double x)
 }
 
 #ifdef _OPENMP
-#define FC_SK_BARRIER FC_PRAGMA(omp barrier)
 /* a vectorised sum (the order of its terms depends on the vector width only) */
 #define FC_SK_SIMD_SUM(s) FC_PRAGMA(omp simd reduction(+ : s))
 #define FC_SK_SIMD_SUM4(s, t, u, v) FC_PRAGMA(omp simd reduction(+ : s, t, u, v))
@@ -77,7 +76,6 @@ FC_INLINE double fc_sk_exp_normal(double x)
 #define FC_SK_SIMD_SUM4(s, t, u, v)
 #define FC_SK_SIMD_SUM2(s, t)
 #define FC_SK_SIMD_SUM8(s, t, u, v, w, x, y, z)
-#define FC_SK_BARRIER
 #define FC_SK_SIMD_SUM(s)
 #endif
 

@@ -383,7 +383,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
                                         alpha, tbuf + (ptrdiff_t)tid * 4 * m, part + bk * k * m,
                                         rowerr);
             }
-            FC_SK_BARRIER;
+            FC_OMP_BARRIER;
             fc_sk_reduce_cols(part, nb, k, m, act, nact, colsum, tid, nth);
         }
 
@@ -612,7 +612,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
                 FC_NAME(fc_sk_kblock)(K, m, k, n, r0, r1, act, nact, v, a, u, !first,
                                       part + bk * k * m);
             }
-            FC_SK_BARRIER;
+            FC_OMP_BARRIER;
             fc_sk_reduce_cols(part, nb, k, m, act, nact, colsum, tid, nth);
         }
 
