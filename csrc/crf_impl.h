@@ -2284,6 +2284,107 @@ FC_INLINE ptrdiff_t FC_NAME(fc_memm_stride)(ptrdiff_t K)
 #endif
 }
 
+/* The shared state of fc_memm_nll's team (fc_team): inputs, tables, outputs, and the status
+ * and work counter the threads update. */
+typedef struct {
+    const fc_real *em, *Gp, *GTp, *EG, *rm, *EGT;
+    const uint8_t *mask;
+    const int64_t *tags;
+    const double *weight;
+    double *ll, *chunk_acc;
+    fc_real *g_em, *g_trans;
+    ptrdiff_t B, Tn, K, Kp, T1, nchunk, accn;
+    int bidir, grad, fused, blk;
+    int status;     /* FC_OMP_FAIL */
+    ptrdiff_t next; /* work items claimed with fc_claim */
+} FC_NAME(fc_memm_job);
+
+/* One thread of fc_memm_nll (all of them run this, see fc_team). */
+static void FC_NAME(fc_memm_nll_team)(void *arg)
+{
+    FC_NAME(fc_memm_job) *job = arg;
+    const fc_real *em = job->em, *Gp = job->Gp, *GTp = job->GTp, *EG = job->EG, *rm = job->rm, *EGT = job->EGT;
+    const uint8_t *mask = job->mask;
+    const int64_t *tags = job->tags;
+    const double *weight = job->weight;
+    double *ll = job->ll, *chunk_acc = job->chunk_acc;
+    fc_real *g_em = job->g_em, *g_trans = job->g_trans;
+    const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K, Kp = job->Kp, T1 = job->T1, nchunk = job->nchunk, accn = job->accn;
+    const int bidir = job->bidir, grad = job->grad, fused = job->fused, blk = job->blk;
+#if !defined(__GNUC__)
+    (void)EG; (void)rm; (void)EGT;
+#endif
+    /* this thread's buffers, one allocation: positions, two rows, and with blk the block
+     * accumulators and their counts (zeroed; NULL otherwise) */
+    const size_t nfa = blk ? (size_t)accn : 0, ncnt = blk ? (size_t)(2 * K + 1) : 0;
+    ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * (size_t)T1 + sizeof(fc_real) * (2 * (size_t)Kp + nfa) +
+                            sizeof(int) * ncnt);
+    fc_real *r = pos ? (fc_real *)(pos + T1) : NULL, *facc = r && blk ? r + 2 * Kp : NULL;
+    int *cnt = facc ? (int *)(facc + nfa) : NULL;
+    if (pos == NULL) {
+        FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
+    } else if (blk) {
+        memset(facc, 0, sizeof(fc_real) * nfa);
+        memset(cnt, 0, sizeof(int) * ncnt);
+    }
+    for (ptrdiff_t ch; pos != NULL && (ch = fc_claim(&job->next)) < nchunk;) {
+        double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+        if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
+        ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
+        for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            const int64_t *yb = tags + b * Tn;
+            fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+            double wb = grad ? weight[b] : 0.0;
+            double c = bidir ? 0.5 * wb : wb;
+#if defined(__GNUC__)
+            if (fused) {
+                ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, facc,
+                                             cnt, EG, rm, EGT);
+                continue;
+            }
+#endif
+            if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
+            double lf = FC_NAME(fc_memm_dir)(emb, Gp, pos, n, yb, K, Kp, 0, c, ge, cacc, r, r + Kp);
+            if (bidir) {
+                double lb = FC_NAME(fc_memm_dir)(emb, GTp, pos, n, yb, K, Kp, 1, c, ge,
+                                                 cacc ? cacc + K * Kp : NULL, r, r + Kp);
+                lf = 0.5 * (lf + lb);
+            }
+            ll[b] = lf;
+        }
+        if (blk) /* the chunk's partial blocks: results do not depend on the thread count */
+            FC_NAME(fc_memm_flush_all)(facc, cacc, cnt, K, Kp);
+    }
+    free(pos);
+    /* the transitions gradient once every chunk is done, split over the team: the chunks'
+     * rows summed in chunk order into chunk 0's (whole rows, one thread each), then
+     * forward and backward parts added; the same for any thread count */
+    FC_OMP_BARRIER;
+    int st;
+    FC_CRF_ATOMIC_READ
+    st = job->status;
+    if (st == FC_OK && g_trans != NULL && chunk_acc != NULL) {
+        const int tc = fc_thread_count(), ti = fc_thread_id();
+        ptrdiff_t lo, hi;
+        fc_split(bidir ? 2 * K : K, tc, ti, &lo, &hi);
+        for (ptrdiff_t i = lo; i < hi; ++i) {
+            double *d = chunk_acc + i * Kp;
+            for (ptrdiff_t ch = 1; ch < nchunk; ++ch) {
+                const double *s = chunk_acc + ch * accn + i * Kp;
+                for (ptrdiff_t j = 0; j < K; ++j) d[j] += s[j];
+            }
+        }
+        FC_OMP_BARRIER;
+        fc_split(K, tc, ti, &lo, &hi);
+        for (ptrdiff_t i = lo; i < hi; ++i)
+            for (ptrdiff_t j = 0; j < K; ++j)
+                g_trans[i * K + j] = (fc_real)(bidir ? chunk_acc[i * Kp + j] + chunk_acc[(K + j) * Kp + i]
+                                                     : chunk_acc[i * Kp + j]);
+    }
+}
+
 int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t *mask, const int64_t *tags,
                          ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, int bidir, const double *weight,
                          double *ll, fc_real *g_em, fc_real *g_trans, int n_threads)
@@ -2341,87 +2442,19 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     } else if (g_trans != NULL) {
         memset(g_trans, 0, sizeof(fc_real) * (size_t)(K * K)); /* B = 0 */
     }
-    int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, nchunk);
     const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
     /* fused gradient: block accumulators of the transitions rows (FC_MEMM_FLUSH) */
     const int blk = fused && chunk_acc != NULL;
-    ptrdiff_t next = 0; /* work items claimed with fc_claim */
-    FC_OMP_PARALLEL(nt)
-    {
-        /* this thread's buffers, one allocation: positions, two rows, and with blk the block
-         * accumulators and their counts (zeroed; NULL otherwise) */
-        const size_t nfa = blk ? (size_t)accn : 0, ncnt = blk ? (size_t)(2 * K + 1) : 0;
-        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * (size_t)T1 + sizeof(fc_real) * (2 * (size_t)Kp + nfa) +
-                                sizeof(int) * ncnt);
-        fc_real *r = pos ? (fc_real *)(pos + T1) : NULL, *facc = r && blk ? r + 2 * Kp : NULL;
-        int *cnt = facc ? (int *)(facc + nfa) : NULL;
-        if (pos == NULL) {
-            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
-        } else if (blk) {
-            memset(facc, 0, sizeof(fc_real) * nfa);
-            memset(cnt, 0, sizeof(int) * ncnt);
-        }
-        for (ptrdiff_t ch; pos != NULL && (ch = fc_claim(&next)) < nchunk;) {
-            double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
-            if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
-            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
-            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
-                const fc_real *emb = em + b * Tn * K;
-                const int64_t *yb = tags + b * Tn;
-                fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
-                ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
-                double wb = grad ? weight[b] : 0.0;
-                double c = bidir ? 0.5 * wb : wb;
-#if defined(__GNUC__)
-                if (fused) {
-                    ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, facc,
-                                                 cnt, EG, rm, EGT);
-                    continue;
-                }
-#endif
-                if (ge) memset(ge, 0, sizeof(fc_real) * Tn * K);
-                double lf = FC_NAME(fc_memm_dir)(emb, Gp, pos, n, yb, K, Kp, 0, c, ge, cacc, r, r + Kp);
-                if (bidir) {
-                    double lb = FC_NAME(fc_memm_dir)(emb, GTp, pos, n, yb, K, Kp, 1, c, ge,
-                                                     cacc ? cacc + K * Kp : NULL, r, r + Kp);
-                    lf = 0.5 * (lf + lb);
-                }
-                ll[b] = lf;
-            }
-            if (blk) /* the chunk's partial blocks: results do not depend on the thread count */
-                FC_NAME(fc_memm_flush_all)(facc, cacc, cnt, K, Kp);
-        }
-        free(pos);
-        /* the transitions gradient once every chunk is done, split over the team: the chunks'
-         * rows summed in chunk order into chunk 0's (whole rows, one thread each), then
-         * forward and backward parts added; the same for any thread count */
-        FC_OMP_BARRIER;
-        int st;
-        FC_CRF_ATOMIC_READ
-        st = status;
-        if (st == FC_OK && g_trans != NULL && chunk_acc != NULL) {
-            const int tc = fc_thread_count(), ti = fc_thread_id();
-            ptrdiff_t lo, hi;
-            fc_split(bidir ? 2 * K : K, tc, ti, &lo, &hi);
-            for (ptrdiff_t i = lo; i < hi; ++i) {
-                double *d = chunk_acc + i * Kp;
-                for (ptrdiff_t ch = 1; ch < nchunk; ++ch) {
-                    const double *s = chunk_acc + ch * accn + i * Kp;
-                    for (ptrdiff_t j = 0; j < K; ++j) d[j] += s[j];
-                }
-            }
-            FC_OMP_BARRIER;
-            fc_split(K, tc, ti, &lo, &hi);
-            for (ptrdiff_t i = lo; i < hi; ++i)
-                for (ptrdiff_t j = 0; j < K; ++j)
-                    g_trans[i * K + j] = (fc_real)(bidir ? chunk_acc[i * Kp + j] + chunk_acc[(K + j) * Kp + i]
-                                                         : chunk_acc[i * Kp + j]);
-        }
-    }
+    FC_NAME(fc_memm_job) job = {
+        .em = em, .Gp = Gp, .GTp = GTp, .EG = EG, .rm = rm, .EGT = EGT, .mask = mask, .tags = tags,
+        .weight = weight, .ll = ll, .chunk_acc = chunk_acc, .g_em = g_em, .g_trans = g_trans, .B = B,
+        .Tn = Tn, .K = K, .Kp = Kp, .T1 = T1, .nchunk = nchunk, .accn = accn, .bidir = bidir, .grad = grad,
+        .fused = fused, .blk = blk, .status = FC_OK, .next = 0};
+    fc_team(nt, FC_NAME(fc_memm_nll_team), &job);
     free(chunk_acc);
     free(G2);
-    return status;
+    return job.status;
 }
 
 int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const uint8_t *mask, ptrdiff_t B,

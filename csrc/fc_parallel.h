@@ -2,6 +2,9 @@
  *
  * FC_OMP_PARALLEL(n)  opens `#pragma omp parallel num_threads(n)` when the build
  *                     has OpenMP, and nothing otherwise (the block runs once).
+ * fc_team(n, fn, arg)  fn(arg) on each thread of a team of n, or on the calling thread
+ *                     alone, with no team, when n == 1 (a libgomp team of one costs about
+ *                     0.7 us a call here: its allocation and a futex system call at its end).
  * FC_OMP_BARRIER      a barrier of the team, a statement; skipped in a team of one thread
  *                     (libgomp's barrier makes a futex system call even then, about
  *                     0.25 us here) and without OpenMP.
@@ -39,6 +42,24 @@ static inline int fc_thread_count(void) { return 1; }
 #define FC_OMP_FAIL(status, code) do { (status) = (code); } while (0)
 #define FC_OMP_BARRIER do { } while (0)
 #endif
+
+/* The body fn of a parallel region, given its shared state arg; every thread runs it.  Without
+ * a team (n == 1) fc_thread_id() is 0, fc_thread_count() 1, and FC_OMP_BARRIER does nothing.
+ * Called from inside an active parallel region, n == 1 still opens a (nested, one-thread)
+ * region, so that fn's barriers never wait for the outer team. */
+static inline void fc_team(int n, void (*fn)(void *), void *arg)
+{
+#ifdef _OPENMP
+    if (n > 1 || omp_in_parallel()) {
+        FC_PRAGMA(omp parallel num_threads(n))
+        fn(arg);
+        return;
+    }
+#else
+    (void)n;
+#endif
+    fn(arg);
+}
 
 /* Chunk k of `parts` equal chunks of [0, n). */
 static inline void fc_split(ptrdiff_t n, int parts, int k, ptrdiff_t *lo, ptrdiff_t *hi)
