@@ -929,6 +929,49 @@ static double FC_NAME(fc_crf_fb_log)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_c
 /* ---------------------------------------------------------------- drivers */
 #define FC_CRF_CHUNK 8 /* sequences per gradient accumulator: fixed, so results do not depend on threads */
 
+/* The shared state of fc_crf_forward's team (fc_team). */
+typedef struct {
+    const FC_NAME(fc_crf_tab) *tb;
+    const fc_real *em, *trans, *start, *end;
+    const uint8_t *mask;
+    const int64_t *tags;
+    double *logz, *score;
+    ptrdiff_t B, Tn, K;
+    int status;     /* FC_OMP_FAIL */
+    ptrdiff_t next; /* work items claimed with fc_claim */
+} FC_NAME(fc_crf_fwd_job);
+
+/* One thread of fc_crf_forward (all of them run this, see fc_team). */
+static void FC_NAME(fc_crf_forward_team)(void *arg)
+{
+    FC_NAME(fc_crf_fwd_job) *job = arg;
+    const FC_NAME(fc_crf_tab) *tb = job->tb;
+    const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K;
+    FC_NAME(fc_crf_ws) ws;
+    int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, tb->Kp) == FC_OK;
+    if (!ok) {
+        FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
+    }
+    for (ptrdiff_t b; ok && (b = fc_claim(&job->next)) < B;) {
+        const fc_real *emb = job->em + b * Tn * K;
+        ptrdiff_t n = FC_NAME(fc_crf_positions)(job->mask, b, Tn, ws.pos);
+        double z = 0.0;
+#if defined(__GNUC__)
+        if (n > 0 && tb->Kp <= 8 * FC_VLEN)
+            z = FC_NAME(fc_crf_fwd_reg)(tb, emb, ws.pos, n);
+        else
+#endif
+        if (n > 0)
+            z = FC_NAME(fc_crf_fwd_scaled)(tb, &ws, emb, n);
+        if (z != z) z = FC_NAME(fc_crf_fb_log)(tb, &ws, emb, n, 0, NULL, NULL, NULL);
+        job->logz[b] = z;
+        if (job->score != NULL)
+            job->score[b] = FC_NAME(fc_crf_path_score)(emb, job->trans, job->start, job->end, ws.pos, n,
+                                                       job->tags + b * Tn, 1, K);
+    }
+    if (ok) FC_NAME(fc_crf_ws_free)(&ws);
+}
+
 int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_real *start,
                             const fc_real *end, const uint8_t *mask, const int64_t *tags,
                             ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, double *logz, double *score,
@@ -939,36 +982,114 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
     if (em == NULL || trans == NULL || logz == NULL || (score != NULL && tags == NULL)) return FC_BAD_ARGUMENT;
     FC_NAME(fc_crf_tab) tb;
     if (FC_NAME(fc_crf_tab_init)(&tb, trans, start, end, Tn, K) != FC_OK) return FC_OUT_OF_MEMORY;
-    int status = FC_OK;
-    int nt = fc_clamp_threads(n_threads, B);
-    ptrdiff_t next = 0; /* work items claimed with fc_claim */
-    FC_OMP_PARALLEL(nt)
-    {
-        FC_NAME(fc_crf_ws) ws;
-        int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, tb.Kp) == FC_OK;
-        if (!ok) {
-            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
-        }
-        for (ptrdiff_t b; ok && (b = fc_claim(&next)) < B;) {
-            const fc_real *emb = em + b * Tn * K;
-            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
-            double z = 0.0;
-#if defined(__GNUC__)
-            if (n > 0 && tb.Kp <= 8 * FC_VLEN)
-                z = FC_NAME(fc_crf_fwd_reg)(&tb, emb, ws.pos, n);
-            else
-#endif
-            if (n > 0)
-                z = FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
-            if (z != z) z = FC_NAME(fc_crf_fb_log)(&tb, &ws, emb, n, 0, NULL, NULL, NULL);
-            logz[b] = z;
-            if (score != NULL)
-                score[b] = FC_NAME(fc_crf_path_score)(emb, trans, start, end, ws.pos, n, tags + b * Tn, 1, K);
-        }
-        if (ok) FC_NAME(fc_crf_ws_free)(&ws);
-    }
+    FC_NAME(fc_crf_fwd_job) job = {.tb = &tb, .em = em, .trans = trans, .start = start, .end = end, .mask = mask,
+                                   .tags = tags, .logz = logz, .score = score, .B = B, .Tn = Tn, .K = K,
+                                   .status = FC_OK, .next = 0};
+    fc_team(fc_clamp_threads(n_threads, B), FC_NAME(fc_crf_forward_team), &job);
     FC_NAME(fc_crf_tab_free)(&tb);
-    return status;
+    return job.status;
+}
+
+/* The shared state of fc_crf_fb's team (fc_team). */
+typedef struct {
+    const FC_NAME(fc_crf_tab) *tb;
+    const fc_real *em, *trans, *start, *end;
+    const uint8_t *mask;
+    const int64_t *tags;
+    const double *weight;
+    double *logz, *score, *chunk_acc;
+    fc_real *node, *pair, *g_em;
+    ptrdiff_t B, Tn, K, Kp, accn, nchunk;
+    int grad;
+    int status;     /* FC_OMP_FAIL */
+    ptrdiff_t next; /* work items claimed with fc_claim */
+} FC_NAME(fc_crf_fb_job);
+
+/* One thread of fc_crf_fb (all of them run this, see fc_team). */
+static void FC_NAME(fc_crf_fb_team)(void *arg)
+{
+    FC_NAME(fc_crf_fb_job) *job = arg;
+    const FC_NAME(fc_crf_tab) *tb = job->tb;
+    const fc_real *em = job->em, *trans = job->trans, *start = job->start, *end = job->end;
+    const uint8_t *mask = job->mask;
+    const int64_t *tags = job->tags;
+    const double *weight = job->weight;
+    double *logz = job->logz, *score = job->score, *chunk_acc = job->chunk_acc;
+    fc_real *node = job->node, *pair = job->pair, *g_em = job->g_em;
+    const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K, Kp = job->Kp, accn = job->accn, nchunk = job->nchunk;
+    const int grad = job->grad;
+    FC_NAME(fc_crf_ws) ws;
+    int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, Kp) == FC_OK;
+    if (!ok) {
+        FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
+    }
+    for (ptrdiff_t ch; ok && (ch = fc_claim(&job->next)) < nchunk;) {
+        double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
+        if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
+        ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
+        for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
+            const fc_real *emb = em + b * Tn * K;
+            fc_real *node_b = node ? node + b * Tn * K : NULL;
+            fc_real *pair_b = pair ? pair + b * Tn * K * K : NULL;
+            const int64_t *yb = tags ? tags + b * Tn : NULL;
+            fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
+            fc_real *nodet = node_b ? node_b : ge; /* node marginals go here */
+            if (nodet) memset(nodet, 0, sizeof(fc_real) * Tn * K);
+            if (pair_b) memset(pair_b, 0, sizeof(fc_real) * Tn * K * K);
+            if (ge && ge != nodet) memset(ge, 0, sizeof(fc_real) * Tn * K);
+            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
+            double *acc = grad ? ws.acc : NULL;
+            if (acc) memset(acc, 0, sizeof(double) * accn);
+            double z = 0.0;
+            int scaled = 0;
+            if (n > 0) {
+                z = FC_NAME(fc_crf_fwd_scaled)(tb, &ws, emb, n);
+                if (z == z && FC_NAME(fc_crf_bwd_scaled)(tb, &ws, n, nodet, pair_b, acc) == 0) {
+                    scaled = 1;
+                } else {
+                    if (acc) memset(acc, 0, sizeof(double) * accn);
+                    z = FC_NAME(fc_crf_fb_log)(tb, &ws, emb, n, 1, nodet, pair_b, acc);
+                }
+            }
+            if (logz) logz[b] = z;
+            double sc = 0.0;
+            if (yb) sc = FC_NAME(fc_crf_path_score)(emb, trans, start, end, ws.pos, n, yb, 1, K);
+            if (score) score[b] = sc;
+            if (!grad) continue;
+            double wb = weight[b];
+            /* emissions: w * (marginal - onehot) */
+            if (ge != NULL) {
+                fc_real fw = (fc_real)wb;
+                for (ptrdiff_t k = 0; k < n; ++k) {
+                    ptrdiff_t t = ws.pos[k];
+                    const fc_real *q = nodet + t * K;
+                    fc_real *g = ge + t * K;
+                    for (ptrdiff_t j = 0; j < K; ++j) g[j] = fw * q[j];
+                    g[yb[t]] -= fw;
+                }
+            }
+            if (n == 0) continue;
+            /* expected counts (scaled path: trans counts still need the E factor) */
+            (void)scaled;
+            double *aT = acc, *aS = acc + K * Kp, *aN = acc + K * Kp + Kp;
+            double *cT = cacc, *cS = cacc + K * Kp, *cN = cacc + K * Kp + Kp;
+            for (ptrdiff_t i = 0; i < K; ++i)
+                for (ptrdiff_t j = 0; j < K; ++j) {
+                    double v = aT[i * Kp + j];
+                    if (scaled) v *= (double)tb->E[i * Kp + j];
+                    cT[i * Kp + j] += wb * v;
+                }
+            for (ptrdiff_t j = 0; j < K; ++j) {
+                cS[j] += wb * aS[j];
+                cN[j] += wb * aN[j];
+            }
+            cS[yb[ws.pos[0]]] -= wb;
+            cN[yb[ws.pos[n - 1]]] -= wb;
+            for (ptrdiff_t k = 1; k < n; ++k)
+                cT[yb[ws.pos[k - 1]] * Kp + yb[ws.pos[k]]] -= wb;
+        }
+    }
+    if (ok) FC_NAME(fc_crf_ws_free)(&ws);
 }
 
 int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
@@ -994,84 +1115,13 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
         free(chunk_acc);
         return FC_OUT_OF_MEMORY;
     }
-    int status = FC_OK;
-    int nt = fc_clamp_threads(n_threads, nchunk);
-    ptrdiff_t next = 0; /* work items claimed with fc_claim */
-    FC_OMP_PARALLEL(nt)
-    {
-        FC_NAME(fc_crf_ws) ws;
-        int ok = FC_NAME(fc_crf_ws_alloc)(&ws, Tn, K, Kp) == FC_OK;
-        if (!ok) {
-            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
-        }
-        for (ptrdiff_t ch; ok && (ch = fc_claim(&next)) < nchunk;) {
-            double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
-            if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
-            ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
-            for (ptrdiff_t b = ch * FC_CRF_CHUNK; b < b1; ++b) {
-                const fc_real *emb = em + b * Tn * K;
-                fc_real *node_b = node ? node + b * Tn * K : NULL;
-                fc_real *pair_b = pair ? pair + b * Tn * K * K : NULL;
-                const int64_t *yb = tags ? tags + b * Tn : NULL;
-                fc_real *ge = g_em ? g_em + b * Tn * K : NULL;
-                fc_real *nodet = node_b ? node_b : ge; /* node marginals go here */
-                if (nodet) memset(nodet, 0, sizeof(fc_real) * Tn * K);
-                if (pair_b) memset(pair_b, 0, sizeof(fc_real) * Tn * K * K);
-                if (ge && ge != nodet) memset(ge, 0, sizeof(fc_real) * Tn * K);
-                ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, ws.pos);
-                double *acc = grad ? ws.acc : NULL;
-                if (acc) memset(acc, 0, sizeof(double) * accn);
-                double z = 0.0;
-                int scaled = 0;
-                if (n > 0) {
-                    z = FC_NAME(fc_crf_fwd_scaled)(&tb, &ws, emb, n);
-                    if (z == z && FC_NAME(fc_crf_bwd_scaled)(&tb, &ws, n, nodet, pair_b, acc) == 0) {
-                        scaled = 1;
-                    } else {
-                        if (acc) memset(acc, 0, sizeof(double) * accn);
-                        z = FC_NAME(fc_crf_fb_log)(&tb, &ws, emb, n, 1, nodet, pair_b, acc);
-                    }
-                }
-                if (logz) logz[b] = z;
-                double sc = 0.0;
-                if (yb) sc = FC_NAME(fc_crf_path_score)(emb, trans, start, end, ws.pos, n, yb, 1, K);
-                if (score) score[b] = sc;
-                if (!grad) continue;
-                double wb = weight[b];
-                /* emissions: w * (marginal - onehot) */
-                if (ge != NULL) {
-                    fc_real fw = (fc_real)wb;
-                    for (ptrdiff_t k = 0; k < n; ++k) {
-                        ptrdiff_t t = ws.pos[k];
-                        const fc_real *q = nodet + t * K;
-                        fc_real *g = ge + t * K;
-                        for (ptrdiff_t j = 0; j < K; ++j) g[j] = fw * q[j];
-                        g[yb[t]] -= fw;
-                    }
-                }
-                if (n == 0) continue;
-                /* expected counts (scaled path: trans counts still need the E factor) */
-                (void)scaled;
-                double *aT = acc, *aS = acc + K * Kp, *aN = acc + K * Kp + Kp;
-                double *cT = cacc, *cS = cacc + K * Kp, *cN = cacc + K * Kp + Kp;
-                for (ptrdiff_t i = 0; i < K; ++i)
-                    for (ptrdiff_t j = 0; j < K; ++j) {
-                        double v = aT[i * Kp + j];
-                        if (scaled) v *= (double)tb.E[i * Kp + j];
-                        cT[i * Kp + j] += wb * v;
-                    }
-                for (ptrdiff_t j = 0; j < K; ++j) {
-                    cS[j] += wb * aS[j];
-                    cN[j] += wb * aN[j];
-                }
-                cS[yb[ws.pos[0]]] -= wb;
-                cN[yb[ws.pos[n - 1]]] -= wb;
-                for (ptrdiff_t k = 1; k < n; ++k)
-                    cT[yb[ws.pos[k - 1]] * Kp + yb[ws.pos[k]]] -= wb;
-            }
-        }
-        if (ok) FC_NAME(fc_crf_ws_free)(&ws);
-    }
+    FC_NAME(fc_crf_fb_job) job = {
+        .tb = &tb, .em = em, .trans = trans, .start = start, .end = end, .mask = mask, .tags = tags,
+        .weight = weight, .logz = logz, .score = score, .chunk_acc = chunk_acc, .node = node, .pair = pair,
+        .g_em = g_em, .B = B, .Tn = Tn, .K = K, .Kp = Kp, .accn = accn, .nchunk = nchunk, .grad = grad,
+        .status = FC_OK, .next = 0};
+    fc_team(fc_clamp_threads(n_threads, nchunk), FC_NAME(fc_crf_fb_team), &job);
+    const int status = job.status;
     if (status == FC_OK && grad) {
         /* reduce chunks in order */
         for (ptrdiff_t i = 0; i < K; ++i)
@@ -1388,6 +1438,59 @@ static int FC_NAME(fc_crf_vitk)(const fc_real *emb, const fc_real *trans, const 
     return (int)cf;
 }
 
+/* The shared state of fc_crf_viterbi's team (fc_team). */
+typedef struct {
+    const fc_real *em, *trans, *start, *end, *TP;
+    const uint8_t *mask;
+    int64_t *paths;
+    double *scores;
+    ptrdiff_t B, Tn, K, Kp, T1, top_k;
+    int status;     /* FC_OMP_FAIL */
+    ptrdiff_t next; /* work items claimed with fc_claim */
+} FC_NAME(fc_crf_vit_job);
+
+/* One thread of fc_crf_viterbi (all of them run this, see fc_team). */
+static void FC_NAME(fc_crf_viterbi_team)(void *arg)
+{
+    FC_NAME(fc_crf_vit_job) *job = arg;
+    const fc_real *em = job->em, *trans = job->trans, *start = job->start, *end = job->end, *TP = job->TP;
+    const uint8_t *mask = job->mask;
+    int64_t *paths = job->paths;
+    double *scores = job->scores;
+    const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K, Kp = job->Kp, T1 = job->T1, top_k = job->top_k;
+    ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+    const int use_bp = K <= FC_CRF_WS;
+    fc_real *d = top_k == 1 ? malloc(sizeof(fc_real) * (use_bp ? 2 : T1) * Kp) : NULL;
+    int32_t *bp = top_k == 1 && use_bp ? malloc(sizeof(int32_t) * T1 * Kp) : NULL;
+    FC_NAME(fc_nb_ent) *bt = top_k > 1 ? malloc(sizeof(FC_NAME(fc_nb_ent)) * (T1 * K * top_k + top_k)) : NULL;
+    ptrdiff_t *cnt = malloc(sizeof(ptrdiff_t) * 2 * K);
+    int ok = pos && cnt && (top_k == 1 ? d != NULL && (bp != NULL || !use_bp) : bt != NULL);
+    if (!ok) {
+        FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
+    }
+    for (ptrdiff_t b; ok && (b = fc_claim(&job->next)) < B;) {
+        const fc_real *emb = em + b * Tn * K;
+        int64_t *pb = paths + b * top_k * Tn;
+        double *sb = scores + b * top_k;
+        for (ptrdiff_t q = 0; q < top_k * Tn; ++q) pb[q] = -1;
+        ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+        ptrdiff_t found;
+        if (n == 0) {
+            found = 1; /* the empty path */
+        } else if (top_k == 1) {
+            found = (use_bp ? FC_NAME(fc_crf_vit1_bp)(emb, TP, start, end, pos, n, K, Kp, d, d + Kp, bp, pb)
+                            : FC_NAME(fc_crf_vit1)(emb, TP, start, end, pos, n, K, Kp, d, pb)) == 0;
+        } else {
+            found = FC_NAME(fc_crf_vitk)(emb, trans, start, end, pos, n, K, top_k, bt, cnt, pb, Tn,
+                                         bt + T1 * K * top_k);
+        }
+        for (ptrdiff_t q = 0; q < top_k; ++q)
+            sb[q] = q < found ? FC_NAME(fc_crf_path_score)(emb, trans, start, end, pos, n, pb + q * Tn, 1, K)
+                              : -INFINITY;
+    }
+    free(pos); free(d); free(bp); free(bt); free(cnt);
+}
+
 int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
                             const uint8_t *mask, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K, ptrdiff_t top_k,
                             int64_t *paths, double *scores, int n_threads)
@@ -1400,46 +1503,12 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
     if (TP == NULL) return FC_OUT_OF_MEMORY;
     for (ptrdiff_t i = 0; i < K; ++i)
         for (ptrdiff_t j = 0; j < Kp; ++j) TP[i * Kp + j] = j < K ? trans[i * K + j] : -FC_INF;
-    int status = FC_OK;
-    int nt = fc_clamp_threads(n_threads, B);
-    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
-    ptrdiff_t next = 0; /* work items claimed with fc_claim */
-    FC_OMP_PARALLEL(nt)
-    {
-        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
-        const int use_bp = K <= FC_CRF_WS;
-        fc_real *d = top_k == 1 ? malloc(sizeof(fc_real) * (use_bp ? 2 : T1) * Kp) : NULL;
-        int32_t *bp = top_k == 1 && use_bp ? malloc(sizeof(int32_t) * T1 * Kp) : NULL;
-        FC_NAME(fc_nb_ent) *bt = top_k > 1 ? malloc(sizeof(FC_NAME(fc_nb_ent)) * (T1 * K * top_k + top_k)) : NULL;
-        ptrdiff_t *cnt = malloc(sizeof(ptrdiff_t) * 2 * K);
-        int ok = pos && cnt && (top_k == 1 ? d != NULL && (bp != NULL || !use_bp) : bt != NULL);
-        if (!ok) {
-            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
-        }
-        for (ptrdiff_t b; ok && (b = fc_claim(&next)) < B;) {
-            const fc_real *emb = em + b * Tn * K;
-            int64_t *pb = paths + b * top_k * Tn;
-            double *sb = scores + b * top_k;
-            for (ptrdiff_t q = 0; q < top_k * Tn; ++q) pb[q] = -1;
-            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
-            ptrdiff_t found;
-            if (n == 0) {
-                found = 1; /* the empty path */
-            } else if (top_k == 1) {
-                found = (use_bp ? FC_NAME(fc_crf_vit1_bp)(emb, TP, start, end, pos, n, K, Kp, d, d + Kp, bp, pb)
-                                : FC_NAME(fc_crf_vit1)(emb, TP, start, end, pos, n, K, Kp, d, pb)) == 0;
-            } else {
-                found = FC_NAME(fc_crf_vitk)(emb, trans, start, end, pos, n, K, top_k, bt, cnt, pb, Tn,
-                                             bt + T1 * K * top_k);
-            }
-            for (ptrdiff_t q = 0; q < top_k; ++q)
-                sb[q] = q < found ? FC_NAME(fc_crf_path_score)(emb, trans, start, end, pos, n, pb + q * Tn, 1, K)
-                                  : -INFINITY;
-        }
-        free(pos); free(d); free(bp); free(bt); free(cnt);
-    }
+    FC_NAME(fc_crf_vit_job) job = {.em = em, .trans = trans, .start = start, .end = end, .TP = TP, .mask = mask,
+                                   .paths = paths, .scores = scores, .B = B, .Tn = Tn, .K = K, .Kp = Kp,
+                                   .T1 = Tn > 0 ? Tn : 1, .top_k = top_k, .status = FC_OK, .next = 0};
+    fc_team(fc_clamp_threads(n_threads, B), FC_NAME(fc_crf_viterbi_team), &job);
     free(TP);
-    return status;
+    return job.status;
 }
 
 /* ---------------------------------------------------------------- MEMM */
@@ -2136,7 +2205,6 @@ FC_INLINE double FC_NAME(fc_memm_seq_nv)(const fc_real *emb, const fc_real *Gp, 
                                          fc_real *facc, int *cnt, const fc_real *EG, const fc_real *rm,
                                          const fc_real *EGT, const int NV)
 {
-    const ptrdiff_t Kp = NV * FC_VLEN;
     double llf = 0.0, prf = 1.0, llb = 0.0, prb = 1.0;
     int deadf = 0, deadb = 0;
     const fc_real fc = (fc_real)coef;
@@ -2464,6 +2532,7 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
     if (em == NULL || trans == NULL || out == NULL) return FC_BAD_ARGUMENT;
     int status = FC_OK;
     int nt = fc_clamp_threads(n_threads, B);
+    (void)nt; /* unused without OpenMP */
     const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
     FC_OMP_PARALLEL(nt)
     {
