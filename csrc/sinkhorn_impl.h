@@ -231,6 +231,39 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kblock)(const fc_real *K, ptrdiff_t m,
     }
 }
 
+/* One sweep of the iterations (fc_team): the row blocks split over the threads, log domain
+ * (fc_sk_logblock, M the costs) or kernel (fc_sk_kblock, M the kernel), then the column sums
+ * of the blocks reduced in block order. */
+typedef struct {
+    const fc_real *M;
+    const ptrdiff_t *act;
+    const double *beta, *inv_reg, *omega, *la, *a, *v;
+    double *alpha, *tbuf, *part, *rowerr, *colsum, *u;
+    ptrdiff_t n, m, k, nb, rb, nact;
+    int log_domain, update;
+} FC_NAME(fc_sk_sweep);
+
+static void FC_NAME(fc_sk_sweep_team)(void *arg)
+{
+    const FC_NAME(fc_sk_sweep) *s = arg;
+    const int tid = fc_thread_id(), nth = fc_thread_count();
+    const ptrdiff_t n = s->n, m = s->m, k = s->k, rb = s->rb;
+    ptrdiff_t lo, hi;
+    fc_split(s->nb, nth, tid, &lo, &hi);
+    for (ptrdiff_t bk = lo; bk < hi; ++bk) {
+        ptrdiff_t r0 = bk * rb, r1 = r0 + rb < n ? r0 + rb : n;
+        if (s->log_domain)
+            FC_NAME(fc_sk_logblock)(s->M, m, k, n, r0, r1, s->act, s->nact, s->beta, s->inv_reg, s->omega, s->la,
+                                    s->a, s->alpha, s->tbuf + (ptrdiff_t)tid * 4 * m, s->part + bk * k * m,
+                                    s->rowerr);
+        else
+            FC_NAME(fc_sk_kblock)(s->M, m, k, n, r0, r1, s->act, s->nact, s->v, s->a, s->u, s->update,
+                                  s->part + bk * k * m);
+    }
+    FC_OMP_BARRIER;
+    fc_sk_reduce_cols(s->part, s->nb, k, m, s->act, s->nact, s->colsum, tid, nth);
+}
+
 /* Exact log-sum-exp down the columns cols[0..nc) (all columns when cols == NULL,
  * nc = m): out[c] = log sum_i exp(alpha_i - M[i, col] * inv_reg). */
 static void FC_NAME(fc_sk_collse)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, const double *alpha,
@@ -372,20 +405,11 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
             }
         if (nact == 0) break;
 
-        FC_OMP_PARALLEL(nt)
-        {
-            int tid = fc_thread_id(), nth = fc_thread_count();
-            ptrdiff_t lo, hi;
-            fc_split(nb, nth, tid, &lo, &hi);
-            for (ptrdiff_t bk = lo; bk < hi; ++bk) {
-                ptrdiff_t r0 = bk * rb, r1 = r0 + rb < n ? r0 + rb : n;
-                FC_NAME(fc_sk_logblock)(M, m, k, n, r0, r1, act, nact, beta, inv_reg, omega, la, a,
-                                        alpha, tbuf + (ptrdiff_t)tid * 4 * m, part + bk * k * m,
-                                        rowerr);
-            }
-            FC_OMP_BARRIER;
-            fc_sk_reduce_cols(part, nb, k, m, act, nact, colsum, tid, nth);
-        }
+        FC_NAME(fc_sk_sweep) sw = {.M = M, .act = act, .beta = beta, .inv_reg = inv_reg, .omega = omega,
+                                   .la = la, .a = a, .alpha = alpha, .tbuf = tbuf, .part = part,
+                                   .rowerr = rowerr, .colsum = colsum, .n = n, .m = m, .k = k, .nb = nb,
+                                   .rb = rb, .nact = nact, .log_domain = 1};
+        fc_team(nt, FC_NAME(fc_sk_sweep_team), &sw);
 
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];
@@ -602,19 +626,10 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
         for (ptrdiff_t q = 0; q < nact; ++q)
             memcpy(uprev + act[q] * n, u + act[q] * n, (size_t)n * sizeof(double));
 
-        FC_OMP_PARALLEL(nt)
-        {
-            int tid = fc_thread_id(), nth = fc_thread_count();
-            ptrdiff_t lo, hi;
-            fc_split(nb, nth, tid, &lo, &hi);
-            for (ptrdiff_t bk = lo; bk < hi; ++bk) {
-                ptrdiff_t r0 = bk * rb, r1 = r0 + rb < n ? r0 + rb : n;
-                FC_NAME(fc_sk_kblock)(K, m, k, n, r0, r1, act, nact, v, a, u, !first,
-                                      part + bk * k * m);
-            }
-            FC_OMP_BARRIER;
-            fc_sk_reduce_cols(part, nb, k, m, act, nact, colsum, tid, nth);
-        }
+        FC_NAME(fc_sk_sweep) sw = {.M = K, .act = act, .v = v, .a = a, .u = u, .part = part, .colsum = colsum,
+                                   .n = n, .m = m, .k = k, .nb = nb, .rb = rb, .nact = nact, .log_domain = 0,
+                                   .update = !first};
+        fc_team(nt, FC_NAME(fc_sk_sweep_team), &sw);
 
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];

@@ -155,7 +155,9 @@ def _reduction_code(reduction):
 
 
 def _weights(reduction, m, B, T):
-    return np.full(B, _crf.reduction_weight(_reduction_code(reduction), m, B, T))
+    w = np.empty(B)  # np.full costs a microsecond more (a Python-level function)
+    w.fill(_crf.reduction_weight(_reduction_code(reduction), m, B, T))
+    return w
 
 
 def _reduce(per_seq, weights, reduction, dtype):
