@@ -1,6 +1,7 @@
 """fastcore.crf against brute-force enumeration, finite differences, NumPy log-space
 references and pytorch-crf."""
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -954,6 +955,36 @@ def test_threads_identical(rng):
         for x, y, z in zip(a, b, c):
             np.testing.assert_array_equal(x, y)
             np.testing.assert_array_equal(x, z)
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """Many Python threads at once, each on one thread (no OpenMP team) or two (a team per
+    caller): every result equals the serial one."""
+    B, T, K = 19, 30, 9
+    em, tr, st, en, m = random_problem(rng, B, T, K, np.float32)
+    tags = rng.integers(0, K, (B, T))
+    calls = [
+        lambda n: crf.crf_log_likelihood(em, tags, tr, st, en, mask=m, n_threads=n),
+        lambda n: crf.crf_nll_grad(em, tags, tr, st, en, mask=m, n_threads=n)[1]["emissions"],
+        lambda n: crf.viterbi(em, tr, st, en, mask=m, n_threads=n)[0],
+        lambda n: crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=True, n_threads=n)[1]["transitions"],
+    ]
+    expected = [c(1) for c in calls]
+    jobs = [(i, n) for _ in range(3) for i in range(len(calls)) for n in (1, 2)]
+    results = [None] * len(jobs)
+
+    def work(j):
+        i, n = jobs[j]
+        for _ in range(20):
+            results[j] = calls[i](n)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (i, _), r in zip(jobs, results):
+        np.testing.assert_array_equal(r, expected[i])
 
 
 def test_layout_variants_and_inputs_unchanged(rng):
