@@ -2525,64 +2525,81 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     return job.status;
 }
 
+/* The shared state of fc_memm_potentials' team (fc_team). */
+typedef struct {
+    const fc_real *em, *trans;
+    const uint8_t *mask;
+    fc_real *out;
+    double wf, wb;
+    ptrdiff_t B, Tn, K, T1;
+    int status; /* FC_OMP_FAIL */
+} FC_NAME(fc_memm_pot_job);
+
+/* One thread of fc_memm_potentials (all of them run this, see fc_team). */
+static void FC_NAME(fc_memm_potentials_team)(void *arg)
+{
+    FC_NAME(fc_memm_pot_job) *job = arg;
+    const fc_real *em = job->em, *trans = job->trans;
+    const uint8_t *mask = job->mask;
+    fc_real *out = job->out;
+    const double wf = job->wf, wb = job->wb;
+    const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K, T1 = job->T1;
+    ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
+    double *acc = malloc(sizeof(double) * K);
+    fc_real *r = malloc(sizeof(fc_real) * 2 * K);
+    int ok = pos && acc && r;
+    if (!ok) {
+        FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
+    }
+    ptrdiff_t lo, hi;
+    fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
+    for (ptrdiff_t b = lo; ok && b < hi; ++b) {
+        const fc_real *emb = em + b * Tn * K;
+        fc_real *ob = out + b * Tn * K;
+        memset(ob, 0, sizeof(fc_real) * Tn * K);
+        ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
+        for (ptrdiff_t k = 0; k < n; ++k) {
+            const fc_real *e = emb + pos[k] * K;
+            for (ptrdiff_t y = 0; y < K; ++y) acc[y] = (double)e[y];
+            if (k == 0 && wf != 0.0) {
+                double l = FC_NAME(fc_memm_lse)(e, r + K, K);
+                for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wf * l;
+            }
+            if (k == n - 1 && wb != 0.0) {
+                double l = FC_NAME(fc_memm_lse)(e, r + K, K);
+                for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wb * l;
+            }
+            if (k < n - 1 && wf != 0.0) { /* L_{k+1}(y) = lse_c(G[y,c] + f_{k+1}(c)) */
+                const fc_real *en = emb + pos[k + 1] * K;
+                for (ptrdiff_t y = 0; y < K; ++y) {
+                    for (ptrdiff_t c = 0; c < K; ++c) r[c] = trans[y * K + c] + en[c];
+                    double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                    acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wf * l;
+                }
+            }
+            if (k > 0 && wb != 0.0) { /* M_{k-1}(y) = lse_a(G[a,y] + f_{k-1}(a)) */
+                const fc_real *ep = emb + pos[k - 1] * K;
+                for (ptrdiff_t y = 0; y < K; ++y) {
+                    for (ptrdiff_t a = 0; a < K; ++a) r[a] = trans[a * K + y] + ep[a];
+                    double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                    acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wb * l;
+                }
+            }
+            for (ptrdiff_t y = 0; y < K; ++y) ob[pos[k] * K + y] = (fc_real)acc[y];
+        }
+    }
+    free(pos); free(acc); free(r);
+}
+
 int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const uint8_t *mask, ptrdiff_t B,
                                 ptrdiff_t Tn, ptrdiff_t K, double wf, double wb, fc_real *out, int n_threads)
 {
     if (B < 0 || Tn < 0 || K < 1 || n_threads < 1) return FC_BAD_ARGUMENT;
     if (em == NULL || trans == NULL || out == NULL) return FC_BAD_ARGUMENT;
-    int status = FC_OK;
-    int nt = fc_clamp_threads(n_threads, B);
-    (void)nt; /* unused without OpenMP */
-    const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
-    FC_OMP_PARALLEL(nt)
-    {
-        ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
-        double *acc = malloc(sizeof(double) * K);
-        fc_real *r = malloc(sizeof(fc_real) * 2 * K);
-        int ok = pos && acc && r;
-        if (!ok) {
-            FC_OMP_FAIL(status, FC_OUT_OF_MEMORY);
-        }
-        ptrdiff_t lo, hi;
-        fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
-        for (ptrdiff_t b = lo; ok && b < hi; ++b) {
-            const fc_real *emb = em + b * Tn * K;
-            fc_real *ob = out + b * Tn * K;
-            memset(ob, 0, sizeof(fc_real) * Tn * K);
-            ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
-            for (ptrdiff_t k = 0; k < n; ++k) {
-                const fc_real *e = emb + pos[k] * K;
-                for (ptrdiff_t y = 0; y < K; ++y) acc[y] = (double)e[y];
-                if (k == 0 && wf != 0.0) {
-                    double l = FC_NAME(fc_memm_lse)(e, r + K, K);
-                    for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wf * l;
-                }
-                if (k == n - 1 && wb != 0.0) {
-                    double l = FC_NAME(fc_memm_lse)(e, r + K, K);
-                    for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wb * l;
-                }
-                if (k < n - 1 && wf != 0.0) { /* L_{k+1}(y) = lse_c(G[y,c] + f_{k+1}(c)) */
-                    const fc_real *en = emb + pos[k + 1] * K;
-                    for (ptrdiff_t y = 0; y < K; ++y) {
-                        for (ptrdiff_t c = 0; c < K; ++c) r[c] = trans[y * K + c] + en[c];
-                        double l = FC_NAME(fc_memm_lse)(r, r + K, K);
-                        acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wf * l;
-                    }
-                }
-                if (k > 0 && wb != 0.0) { /* M_{k-1}(y) = lse_a(G[a,y] + f_{k-1}(a)) */
-                    const fc_real *ep = emb + pos[k - 1] * K;
-                    for (ptrdiff_t y = 0; y < K; ++y) {
-                        for (ptrdiff_t a = 0; a < K; ++a) r[a] = trans[a * K + y] + ep[a];
-                        double l = FC_NAME(fc_memm_lse)(r, r + K, K);
-                        acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wb * l;
-                    }
-                }
-                for (ptrdiff_t y = 0; y < K; ++y) ob[pos[k] * K + y] = (fc_real)acc[y];
-            }
-        }
-        free(pos); free(acc); free(r);
-    }
-    return status;
+    FC_NAME(fc_memm_pot_job) job = {.em = em, .trans = trans, .mask = mask, .out = out, .wf = wf, .wb = wb,
+                                    .B = B, .Tn = Tn, .K = K, .T1 = Tn > 0 ? Tn : 1, .status = FC_OK};
+    fc_team(fc_clamp_threads(n_threads, B), FC_NAME(fc_memm_potentials_team), &job);
+    return job.status;
 }
 
 #undef FC_CRF_TINY
