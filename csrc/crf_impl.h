@@ -929,7 +929,8 @@ static double FC_NAME(fc_crf_fb_log)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_c
 /* ---------------------------------------------------------------- drivers */
 #define FC_CRF_CHUNK 8 /* sequences per gradient accumulator: fixed, so results do not depend on threads */
 
-/* The shared state of fc_crf_forward's team (fc_team). */
+/* The shared state of the team of fc_crf_forward or fc_crf_fb (fc_team); the forward uses the
+ * fields up to K. */
 typedef struct {
     const FC_NAME(fc_crf_tab) *tb;
     const fc_real *em, *trans, *start, *end;
@@ -937,14 +938,19 @@ typedef struct {
     const int64_t *tags;
     double *logz, *score;
     ptrdiff_t B, Tn, K;
+    const double *weight;
+    double *chunk_acc;
+    fc_real *node, *pair, *g_em;
+    ptrdiff_t Kp, accn, nchunk;
+    int grad;
     int status;     /* FC_OMP_FAIL */
     ptrdiff_t next; /* work items claimed with fc_claim */
-} FC_NAME(fc_crf_fwd_job);
+} FC_NAME(fc_crf_job);
 
 /* One thread of fc_crf_forward (all of them run this, see fc_team). */
 static void FC_NAME(fc_crf_forward_team)(void *arg)
 {
-    FC_NAME(fc_crf_fwd_job) *job = arg;
+    FC_NAME(fc_crf_job) *job = arg;
     const FC_NAME(fc_crf_tab) *tb = job->tb;
     const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K;
     FC_NAME(fc_crf_ws) ws;
@@ -982,7 +988,7 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
     if (em == NULL || trans == NULL || logz == NULL || (score != NULL && tags == NULL)) return FC_BAD_ARGUMENT;
     FC_NAME(fc_crf_tab) tb;
     if (FC_NAME(fc_crf_tab_init)(&tb, trans, start, end, Tn, K) != FC_OK) return FC_OUT_OF_MEMORY;
-    FC_NAME(fc_crf_fwd_job) job = {.tb = &tb, .em = em, .trans = trans, .start = start, .end = end, .mask = mask,
+    FC_NAME(fc_crf_job) job = {.tb = &tb, .em = em, .trans = trans, .start = start, .end = end, .mask = mask,
                                    .tags = tags, .logz = logz, .score = score, .B = B, .Tn = Tn, .K = K,
                                    .status = FC_OK, .next = 0};
     fc_team(fc_clamp_threads(n_threads, B), FC_NAME(fc_crf_forward_team), &job);
@@ -990,25 +996,10 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
     return job.status;
 }
 
-/* The shared state of fc_crf_fb's team (fc_team). */
-typedef struct {
-    const FC_NAME(fc_crf_tab) *tb;
-    const fc_real *em, *trans, *start, *end;
-    const uint8_t *mask;
-    const int64_t *tags;
-    const double *weight;
-    double *logz, *score, *chunk_acc;
-    fc_real *node, *pair, *g_em;
-    ptrdiff_t B, Tn, K, Kp, accn, nchunk;
-    int grad;
-    int status;     /* FC_OMP_FAIL */
-    ptrdiff_t next; /* work items claimed with fc_claim */
-} FC_NAME(fc_crf_fb_job);
-
 /* One thread of fc_crf_fb (all of them run this, see fc_team). */
 static void FC_NAME(fc_crf_fb_team)(void *arg)
 {
-    FC_NAME(fc_crf_fb_job) *job = arg;
+    FC_NAME(fc_crf_job) *job = arg;
     const FC_NAME(fc_crf_tab) *tb = job->tb;
     const fc_real *em = job->em, *trans = job->trans, *start = job->start, *end = job->end;
     const uint8_t *mask = job->mask;
@@ -1115,7 +1106,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
         free(chunk_acc);
         return FC_OUT_OF_MEMORY;
     }
-    FC_NAME(fc_crf_fb_job) job = {
+    FC_NAME(fc_crf_job) job = {
         .tb = &tb, .em = em, .trans = trans, .start = start, .end = end, .mask = mask, .tags = tags,
         .weight = weight, .logz = logz, .score = score, .chunk_acc = chunk_acc, .node = node, .pair = pair,
         .g_em = g_em, .B = B, .Tn = Tn, .K = K, .Kp = Kp, .accn = accn, .nchunk = nchunk, .grad = grad,

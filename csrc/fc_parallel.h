@@ -4,10 +4,10 @@
  *                     has OpenMP, and nothing otherwise (the block runs once).
  * fc_team(n, fn, arg)  fn(arg) on each thread of a team of n, or on the calling thread
  *                     alone, with no team, when n == 1 (a libgomp team of one costs about
- *                     0.7 us a call here: its allocation and a futex system call at its end).
- * FC_OMP_BARRIER      a barrier of the team, a statement; skipped in a team of one thread
- *                     (libgomp's barrier makes a futex system call even then, about
- *                     0.25 us here) and without OpenMP.
+ *                     0.7 us a call here: its allocation, and a futex system call at its end
+ *                     and at every barrier).
+ * FC_OMP_BARRIER      a barrier of the team, a statement (nothing without OpenMP, and next
+ *                     to nothing outside a team, as in fc_team with n == 1).
  * fc_thread_id(), fc_thread_count()  0 / 1 without OpenMP.
  * fc_split(n, parts, k, &lo, &hi)    static partition of [0, n) into `parts` chunks.
  * fc_claim(&next)                    dynamic scheduling: the next index of a shared counter.
@@ -33,8 +33,7 @@ static inline int fc_thread_count(void) { return omp_get_num_threads(); }
 /* A thread of a parallel region records a failure code in a status shared by the team
  * (every writer writes a failure; the caller returns it after the region). */
 #define FC_OMP_FAIL(status, code) do { FC_PRAGMA(omp atomic write) (status) = (code); } while (0)
-/* every thread of a team sees the same count, so all of them take the barrier or none does */
-#define FC_OMP_BARRIER do { if (omp_get_num_threads() > 1) { FC_PRAGMA(omp barrier) } } while (0)
+#define FC_OMP_BARRIER do { FC_PRAGMA(omp barrier) } while (0)
 #else
 #define FC_OMP_PARALLEL(n)
 static inline int fc_thread_id(void) { return 0; }
@@ -44,7 +43,7 @@ static inline int fc_thread_count(void) { return 1; }
 #endif
 
 /* The body fn of a parallel region, given its shared state arg; every thread runs it.  Without
- * a team (n == 1) fc_thread_id() is 0, fc_thread_count() 1, and FC_OMP_BARRIER does nothing.
+ * a team (n == 1) fc_thread_id() is 0, fc_thread_count() 1, and FC_OMP_BARRIER returns at once.
  * Called from inside an active parallel region, n == 1 still opens a (nested, one-thread)
  * region, so that fn's barriers never wait for the outer team. */
 static inline void fc_team(int n, void (*fn)(void *), void *arg)
