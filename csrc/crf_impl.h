@@ -51,6 +51,12 @@ typedef int64_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 #else
 typedef int32_t FC_NAME(fc_vi) __attribute__((vector_size(32)));
 #endif
+/* Unaligned whole-vector load and store, straight to and from a register (a memcpy into an
+ * array element of vectors can go through the stack in two halves, and the whole-vector load
+ * that follows then stalls on store forwarding). */
+typedef fc_real FC_NAME(fc_vu) __attribute__((vector_size(32), aligned(sizeof(fc_real)), may_alias));
+#define FC_VLOAD(p) (*(const FC_NAME(fc_vu) *)(p))
+#define FC_VSTORE(p, v) (*(FC_NAME(fc_vu) *)(p) = (v))
 /* v = {x, x, ...} (a macro: vectors passed by value change the ABI on baseline builds) */
 #define FC_SPLAT(v, x) do { memset(&(v), 0, sizeof(v)); for (int l_ = 0; l_ < (int)(32 / sizeof(fc_real)); ++l_) (v)[l_] = (x); } while (0)
 /* {x, x, ...} as an expression (x evaluated once per lane: pass a plain value); compiles to one
@@ -142,7 +148,7 @@ FC_INLINE void FC_NAME(fc_crf_vrow)(const fc_real *e, ptrdiff_t K, const fc_real
     for (int q = 0; q < NV; ++q) {
         const ptrdiff_t j0 = q * FC_VLEN;
         if (j0 + FC_VLEN <= K) {
-            memcpy(&ev[q], e + j0, sizeof(vr));
+            ev[q] = FC_VLOAD(e + j0);
         } else if (j0 < K && e + j0 + FC_VLEN <= e_end) {
             vr v;
             memcpy(&v, e + j0, sizeof v);
@@ -641,6 +647,58 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
 }
 
 #if defined(__GNUC__)
+/* row[0 .. K) = the first K lanes of v[0 .. NV): exact width, so that nothing beyond the row
+ * is touched (the backward writes rows last to first). */
+FC_INLINE void FC_NAME(fc_crf_vstore_row)(fc_real *row, const FC_NAME(fc_vr) *v, ptrdiff_t K, const int NV)
+{
+    for (int q = 0; q < NV; ++q) {
+        const ptrdiff_t j0 = q * FC_VLEN;
+        if (j0 + FC_VLEN <= K) {
+            FC_VSTORE(row + j0, v[q]);
+        } else {
+            for (int l = 0; l < (int)FC_VLEN; ++l)
+                if (j0 + l < K) row[j0 + l] = v[q][l];
+        }
+    }
+}
+
+/* out (NV vectors) = sum_i x[i] M[i, :] over i < K (rows of Kp = NV * FC_VLEN), C chains. */
+FC_INLINE void FC_NAME(fc_crf_vmv)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+                                   FC_NAME(fc_vr) *out, const int NV, const int C)
+{
+    typedef FC_NAME(fc_vr) vr;
+    const ptrdiff_t Kp = NV * FC_VLEN;
+    const vr z = {0};
+    vr acc[4][8];
+    for (int c = 0; c < C; ++c)
+        for (int q = 0; q < NV; ++q) acc[c][q] = z;
+    ptrdiff_t i = 0;
+    for (; i + C <= K; i += C)
+        for (int c = 0; c < C; ++c) {
+            const vr xb = FC_BCAST(x[i + c]);
+            const fc_real *row = M + (i + c) * Kp;
+            for (int q = 0; q < NV; ++q) {
+                vr w;
+                memcpy(&w, row + q * FC_VLEN, sizeof w);
+                acc[c][q] += xb * w;
+            }
+        }
+    for (int c = 0; c < C - 1; ++c) { /* the last K mod C rows (c a constant: acc stays in registers) */
+        if (i + c >= K) break;
+        const vr xb = FC_BCAST(x[i + c]);
+        const fc_real *row = M + (i + c) * Kp;
+        for (int q = 0; q < NV; ++q) {
+            vr w;
+            memcpy(&w, row + q * FC_VLEN, sizeof w);
+            acc[c][q] += xb * w;
+        }
+    }
+    for (int w = C / 2; w >= 1; w /= 2)
+        for (int c = 0; c < w; ++c)
+            for (int q = 0; q < NV; ++q) acc[c][q] += acc[c + w][q];
+    for (int q = 0; q < NV; ++q) out[q] = acc[0][q];
+}
+
 /* log Z of one sequence (positions pos[0..n), n >= 1) by the scaled forward recursion of
  * fc_crf_fwd_scaled with the alphas held in NV registers (Kp = NV * FC_VLEN) and nothing
  * stored: forward only.  The exact power-of-2 rescaling of step k (bringing its row sum
@@ -653,7 +711,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
                                             ptrdiff_t n, const int NV, const int C)
 {
     typedef FC_NAME(fc_vr) vr;
-    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    const ptrdiff_t K = tb->K;
     if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
     const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
     FC_NAME(fc_vi) bmask;
@@ -662,6 +720,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
     union { vr v[8]; fc_real s[8 * FC_VLEN]; } ab; /* the alphas, for the broadcasts */
     memset(&ab, 0, sizeof ab);
     vr a[8], p[8], tab[8];
+    memset(a, 0, sizeof a);
     double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax;
     int64_t esum = 0;
     int ex = 0;
@@ -679,37 +738,12 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
                 a[q] = tab[q] * p[q];
             }
         } else {
-            vr acc[4][8];
-            for (int c = 0; c < C; ++c)
-                for (int q = 0; q < NV; ++q) acc[c][q] = z;
             for (int q = 0; q < NV; ++q) {
                 ab.v[q] = a[q];
                 p[q] *= z + inv; /* the previous step's rescaling */
             }
-            ptrdiff_t i = 0;
-            for (; i + C <= K; i += C)
-                for (int c = 0; c < C; ++c) {
-                    const vr x = FC_BCAST(ab.s[i + c]);
-                    const fc_real *row = tb->E + (i + c) * Kp;
-                    for (int q = 0; q < NV; ++q) {
-                        vr w;
-                        memcpy(&w, row + q * FC_VLEN, sizeof w);
-                        acc[c][q] += x * w;
-                    }
-                }
-            for (int c = 0; i < K; ++i, ++c) {
-                const vr x = FC_BCAST(ab.s[i]);
-                const fc_real *row = tb->E + i * Kp;
-                for (int q = 0; q < NV; ++q) {
-                    vr w;
-                    memcpy(&w, row + q * FC_VLEN, sizeof w);
-                    acc[c][q] += x * w;
-                }
-            }
-            for (int w = C / 2; w >= 1; w /= 2)
-                for (int c = 0; c < w; ++c)
-                    for (int q = 0; q < NV; ++q) acc[c][q] += acc[c + w][q];
-            for (int q = 0; q < NV; ++q) a[q] = acc[0][q] * p[q];
+            FC_NAME(fc_crf_vmv)(ab.s, tb->E, K, tab, NV, C);
+            for (int q = 0; q < NV; ++q) a[q] = tab[q] * p[q];
         }
         const fc_real s = FC_NAME(fc_crf_vhsum)(a, NV);
         if (!((double)s >= FC_CRF_TINY)) return NAN;
@@ -735,39 +769,54 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_reg)(const FC_NAME(fc_crf_tab) 
 }
 #endif
 
+/* d[0 .. n) += f[0 .. n).  A plain loop, kept rolled: GCC vectorises it into whole-vector
+ * loads and float-to-double unpacks (a 4-lane __builtin_convertvector came out as two 2-lane
+ * conversions, and a fully unrolled constant-length loop as scalar ones). */
+FC_INLINE void FC_NAME(fc_crf_add_row)(const fc_real *restrict f, double *restrict d, ptrdiff_t n)
+{
+#pragma GCC unroll 1
+    for (ptrdiff_t j = 0; j < n; ++j) d[j] += (double)f[j];
+}
+
 /* Transitions counts of fc_crf_bwd_scaled: accT[i, j] += sum_k A[k-1, i] W[k, j] (k in
- * [1, n), rows of Kp), float partial sums over blocks of 16 steps added to the double rows;
- * W (the column block) a compile-time constant so that the sums stay in registers. */
+ * [1, n), rows of Kp), float partial sums over blocks of FC_CRF_CBLK steps added to the double
+ * rows; W (the column block) a compile-time constant so that the sums stay in registers, two
+ * rows i at a time sharing the loads of W (odd K: the last row is summed twice, added once). */
+#define FC_CRF_CBLK 64
 FC_INLINE void FC_NAME(fc_crf_counts_w)(const fc_real *restrict A, const fc_real *restrict Wk, ptrdiff_t n,
                                         ptrdiff_t K, ptrdiff_t Kp, double *restrict accT, const int W)
 {
 #if defined(__GNUC__)
     typedef FC_NAME(fc_vr) vr;
     const int NV = W / (int)FC_VLEN;
-    for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
-        ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
-        for (ptrdiff_t i = 0; i < K; ++i) {
-            double *r = accT + i * Kp;
-            for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
-                vr sv[2 * FC_CRF_WS / FC_VLEN];
-                for (int q = 0; q < NV; ++q) sv[q] = (vr){0};
+    for (ptrdiff_t k0 = 1; k0 < n; k0 += FC_CRF_CBLK) {
+        ptrdiff_t k1 = k0 + FC_CRF_CBLK < n ? k0 + FC_CRF_CBLK : n;
+        for (ptrdiff_t jb = 0; jb < Kp; jb += W)
+            for (ptrdiff_t i = 0; i < K; i += 2) {
+                const ptrdiff_t i1 = i + 1 < K ? i + 1 : i;
+                vr s0[2 * FC_CRF_WS / FC_VLEN], s1[2 * FC_CRF_WS / FC_VLEN];
+                for (int q = 0; q < NV; ++q) s0[q] = s1[q] = (vr){0};
                 for (ptrdiff_t k = k0; k < k1; ++k) {
-                    const vr ai = FC_BCAST(A[(k - 1) * Kp + i]);
+                    const vr a0 = FC_BCAST(A[(k - 1) * Kp + i]), a1 = FC_BCAST(A[(k - 1) * Kp + i1]);
                     const fc_real *wk = Wk + k * Kp + jb;
                     for (int q = 0; q < NV; ++q) {
                         vr w;
                         memcpy(&w, wk + q * FC_VLEN, sizeof w);
-                        sv[q] += ai * w;
+                        s0[q] += a0 * w;
+                        s1[q] += a1 * w;
                     }
                 }
-                for (int q = 0; q < NV; ++q)
-                    for (int l = 0; l < (int)FC_VLEN; ++l) r[jb + q * FC_VLEN + l] += (double)sv[q][l];
+                fc_real s[2 * FC_CRF_WS];
+                memcpy(s, s0, sizeof(vr) * (size_t)NV);
+                FC_NAME(fc_crf_add_row)(s, accT + i * Kp + jb, W);
+                if (i1 == i) break;
+                memcpy(s, s1, sizeof(vr) * (size_t)NV);
+                FC_NAME(fc_crf_add_row)(s, accT + i1 * Kp + jb, W);
             }
-        }
     }
 #else
-    for (ptrdiff_t k0 = 1; k0 < n; k0 += 16) {
-        ptrdiff_t k1 = k0 + 16 < n ? k0 + 16 : n;
+    for (ptrdiff_t k0 = 1; k0 < n; k0 += FC_CRF_CBLK) {
+        ptrdiff_t k1 = k0 + FC_CRF_CBLK < n ? k0 + FC_CRF_CBLK : n;
         for (ptrdiff_t i = 0; i < K; ++i) {
             double *r = accT + i * Kp;
             for (ptrdiff_t jb = 0; jb < Kp; jb += W) {
@@ -783,6 +832,15 @@ FC_INLINE void FC_NAME(fc_crf_counts_w)(const fc_real *restrict A, const fc_real
         }
     }
 #endif
+}
+
+static FC_MULTIVERSION void FC_NAME(fc_crf_counts)(const fc_real *A, const fc_real *Wk, ptrdiff_t n, ptrdiff_t K,
+                                                   ptrdiff_t Kp, double *accT)
+{
+    if (K <= FC_CRF_WS)
+        FC_NAME(fc_crf_counts_w)(A, Wk, n, K, Kp, accT, FC_CRF_WS);
+    else
+        FC_NAME(fc_crf_counts_w)(A, Wk, n, K, Kp, accT, 2 * FC_CRF_WS);
 }
 
 /* Scaled backward after a successful scaled forward.  Writes node marginals
@@ -836,14 +894,147 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
         FC_NAME(fc_crf_mv)(w, tb->ET, K, Kp, NULL, bn);
         fc_real *tmp = b; b = bn; bn = tmp;
     }
-    if (acc != NULL) {
-        if (K <= FC_CRF_WS)
-            FC_NAME(fc_crf_counts_w)(ws->A, ws->P, n, K, Kp, accT, FC_CRF_WS);
-        else
-            FC_NAME(fc_crf_counts_w)(ws->A, ws->P, n, K, Kp, accT, 2 * FC_CRF_WS);
-    }
+    if (acc != NULL) FC_NAME(fc_crf_counts)(ws->A, ws->P, n, K, Kp, accT);
     return 0;
 }
+
+#if defined(__GNUC__)
+/* fc_crf_fwd_scaled then fc_crf_bwd_scaled for one sequence
+ * (positions ws->pos[0..n), n >= 1) with rows of NV vectors in registers (Kp = NV *
+ * FC_VLEN): the same recursions, rescalings and trust tests, the forward's rescaling folded
+ * into the next step as in fc_crf_fwd_reg_nv.  Fills ws->A, ws->P, ws->c as the forward does;
+ * writes gs times the node marginals into the rows of nodet (K entries each, kept positions
+ * only), minus gs at the gold tag y[pos[k]] when y != NULL (the emission gradient); writes
+ * the pairwise marginals (pair_b != NULL) and adds the expected counts (acc != NULL) as
+ * fc_crf_bwd_scaled does.  Returns log Z, or NAN
+ * when not trusted (the caller redoes the sequence in log space, rows and acc included). */
+FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                           const fc_real *emb, ptrdiff_t n, fc_real *nodet, fc_real gs,
+                                           const int64_t *y, fc_real *pair_b, double *acc, const int NV,
+                                           const int C)
+{
+    typedef FC_NAME(fc_vr) vr;
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
+    const ptrdiff_t *pos = ws->pos;
+    fc_real *restrict A = ws->A, *restrict P = ws->P;
+    double *restrict cs = ws->c;
+    if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
+    const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
+    FC_NAME(fc_vi) bmask;
+    FC_NAME(fc_crf_bmask)(K, &bmask);
+    const vr z = {0};
+    union { vr v[8]; fc_real s[8 * FC_VLEN]; } xb; /* the row broadcast by the next product */
+    vr a[8], p[8], t[8];
+    double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax;
+    int64_t esum = 0;
+    int ex = 0;
+    fc_real inv = 1;
+    for (ptrdiff_t k = 0; k < n; ++k) {
+        FC_NAME(fc_crf_vrow)(emb + pos[k] * K, K, e_end, &bmask, p, NV);
+        const fc_real m = FC_NAME(fc_crf_vhmax)(p, NV);
+        for (int q = 0; q < NV; ++q) {
+            p[q] -= z + m;
+            FC_NAME(fc_crf_vexp)(&p[q]); /* padding lanes: exp(-inf) = 0 */
+        }
+        for (int q = 0; q < NV; ++q) FC_VSTORE(P + k * Kp + q * FC_VLEN, p[q]);
+        if (k == 0) {
+            for (int q = 0; q < NV; ++q) {
+                t[q] = FC_VLOAD(tb->S + q * FC_VLEN);
+                a[q] = t[q] * p[q];
+            }
+        } else {
+            for (int q = 0; q < NV; ++q) {
+                xb.v[q] = a[q];
+                p[q] *= z + inv; /* the previous step's rescaling */
+            }
+            FC_NAME(fc_crf_vmv)(xb.s, tb->E, K, t, NV, C);
+            for (int q = 0; q < NV; ++q) a[q] = t[q] * p[q];
+        }
+        const fc_real s = FC_NAME(fc_crf_vhsum)(a, NV);
+        if (!((double)s >= FC_CRF_TINY)) return NAN;
+        inv = FC_NAME(fc_crf_pow2inv)(s, &ex); /* exact: the stored row sums to [0.5, 1) */
+        for (int q = 0; q < NV; ++q) {
+            const vr v = a[q] * (z + inv);
+            FC_VSTORE(A + k * Kp + q * FC_VLEN, v);
+        }
+        cs[k] = 1.0 / (double)inv;
+        esum += ex;
+        logz += (double)m;
+    }
+    vr b[8];
+    {
+        const fc_real *an = A + (n - 1) * Kp;
+        for (int q = 0; q < NV; ++q) {
+            t[q] = FC_VLOAD(tb->N + q * FC_VLEN);
+            a[q] = FC_VLOAD(an + q * FC_VLEN);
+            a[q] *= t[q];
+        }
+        const double c = (double)FC_NAME(fc_crf_vhsum)(a, NV);
+        if (!(c >= FC_CRF_TINY)) return NAN;
+        cs[n] = c;
+        logz += (double)esum * 0.69314718055994530942 + log(c);
+        const fc_real ic = (fc_real)(1.0 / c);
+        for (int q = 0; q < NV; ++q) b[q] = t[q] * (z + ic);
+    }
+    double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
+    for (ptrdiff_t k = n - 1; k >= 0; --k) {
+        /* node marginals; their sum is 1 up to rounding unless something under/overflowed */
+        for (int q = 0; q < NV; ++q) {
+            a[q] = FC_VLOAD(A + k * Kp + q * FC_VLEN);
+            a[q] *= b[q];
+        }
+        const double s = (double)FC_NAME(fc_crf_vhsum)(a, NV);
+        if (!(fabs(s - 1.0) <= FC_CRF_SUMTOL)) return NAN;
+        const fc_real is = (fc_real)(1.0 / s);
+        for (int q = 0; q < NV; ++q) {
+            a[q] *= z + is;
+            t[q] = a[q] * (z + gs);
+        }
+        fc_real *o = nodet + pos[k] * K;
+        FC_NAME(fc_crf_vstore_row)(o, t, K, NV);
+        if (y != NULL) o[y[pos[k]]] -= gs;
+        if (acc != NULL && k == n - 1)
+            for (ptrdiff_t j = 0; j < K; ++j) accN[j] += (double)a[j / FC_VLEN][j % FC_VLEN];
+        if (acc != NULL && k == 0)
+            for (ptrdiff_t j = 0; j < K; ++j) accS[j] += (double)a[j / FC_VLEN][j % FC_VLEN];
+        if (k == 0) break;
+        /* w = psi_k * beta_k / c_k; beta_{k-1}(i) = sum_j E(i, j) w(j), through ET */
+        const fc_real ic = (fc_real)(1.0 / cs[k]);
+        fc_real *pk = P + k * Kp;
+        for (int q = 0; q < NV; ++q) {
+            t[q] = FC_VLOAD(pk + q * FC_VLEN);
+            xb.v[q] = t[q] * b[q] * (z + ic);
+            if (acc != NULL) { /* kept for the count pass */
+                const vr u = xb.v[q] * (z + is);
+                FC_VSTORE(pk + q * FC_VLEN, u);
+            }
+        }
+        if (pair_b != NULL) { /* pairwise (k-1, k) = a_{k-1}(i) E(i, j) w(j) / s */
+            const fc_real *ap = A + (k - 1) * Kp;
+            for (ptrdiff_t i = 0; i < K; ++i) {
+                const vr ai = FC_BCAST(ap[i] * is);
+                for (int q = 0; q < NV; ++q) {
+                    t[q] = FC_VLOAD(tb->E + i * Kp + q * FC_VLEN);
+                    t[q] = ai * t[q] * xb.v[q];
+                }
+                FC_NAME(fc_crf_vstore_row)(pair_b + (pos[k] * K + i) * K, t, K, NV);
+            }
+        }
+        FC_NAME(fc_crf_vmv)(xb.s, tb->ET, K, b, NV, C);
+    }
+    if (acc != NULL) FC_NAME(fc_crf_counts)(A, P, n, K, Kp, accT);
+    return logz;
+}
+
+static FC_MULTIVERSION double FC_NAME(fc_crf_fb_reg)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
+                                                     const fc_real *emb, ptrdiff_t n, fc_real *nodet, fc_real gs,
+                                                     const int64_t *y, fc_real *pair_b, double *acc)
+{
+    if (tb->Kp == 2 * FC_VLEN) return FC_NAME(fc_crf_fb_reg_nv)(tb, ws, emb, n, nodet, gs, y, pair_b, acc, 2, 4);
+    if (tb->Kp == 4 * FC_VLEN) return FC_NAME(fc_crf_fb_reg_nv)(tb, ws, emb, n, nodet, gs, y, pair_b, acc, 4, 2);
+    return FC_NAME(fc_crf_fb_reg_nv)(tb, ws, emb, n, nodet, gs, y, pair_b, acc, 8, 1);
+}
+#endif
 
 /* ---------------------------------------------------------------- log-space fallback */
 static double FC_NAME(fc_crf_lse)(const double *v, ptrdiff_t n)
@@ -1032,12 +1223,23 @@ static void FC_NAME(fc_crf_fb_team)(void *arg)
             double *acc = grad ? ws.acc : NULL;
             if (acc) memset(acc, 0, sizeof(double) * accn);
             double z = 0.0;
-            int scaled = 0;
+            int scaled = 0, fused = 0; /* fused: the emission gradient rows are written */
             if (n > 0) {
-                z = FC_NAME(fc_crf_fwd_scaled)(tb, &ws, emb, n);
-                if (z == z && FC_NAME(fc_crf_bwd_scaled)(tb, &ws, n, nodet, pair_b, acc) == 0) {
+#if defined(__GNUC__)
+                if (Kp <= 8 * FC_VLEN) {
+                    fused = ge != NULL && ge == nodet;
+                    z = FC_NAME(fc_crf_fb_reg)(tb, &ws, emb, n, nodet, fused ? (fc_real)weight[b] : (fc_real)1,
+                                               fused ? yb : NULL, pair_b, acc);
+                } else
+#endif
+                {
+                    z = FC_NAME(fc_crf_fwd_scaled)(tb, &ws, emb, n);
+                    if (z == z && FC_NAME(fc_crf_bwd_scaled)(tb, &ws, n, nodet, pair_b, acc) != 0) z = NAN;
+                }
+                if (z == z) {
                     scaled = 1;
                 } else {
+                    fused = 0;
                     if (acc) memset(acc, 0, sizeof(double) * accn);
                     z = FC_NAME(fc_crf_fb_log)(tb, &ws, emb, n, 1, nodet, pair_b, acc);
                 }
@@ -1049,7 +1251,7 @@ static void FC_NAME(fc_crf_fb_team)(void *arg)
             if (!grad) continue;
             double wb = weight[b];
             /* emissions: w * (marginal - onehot) */
-            if (ge != NULL) {
+            if (ge != NULL && !fused) {
                 fc_real fw = (fc_real)wb;
                 for (ptrdiff_t k = 0; k < n; ++k) {
                     ptrdiff_t t = ws.pos[k];
@@ -1591,18 +1793,9 @@ FC_INLINE void FC_NAME(fc_memm_vadd)(fc_real *p, FC_NAME(fc_vr) v)
     memcpy(p, &w, sizeof w);
 }
 
-/* d[0 .. n) += f[0 .. n).  A plain loop, kept rolled: GCC vectorises it into whole-vector
- * loads and float-to-double unpacks (a 4-lane __builtin_convertvector came out as two 2-lane
- * conversions, and a fully unrolled constant-length loop as scalar ones). */
-FC_INLINE void FC_NAME(fc_memm_add_row)(const fc_real *restrict f, double *restrict d, ptrdiff_t n)
-{
-#pragma GCC unroll 1
-    for (ptrdiff_t j = 0; j < n; ++j) d[j] += (double)f[j];
-}
-
 FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict d, ptrdiff_t Kp)
 {
-    FC_NAME(fc_memm_add_row)(f, d, Kp);
+    FC_NAME(fc_crf_add_row)(f, d, Kp);
     memset(f, 0, sizeof(fc_real) * Kp);
 }
 
@@ -1611,7 +1804,7 @@ FC_INLINE void FC_NAME(fc_memm_flush_all)(fc_real *restrict facc, double *restri
                                           ptrdiff_t Kp)
 {
     /* the K label columns of each row (padding columns are never read) */
-    for (ptrdiff_t i = 0; i < 2 * K; ++i) FC_NAME(fc_memm_add_row)(facc + i * Kp, gacc + i * Kp, K);
+    for (ptrdiff_t i = 0; i < 2 * K; ++i) FC_NAME(fc_crf_add_row)(facc + i * Kp, gacc + i * Kp, K);
     memset(facc, 0, sizeof(fc_real) * (size_t)(2 * K * Kp));
     memset(cnt, 0, sizeof(int) * (size_t)(2 * K + 1));
 }
@@ -2034,11 +2227,8 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         vr xs[W];
         const int nb = K - j0 < W ? (int)(K - j0) : W;
         if (nb == W) {
-            /* unaligned vector loads straight into registers (a memcpy loop here went
-             * through the stack in halves, and the transpose's loads then stalled) */
-            typedef fc_real vu __attribute__((vector_size(32), aligned(sizeof(fc_real)), may_alias));
 #pragma GCC unroll 8
-            for (int l = 0; l < W; ++l) xs[l] = *(const vu *)(er[l] + j0);
+            for (int l = 0; l < W; ++l) xs[l] = FC_VLOAD(er[l] + j0); /* see FC_VLOAD */
             FC_NAME(fc_memm_transpose)(xs);
         } else {
             for (int m = 0; m < nb; ++m)

@@ -217,6 +217,81 @@ def test_log_partition_every_row_width(rng, dtype, K):
     np.testing.assert_allclose(-loss[ok], ll[ok], rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+
+def logspace_fb(em, tr, st, en, keep):
+    """Plain float64 log-space forward-backward of one sequence: log Z, node marginals (T, K)
+    and pairwise marginals (T, K, K, at the later position of each kept pair), 0 where masked
+    and everywhere when no path is allowed."""
+    from scipy.special import logsumexp
+
+    T, K = em.shape
+    pos = np.flatnonzero(keep)
+    node, pair = np.zeros((T, K)), np.zeros((T, K, K))
+    if len(pos) == 0:
+        return 0.0, node, pair
+    st = np.zeros(K) if st is None else st
+    en = np.zeros(K) if en is None else en
+    n = len(pos)
+    la, lb = np.empty((n, K)), np.empty((n, K))
+    with np.errstate(divide="ignore"):  # log 0 = -inf: a label no path reaches
+        la[0] = st + em[pos[0]]
+        for k in range(1, n):
+            la[k] = logsumexp(la[k - 1][:, None] + tr, axis=0) + em[pos[k]]
+        lb[n - 1] = en
+        for k in range(n - 2, -1, -1):
+            lb[k] = logsumexp(tr + (em[pos[k + 1]] + lb[k + 1])[None, :], axis=1)
+        logz = logsumexp(la[n - 1] + en)
+    if logz == -np.inf:
+        return logz, node, pair
+    node[pos] = np.exp(la + lb - logz)
+    for k in range(1, n):
+        pair[pos[k]] = np.exp(la[k - 1][:, None] + tr + (em[pos[k]] + lb[k])[None, :] - logz)
+    return logz, node, pair
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 16, 17, 31, 32, 33, 64, 65])
+def test_forward_backward_every_row_width(rng, dtype, K):
+    """Gradients and node and pairwise marginals against the float64 log-space
+    forward-backward, for label counts on both sides of every kernel switch (rows held in 2, 4
+    or 8 registers, the stored-table kernel beyond), with holes in the masks, a masked first
+    token, an empty and a length-1 sequence, constraints, sequences longer than the 64-step
+    blocks of the transition counts, and reduction "mean" (the kernel scales the emission
+    gradient rows by 1 / B)."""
+    B, T = 5, 150
+    em, tr, st, en, m = random_problem(rng, B, T, K, dtype)
+    m[3] = False
+    m[3, 40] = True
+    m[4] = True
+    paths, _ = crf.viterbi(em, tr, st, en, mask=m)
+    tags = np.where(paths >= 0, paths, 0)  # gold tags on allowed paths where there is one
+    _, g = crf.crf_nll_grad(em, tags, tr, st, en, mask=m, reduction="mean")
+    node, pair = crf.crf_marginals(em, tr, st, en, mask=m, pairwise=True)
+    f64 = lambda a: a.astype(np.float64)
+    rtol, atol = (1e-4, 1e-4) if dtype == np.float32 else (1e-9, 1e-11)  # sums of 150 steps
+    close = lambda a, r, scale=1.0: np.testing.assert_allclose(a, r, rtol=rtol, atol=atol * scale)
+    ref = {"emissions": np.zeros((B, T, K)), "transitions": np.zeros((K, K)), "start": np.zeros(K),
+           "end": np.zeros(K)}
+    for b in range(B):
+        _, nb, pb = logspace_fb(f64(em[b]), f64(tr), f64(st), f64(en), m[b])
+        close(node[b], nb)
+        close(pair[b], pb)
+        pos = np.flatnonzero(m[b])
+        if len(pos) == 0:
+            continue
+        y = tags[b, pos]
+        hot = np.zeros((T, K))
+        hot[pos, y] = 1.0
+        ref["emissions"][b] = (nb - hot) / B
+        gold = np.zeros((K, K))
+        np.add.at(gold, (y[:-1], y[1:]), 1.0)
+        ref["transitions"] += (pb.sum(0) - gold) / B
+        ref["start"] += (nb[pos[0]] - np.eye(K)[y[0]]) / B
+        ref["end"] += (nb[pos[-1]] - np.eye(K)[y[-1]]) / B
+    for name, r in ref.items():
+        assert g[name].dtype == dtype
+        close(g[name], r, scale=max(1.0, float(np.abs(r).max())))
+
 def test_mask_runs(rng):
     """Masks whose kept positions the kernels find 8 at a time: leading runs of kept
     positions (whole and partial words of 8), runs of 8 and more masked positions, mask
