@@ -362,10 +362,10 @@ FC_INLINE fc_real FC_NAME(fc_crf_pow2inv)(fc_real c, int *e)
 
 /* Shared, read-only tables built once per call. */
 typedef struct {
-    ptrdiff_t K, Kp, Tn;
+    ptrdiff_t K, Kp, Tn, Kr;            /* Kr: K rounded up to a multiple of 4 (<= Kp) */
     const fc_real *trans, *start, *end; /* user arrays (start/end may be NULL) */
-    fc_real *E;    /* (K, Kp) exp(trans - tmax), 0 for -inf and padding */
-    fc_real *ET;   /* (K, Kp) its transpose */
+    fc_real *E;    /* (Kr, Kp) exp(trans - tmax), 0 for -inf, padding and rows >= K */
+    fc_real *ET;   /* (Kr, Kp) its transpose */
     fc_real *S, *N; /* (Kp) exp(start - smax), exp(end - nmax) */
     double tmax, smax, nmax;
 } FC_NAME(fc_crf_tab);
@@ -439,9 +439,10 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_tab_init)(FC_NAME(fc_crf_tab) *t, cons
 {
     ptrdiff_t Kp = FC_NAME(fc_crf_kp)(K);
     memset(t, 0, sizeof(*t));
-    t->K = K; t->Kp = Kp; t->Tn = Tn; t->trans = trans; t->start = start; t->end = end;
-    t->E = malloc(sizeof(fc_real) * K * Kp);
-    t->ET = malloc(sizeof(fc_real) * K * Kp);
+    const ptrdiff_t Kr = (K + 3) / 4 * 4;
+    t->K = K; t->Kp = Kp; t->Tn = Tn; t->Kr = Kr; t->trans = trans; t->start = start; t->end = end;
+    t->E = calloc((size_t)(Kr * Kp), sizeof(fc_real)); /* rows K .. Kr stay 0 */
+    t->ET = calloc((size_t)(Kr * Kp), sizeof(fc_real));
     t->S = malloc(sizeof(fc_real) * Kp);
     t->N = malloc(sizeof(fc_real) * Kp);
     if (!t->E || !t->ET || !t->S || !t->N) {
@@ -662,41 +663,30 @@ FC_INLINE void FC_NAME(fc_crf_vstore_row)(fc_real *row, const FC_NAME(fc_vr) *v,
     }
 }
 
-/* out (NV vectors) = sum_i x[i] M[i, :] over i < K (rows of Kp = NV * FC_VLEN), C chains. */
-FC_INLINE void FC_NAME(fc_crf_vmv)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
+/* out (NV vectors) = sum_i x[i] M[i, :] over i < Kr (rows of Kp = NV * FC_VLEN), C chains; Kr
+ * a positive multiple of C (the table rows past K are zero and x is finite there: no tail,
+ * so that the chains stay in registers). */
+FC_INLINE void FC_NAME(fc_crf_vmv)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t Kr,
                                    FC_NAME(fc_vr) *out, const int NV, const int C)
 {
     typedef FC_NAME(fc_vr) vr;
     const ptrdiff_t Kp = NV * FC_VLEN;
     const vr z = {0};
-    vr acc[4][8];
-    for (int c = 0; c < C; ++c)
-        for (int q = 0; q < NV; ++q) acc[c][q] = z;
+    vr acc[8]; /* chain c, vector q at c * NV + q (C * NV <= 8: one flat array stays in registers) */
+    for (int l = 0; l < C * NV; ++l) acc[l] = z;
     ptrdiff_t i = 0;
-    for (; i + C <= K; i += C)
+    do { /* Kr >= C: at least one pass (a zero-trip path kept acc in memory) */
         for (int c = 0; c < C; ++c) {
             const vr xb = FC_BCAST(x[i + c]);
             const fc_real *row = M + (i + c) * Kp;
-            for (int q = 0; q < NV; ++q) {
-                vr w;
-                memcpy(&w, row + q * FC_VLEN, sizeof w);
-                acc[c][q] += xb * w;
-            }
+            for (int q = 0; q < NV; ++q) acc[c * NV + q] += xb * FC_VLOAD(row + q * FC_VLEN);
         }
-    for (int c = 0; c < C - 1; ++c) { /* the last K mod C rows (c a constant: acc stays in registers) */
-        if (i + c >= K) break;
-        const vr xb = FC_BCAST(x[i + c]);
-        const fc_real *row = M + (i + c) * Kp;
-        for (int q = 0; q < NV; ++q) {
-            vr w;
-            memcpy(&w, row + q * FC_VLEN, sizeof w);
-            acc[c][q] += xb * w;
-        }
-    }
+        i += C;
+    } while (i < Kr);
     for (int w = C / 2; w >= 1; w /= 2)
         for (int c = 0; c < w; ++c)
-            for (int q = 0; q < NV; ++q) acc[c][q] += acc[c + w][q];
-    for (int q = 0; q < NV; ++q) out[q] = acc[0][q];
+            for (int q = 0; q < NV; ++q) acc[c * NV + q] += acc[(c + w) * NV + q];
+    for (int q = 0; q < NV; ++q) out[q] = acc[q];
 }
 
 /* log Z of one sequence (positions pos[0..n), n >= 1) by the scaled forward recursion of
@@ -742,7 +732,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
                 ab.v[q] = a[q];
                 p[q] *= z + inv; /* the previous step's rescaling */
             }
-            FC_NAME(fc_crf_vmv)(ab.s, tb->E, K, tab, NV, C);
+            FC_NAME(fc_crf_vmv)(ab.s, tb->E, tb->Kr, tab, NV, C);
             for (int q = 0; q < NV; ++q) a[q] = tab[q] * p[q];
         }
         const fc_real s = FC_NAME(fc_crf_vhsum)(a, NV);
@@ -947,7 +937,7 @@ FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAM
                 xb.v[q] = a[q];
                 p[q] *= z + inv; /* the previous step's rescaling */
             }
-            FC_NAME(fc_crf_vmv)(xb.s, tb->E, K, t, NV, C);
+            FC_NAME(fc_crf_vmv)(xb.s, tb->E, tb->Kr, t, NV, C);
             for (int q = 0; q < NV; ++q) a[q] = t[q] * p[q];
         }
         const fc_real s = FC_NAME(fc_crf_vhsum)(a, NV);
@@ -1020,7 +1010,7 @@ FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAM
                 FC_NAME(fc_crf_vstore_row)(pair_b + (pos[k] * K + i) * K, t, K, NV);
             }
         }
-        FC_NAME(fc_crf_vmv)(xb.s, tb->ET, K, b, NV, C);
+        FC_NAME(fc_crf_vmv)(xb.s, tb->ET, tb->Kr, b, NV, C);
     }
     if (acc != NULL) FC_NAME(fc_crf_counts)(A, P, n, K, Kp, accT);
     return logz;
