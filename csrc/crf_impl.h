@@ -1895,17 +1895,16 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
     }
     vr pf[16], pb[16];
     for (int q = 0; q < NV; ++q) {
-        vr w;
-        memcpy(&w, ef + q * FC_VLEN, sizeof w);
-        pf[q] = x[q] * w;
+        pf[q] = x[q] * FC_VLOAD(ef + q * FC_VLEN);
         sf += pf[q];
-        pb[q] = z;
-        if (gb != NULL) {
-            memcpy(&w, eb + q * FC_VLEN, sizeof w);
-            pb[q] = x[q] * w;
+    }
+    if (gb != NULL) /* (tests hoisted out of the vector loops: GCC kept them inside) */
+        for (int q = 0; q < NV; ++q) {
+            pb[q] = x[q] * FC_VLOAD(eb + q * FC_VLEN);
             sb += pb[q];
         }
-    }
+    else
+        for (int q = 0; q < NV; ++q) pb[q] = z;
     const fc_real s1 = FC_NAME(fc_crf_vhsum)(&sf, 1), s2 = gb != NULL ? FC_NAME(fc_crf_vhsum)(&sb, 1) : (fc_real)1;
     if (!(s1 >= (fc_real)FC_MEMM_TINY) || !(s2 >= (fc_real)FC_MEMM_TINY)) return -1;
     *llf += (double)(ey + gf[yk]) - (double)me - (double)rf;
@@ -1916,12 +1915,23 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
     }
     if (gout == NULL) return 0;
     const vr af = z + cf / s1, ab = z + cb / s2;
+    const vi cfv = (vi)(z + cf), cbv = gb != NULL ? (vi)(z + cb) : (vi)z; /* pb = 0 without gb */
     vi lane;
     for (int l = 0; l < (int)FC_VLEN; ++l) lane[l] = l;
+    const vi yv = (vi){0} + (__typeof__(lane[0]))yk;
+    if (gaf != NULL && gab != NULL) { /* an interior Bi-MEMM token: no tests in the loop */
+        for (int q = 0; q < NV; ++q) {
+            const vi hot = lane + (q * (int)FC_VLEN) == yv;
+            const vr a = pf[q] * af - (vr)(hot & cfv), b = pb[q] * ab - (vr)(hot & cbv);
+            gout[q] = a + b;
+            FC_NAME(fc_memm_vadd)(gaf + q * FC_VLEN, a);
+            FC_NAME(fc_memm_vadd)(gab + q * FC_VLEN, b);
+        }
+        return 0;
+    }
     for (int q = 0; q < NV; ++q) {
-        vi hot = lane + (q * (int)FC_VLEN) == (vi){0} + (__typeof__(lane[0]))yk;
-        vr a = pf[q] * af - (vr)(hot & (vi)(z + cf));
-        vr b = gb != NULL ? pb[q] * ab - (vr)(hot & (vi)(z + cb)) : z;
+        const vi hot = lane + (q * (int)FC_VLEN) == yv;
+        const vr a = pf[q] * af - (vr)(hot & cfv), b = pb[q] * ab - (vr)(hot & cbv);
         gout[q] = a + b;
         if (gaf != NULL) FC_NAME(fc_memm_vadd)(gaf + q * FC_VLEN, a);
         if (gab != NULL) FC_NAME(fc_memm_vadd)(gab + q * FC_VLEN, b);
