@@ -695,13 +695,16 @@ FC_INLINE void FC_NAME(fc_crf_vmv)(const fc_real *restrict x, const fc_real *res
  * into [0.5, 1)) is folded into step k + 1's emission factor, so the horizontal sum is not
  * on the step-to-step dependency chain (matrix-vector product, one multiply); the
  * products, the trust test (every row sum >= FC_CRF_TINY) and the result are those of
- * fc_crf_fwd_scaled.  The product uses C accumulator chains.  Returns NAN when not
- * trusted (the caller redoes the sequence in log space). */
+ * fc_crf_fwd_scaled.  The product uses C accumulator chains.  When A != NULL (with P and cs)
+ * also stores what fc_crf_fwd_scaled stores for the backward: the rescaled rows A, the
+ * emission factors P and the normalisers cs.  Returns NAN when not trusted (the caller redoes
+ * the sequence in log space). */
 FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const fc_real *emb, const ptrdiff_t *pos,
-                                            ptrdiff_t n, const int NV, const int C)
+                                            ptrdiff_t n, const int NV, const int C, fc_real *restrict A,
+                                            fc_real *restrict P, double *restrict cs)
 {
     typedef FC_NAME(fc_vr) vr;
-    const ptrdiff_t K = tb->K;
+    const ptrdiff_t K = tb->K, Kp = tb->Kp;
     if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
     const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
     FC_NAME(fc_vi) bmask;
@@ -722,9 +725,11 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
             p[q] -= z + m;
             FC_NAME(fc_crf_vexp)(&p[q]); /* padding lanes: exp(-inf) = 0 */
         }
+        if (P != NULL)
+            for (int q = 0; q < NV; ++q) FC_VSTORE(P + k * Kp + q * FC_VLEN, p[q]);
         if (k == 0) {
             for (int q = 0; q < NV; ++q) {
-                memcpy(&tab[q], tb->S + q * FC_VLEN, sizeof(vr));
+                tab[q] = FC_VLOAD(tb->S + q * FC_VLEN);
                 a[q] = tab[q] * p[q];
             }
         } else {
@@ -737,25 +742,30 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
         }
         const fc_real s = FC_NAME(fc_crf_vhsum)(a, NV);
         if (!((double)s >= FC_CRF_TINY)) return NAN;
-        inv = FC_NAME(fc_crf_pow2inv)(s, &ex);
+        inv = FC_NAME(fc_crf_pow2inv)(s, &ex); /* exact: the stored row sums to [0.5, 1) */
+        if (A != NULL) {
+            for (int q = 0; q < NV; ++q) FC_VSTORE(A + k * Kp + q * FC_VLEN, a[q] * (z + inv));
+            cs[k] = 1.0 / (double)inv;
+        }
         esum += ex;
         logz += (double)m;
     }
     for (int q = 0; q < NV; ++q) {
-        memcpy(&tab[q], tb->N + q * FC_VLEN, sizeof(vr));
+        tab[q] = FC_VLOAD(tb->N + q * FC_VLEN);
         a[q] = a[q] * tab[q] * (z + inv);
     }
     const double c = (double)FC_NAME(fc_crf_vhsum)(a, NV);
     if (!(c >= FC_CRF_TINY)) return NAN;
+    if (cs != NULL) cs[n] = c;
     return logz + (double)esum * 0.69314718055994530942 + log(c);
 }
 
 static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_reg)(const FC_NAME(fc_crf_tab) *tb, const fc_real *emb,
                                                       const ptrdiff_t *pos, ptrdiff_t n)
 {
-    if (tb->Kp == 2 * FC_VLEN) return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 2, 4);
-    if (tb->Kp == 4 * FC_VLEN) return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 4, 2);
-    return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 8, 1);
+    if (tb->Kp == 2 * FC_VLEN) return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 2, 4, NULL, NULL, NULL);
+    if (tb->Kp == 4 * FC_VLEN) return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 4, 2, NULL, NULL, NULL);
+    return FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, 8, 1, NULL, NULL, NULL);
 }
 #endif
 
@@ -889,15 +899,14 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
 }
 
 #if defined(__GNUC__)
-/* fc_crf_fwd_scaled then fc_crf_bwd_scaled for one sequence
- * (positions ws->pos[0..n), n >= 1) with rows of NV vectors in registers (Kp = NV *
- * FC_VLEN): the same recursions, rescalings and trust tests, the forward's rescaling folded
- * into the next step as in fc_crf_fwd_reg_nv.  Fills ws->A, ws->P, ws->c as the forward does;
- * writes gs times the node marginals into the rows of nodet (K entries each, kept positions
+/* fc_crf_fwd_scaled then fc_crf_bwd_scaled for one sequence (positions ws->pos[0..n),
+ * n >= 1) with rows of NV vectors in registers (Kp = NV * FC_VLEN): the same recursions,
+ * rescalings and trust tests; the forward is fc_crf_fwd_reg_nv storing ws->A, ws->P, ws->c.
+ * Writes gs times the node marginals into the rows of nodet (K entries each, kept positions
  * only), minus gs at the gold tag y[pos[k]] when y != NULL (the emission gradient); writes
  * the pairwise marginals (pair_b != NULL) and adds the expected counts (acc != NULL) as
- * fc_crf_bwd_scaled does.  Returns log Z, or NAN
- * when not trusted (the caller redoes the sequence in log space, rows and acc included). */
+ * fc_crf_bwd_scaled does.  Returns log Z, or NAN when not trusted (the caller redoes the
+ * sequence in log space, rows and acc included). */
 FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAME(fc_crf_ws) *ws,
                                            const fc_real *emb, ptrdiff_t n, fc_real *nodet, fc_real gs,
                                            const int64_t *y, fc_real *pair_b, double *acc, const int NV,
@@ -908,64 +917,13 @@ FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAM
     const ptrdiff_t *pos = ws->pos;
     fc_real *restrict A = ws->A, *restrict P = ws->P;
     double *restrict cs = ws->c;
-    if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
-    const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
-    FC_NAME(fc_vi) bmask;
-    FC_NAME(fc_crf_bmask)(K, &bmask);
     const vr z = {0};
-    union { vr v[8]; fc_real s[8 * FC_VLEN]; } xb; /* the row broadcast by the next product */
-    vr a[8], p[8], t[8];
-    double logz = tb->smax + tb->nmax + (double)(n - 1) * tb->tmax;
-    int64_t esum = 0;
-    int ex = 0;
-    fc_real inv = 1;
-    for (ptrdiff_t k = 0; k < n; ++k) {
-        FC_NAME(fc_crf_vrow)(emb + pos[k] * K, K, e_end, &bmask, p, NV);
-        const fc_real m = FC_NAME(fc_crf_vhmax)(p, NV);
-        for (int q = 0; q < NV; ++q) {
-            p[q] -= z + m;
-            FC_NAME(fc_crf_vexp)(&p[q]); /* padding lanes: exp(-inf) = 0 */
-        }
-        for (int q = 0; q < NV; ++q) FC_VSTORE(P + k * Kp + q * FC_VLEN, p[q]);
-        if (k == 0) {
-            for (int q = 0; q < NV; ++q) {
-                t[q] = FC_VLOAD(tb->S + q * FC_VLEN);
-                a[q] = t[q] * p[q];
-            }
-        } else {
-            for (int q = 0; q < NV; ++q) {
-                xb.v[q] = a[q];
-                p[q] *= z + inv; /* the previous step's rescaling */
-            }
-            FC_NAME(fc_crf_vmv)(xb.s, tb->E, tb->Kr, t, NV, C);
-            for (int q = 0; q < NV; ++q) a[q] = t[q] * p[q];
-        }
-        const fc_real s = FC_NAME(fc_crf_vhsum)(a, NV);
-        if (!((double)s >= FC_CRF_TINY)) return NAN;
-        inv = FC_NAME(fc_crf_pow2inv)(s, &ex); /* exact: the stored row sums to [0.5, 1) */
-        for (int q = 0; q < NV; ++q) {
-            const vr v = a[q] * (z + inv);
-            FC_VSTORE(A + k * Kp + q * FC_VLEN, v);
-        }
-        cs[k] = 1.0 / (double)inv;
-        esum += ex;
-        logz += (double)m;
-    }
-    vr b[8];
-    {
-        const fc_real *an = A + (n - 1) * Kp;
-        for (int q = 0; q < NV; ++q) {
-            t[q] = FC_VLOAD(tb->N + q * FC_VLEN);
-            a[q] = FC_VLOAD(an + q * FC_VLEN);
-            a[q] *= t[q];
-        }
-        const double c = (double)FC_NAME(fc_crf_vhsum)(a, NV);
-        if (!(c >= FC_CRF_TINY)) return NAN;
-        cs[n] = c;
-        logz += (double)esum * 0.69314718055994530942 + log(c);
-        const fc_real ic = (fc_real)(1.0 / c);
-        for (int q = 0; q < NV; ++q) b[q] = t[q] * (z + ic);
-    }
+    union { vr v[8]; fc_real s[8 * FC_VLEN]; } xb; /* the row broadcast by the product */
+    vr a[8], t[8], b[8];
+    const double logz = FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, NV, C, A, P, cs);
+    if (logz != logz) return NAN;
+    const fc_real icn = (fc_real)(1.0 / cs[n]);
+    for (int q = 0; q < NV; ++q) b[q] = FC_VLOAD(tb->N + q * FC_VLEN) * (z + icn);
     double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
     for (ptrdiff_t k = n - 1; k >= 0; --k) {
         /* node marginals; their sum is 1 up to rounding unless something under/overflowed */
