@@ -902,8 +902,8 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
 /* fc_crf_fwd_scaled then fc_crf_bwd_scaled for one sequence (positions ws->pos[0..n),
  * n >= 1) with rows of NV vectors in registers (Kp = NV * FC_VLEN): the same recursions,
  * rescalings and trust tests; the forward is fc_crf_fwd_reg_nv storing ws->A, ws->P, ws->c.
- * Writes gs times the node marginals into the rows of nodet (K entries each, kept positions
- * only), minus gs at the gold tag y[pos[k]] when y != NULL (the emission gradient); writes
+ * Writes gs times the node marginals into the rows of nodet (when not NULL; K entries each, kept
+ * positions only), minus gs at the gold tag y[pos[k]] when y != NULL (the emission gradient); writes
  * the pairwise marginals (pair_b != NULL) and adds the expected counts (acc != NULL) as
  * fc_crf_bwd_scaled does.  Returns log Z, or NAN when not trusted (the caller redoes the
  * sequence in log space, rows and acc included). */
@@ -938,9 +938,11 @@ FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAM
             a[q] *= z + is;
             t[q] = a[q] * (z + gs);
         }
-        fc_real *o = nodet + pos[k] * K;
-        FC_NAME(fc_crf_vstore_row)(o, t, K, NV);
-        if (y != NULL) o[y[pos[k]]] -= gs;
+        if (nodet != NULL) { /* NULL: pairwise marginals or counts only */
+            fc_real *o = nodet + pos[k] * K;
+            FC_NAME(fc_crf_vstore_row)(o, t, K, NV);
+            if (y != NULL) o[y[pos[k]]] -= gs;
+        }
         if (acc != NULL && k == n - 1)
             for (ptrdiff_t j = 0; j < K; ++j) accN[j] += (double)a[j / FC_VLEN][j % FC_VLEN];
         if (acc != NULL && k == 0)

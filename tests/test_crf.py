@@ -292,6 +292,25 @@ def test_forward_backward_every_row_width(rng, dtype, K):
         assert g[name].dtype == dtype
         close(g[name], r, scale=max(1.0, float(np.abs(r).max())))
 
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("K", [3, 9, 20])
+def test_forward_backward_kernel_outputs_alone(rng, dtype, K):
+    """The forward-backward kernel asked for pairwise marginals without node marginals, or
+    for log Z alone (no output rows at all), gives the same values as the public calls."""
+    from fastcore import _crf
+    from fastcore.crf import _prepare
+
+    em, tr, st, en, m = random_problem(rng, 4, 30, K, dtype)
+    e2, t2, s2, n2, m2, _ = _prepare(em, tr, st, en, m, None)
+    _, pair = crf.crf_marginals(em, tr, st, en, mask=m, pairwise=True)
+    out = _crf.forward_backward(e2, t2, s2, n2, m2, None, None, False, True, False, 1)
+    assert "node" not in out
+    np.testing.assert_array_equal(out["pair"], pair)
+    out = _crf.forward_backward(e2, t2, s2, n2, m2, None, None, False, False, False, 1)
+    np.testing.assert_allclose(out["logz"], crf.crf_log_partition(em, tr, st, en, mask=m),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+
 def test_mask_runs(rng):
     """Masks whose kept positions the kernels find 8 at a time: leading runs of kept
     positions (whole and partial words of 8), runs of 8 and more masked positions, mask
