@@ -649,7 +649,7 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
 
 #if defined(__GNUC__)
 /* row[0 .. K) = the first K lanes of v[0 .. NV): exact width, so that nothing beyond the row
- * is touched (the backward writes rows last to first). */
+ * is touched (the forward-backward writes rows last to first; the MEMM's safe stores). */
 FC_INLINE void FC_NAME(fc_crf_vstore_row)(fc_real *row, const FC_NAME(fc_vr) *v, ptrdiff_t K, const int NV)
 {
     for (int q = 0; q < NV; ++q) {
@@ -1952,7 +1952,7 @@ FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const
             memcpy(gt + j0, &v, sizeof v);
         }
     } else {
-        for (ptrdiff_t j = 0; j < K; ++j) gt[j] = go[j / FC_VLEN][j % FC_VLEN];
+        FC_NAME(fc_crf_vstore_row)(gt, go, K, NV); /* exact width: nothing past the row */
     }
 }
 
