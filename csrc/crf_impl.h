@@ -1753,9 +1753,13 @@ FC_INLINE void FC_NAME(fc_memm_flush_row)(fc_real *restrict f, double *restrict 
 FC_INLINE void FC_NAME(fc_memm_flush_all)(fc_real *restrict facc, double *restrict gacc, int *cnt, ptrdiff_t K,
                                           ptrdiff_t Kp)
 {
-    /* the K label columns of each row (padding columns are never read) */
-    for (ptrdiff_t i = 0; i < 2 * K; ++i) FC_NAME(fc_crf_add_row)(facc + i * Kp, gacc + i * Kp, K);
-    memset(facc, 0, sizeof(fc_real) * (size_t)(2 * K * Kp));
+    /* the K label columns of each row (padding columns are never read), cleared
+     * row by row (small stores: the token lanes flush every few groups, where one memset of
+     * the whole block ran as a slow `rep stos`) */
+    for (ptrdiff_t i = 0; i < 2 * K; ++i) {
+        FC_NAME(fc_crf_add_row)(facc + i * Kp, gacc + i * Kp, K);
+        memset(facc + i * Kp, 0, sizeof(fc_real) * (size_t)K);
+    }
     memset(cnt, 0, sizeof(int) * (size_t)(2 * K + 1));
 }
 
@@ -2027,59 +2031,64 @@ FC_INLINE void FC_NAME(fc_memm_transpose)(FC_NAME(fc_vr) *r)
 #endif
 }
 
-/* Per-lane log-likelihood accumulators of the token lanes, in double (4 lanes a vector,
- * FC_VLEN / 4 vectors): L sums the gold terms; the normaliser product is kept as P * 2^E with
- * P in [1, 2) (exponent moved to E after every multiply: exact, no overflow, no log per
- * token); a sequence's lanes are summed at its end (fc_memm_lsum). */
-typedef double FC_NAME(fc_vd) __attribute__((vector_size(32)));
-typedef int64_t FC_NAME(fc_vl) __attribute__((vector_size(32)));
+/* Per-lane log-likelihood accumulators of the token lanes: L sums the gold terms in double
+ * lanes; the normaliser product is kept as P * 2^(E + Ed) with P in [1, 2) in fc_real lanes
+ * (after every multiply the exponent field goes to the integer lanes E: exact, no overflow, no
+ * log per token; one rounding per factor, 2^-24 in float, far below the float result's).  E
+ * holds biased exponent fields (at most 255 / 2047 a group), folded into the double lanes Ed
+ * every FC_MEMM_LFOLD groups; a sequence's lanes are summed at its end (fc_memm_lsum). */
+#define FC_MEMM_LFOLD 4096
+typedef double FC_NAME(fc_vdl) __attribute__((vector_size(8 * FC_VLEN))); /* FC_VLEN doubles */
 typedef struct {
-    FC_NAME(fc_vd) P[FC_VLEN / 4], L[FC_VLEN / 4];
-    FC_NAME(fc_vl) E[FC_VLEN / 4];
+    FC_NAME(fc_vr) P;
+    FC_NAME(fc_vi) E;
+    FC_NAME(fc_vdl) L, Ed;
+    int n; /* groups since the last fold */
 } FC_NAME(fc_memm_lacc);
 
 FC_INLINE void FC_NAME(fc_memm_lzero)(FC_NAME(fc_memm_lacc) *a)
 {
-    for (int h = 0; h < (int)FC_VLEN / 4; ++h) {
-        for (int i = 0; i < 4; ++i) a->P[h][i] = 1.0;
-        memset(&a->L[h], 0, sizeof a->L[h]);
-        memset(&a->E[h], 0, sizeof a->E[h]);
-    }
+    memset(a, 0, sizeof *a);
+    a->P = FC_BCAST((fc_real)1);
 }
 
-/* Adds the gold terms t (lanes) and multiplies in the normalisers s (lanes; 1 where unused). */
+/* Ed += E - n bias (the unbiased exponents of the last n groups), E = 0 */
+FC_INLINE void FC_NAME(fc_memm_lfold)(FC_NAME(fc_memm_lacc) *a)
+{
+    a->Ed += __builtin_convertvector(a->E, FC_NAME(fc_vdl)) - (double)a->n * (FC_REAL_DOUBLE ? 1023.0 : 127.0);
+    a->E = (FC_NAME(fc_vi)){0};
+    a->n = 0;
+}
+
+/* Adds the gold terms t (lanes) and multiplies in the normalisers s (lanes; 1 where unused;
+ * normal numbers, see FC_MEMM_TINY / FC_MEMM_SHIFT, so P s is positive and normal). */
 FC_INLINE void FC_NAME(fc_memm_ladd)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_vr) *s, const FC_NAME(fc_vr) *t)
 {
-    typedef FC_NAME(fc_vd) vd;
-    typedef FC_NAME(fc_vl) vl;
-    for (int h = 0; h < (int)FC_VLEN / 4; ++h) {
-        vd sd, td;
+    typedef FC_NAME(fc_vi) vi;
 #if FC_REAL_DOUBLE
-        sd = *s;
-        td = *t;
+    typedef uint64_t vu __attribute__((vector_size(32)));
+    const vu mant = (vu){0} + 0x000fffffffffffffULL, one = (vu){0} + 0x3ff0000000000000ULL;
+    const int mb = 52;
 #else
-        typedef float v4f __attribute__((vector_size(16)));
-        v4f q;
-        memcpy(&q, (const float *)s + 4 * h, sizeof q);
-        sd = __builtin_convertvector(q, vd);
-        memcpy(&q, (const float *)t + 4 * h, sizeof q);
-        td = __builtin_convertvector(q, vd);
+    typedef uint32_t vu __attribute__((vector_size(32)));
+    const vu mant = (vu){0} + 0x007fffffu, one = (vu){0} + 0x3f800000u;
+    const int mb = 23;
 #endif
-        a->L[h] += td;
-        vl bits = (vl)(a->P[h] * sd);
-        a->E[h] += ((bits >> 52) & 0x7ff) - 1023;
-        a->P[h] = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
-    }
+    a->L += __builtin_convertvector(*t, FC_NAME(fc_vdl));
+    const vu bits = (vu)(a->P * *s);
+    a->E += (vi)(bits >> mb);
+    a->P = (FC_NAME(fc_vr))((bits & mant) | one);
+    if (++a->n == FC_MEMM_LFOLD) FC_NAME(fc_memm_lfold)(a);
 }
 
-FC_INLINE double FC_NAME(fc_memm_lsum)(const FC_NAME(fc_memm_lacc) *a)
+FC_INLINE double FC_NAME(fc_memm_lsum)(FC_NAME(fc_memm_lacc) *a)
 {
+    FC_NAME(fc_memm_lfold)(a);
     double r = 0.0, p = 1.0; /* p: product of the FC_VLEN values in [1, 2), one log */
-    for (int h = 0; h < (int)FC_VLEN / 4; ++h)
-        for (int i = 0; i < 4; ++i) {
-            r += a->L[h][i] - (double)a->E[h][i] * 0.69314718055994530942;
-            p *= a->P[h][i];
-        }
+    for (int l = 0; l < (int)FC_VLEN; ++l) {
+        r += a->L[l] - a->Ed[l] * 0.69314718055994530942;
+        p *= (double)a->P[l];
+    }
     return r - log(p);
 }
 
@@ -2174,39 +2183,39 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         }
     }
     const fc_real *er[W];
-    vr eyv;
-    for (int l = 0; l < W; ++l) {
-        er[l] = emb + tl[l] * K;
-        eyv[l] = er[l][yv[l]];
-    }
-    vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z;
+    for (int l = 0; l < W; ++l) er[l] = emb + tl[l] * K;
+    /* the emissions label by label, xe[j][l] = er[l][j]: a transpose of row loads for each
+     * whole block of W labels, lane by lane for the last partial one */
+    vr xe[FC_MEMM_LK];
 #pragma GCC unroll 4
     for (ptrdiff_t j0 = 0; j0 < K; j0 += W) {
-        /* the emissions of labels j0.. for every lane: a transpose of row loads for a whole
-         * block, lane by lane for the last partial one */
-        vr xs[W];
-        const int nb = K - j0 < W ? (int)(K - j0) : W;
-        if (nb == W) {
+        if (K - j0 >= W) {
 #pragma GCC unroll 8
-            for (int l = 0; l < W; ++l) xs[l] = FC_VLOAD(er[l] + j0); /* see FC_VLOAD */
-            FC_NAME(fc_memm_transpose)(xs);
+            for (int l = 0; l < W; ++l) xe[j0 + l] = FC_VLOAD(er[l] + j0); /* see FC_VLOAD */
+            FC_NAME(fc_memm_transpose)(xe + j0);
         } else {
-            for (int m = 0; m < nb; ++m)
-                for (int l = 0; l < W; ++l) xs[m][l] = er[l][j0 + m];
+            for (ptrdiff_t j = j0; j < K; ++j)
+                for (int l = 0; l < W; ++l) xe[j][l] = er[l][j];
         }
-#pragma GCC unroll 8
-        for (int m = 0; m < nb; ++m) {
-            const ptrdiff_t j = j0 + m;
-            vr x = xs[m] - eyv;
-            /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
-            x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
-            FC_NAME(fc_crf_vexp)(&x);
-            vr tab;
-            FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
-            pf[j] = x * tab;
-            sf += pf[j];
-            pb[j] = x;
-        }
+    }
+    /* each lane's gold emission er[l][yv[l]], by selects (no gathers) */
+    vr eyv = xe[0];
+    for (ptrdiff_t j = 1; j < K; ++j) {
+        const vi hit = yv == (vi){0} + (li)j;
+        eyv = (vr)(((vi)xe[j] & hit) | ((vi)eyv & ~hit));
+    }
+    vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z;
+#pragma GCC unroll 16
+    for (ptrdiff_t j = 0; j < K; ++j) {
+        vr x = xe[j] - eyv;
+        /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
+        x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
+        FC_NAME(fc_crf_vexp)(&x);
+        vr tab;
+        FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
+        pf[j] = x * tab;
+        sf += pf[j];
+        pb[j] = x;
     }
     /* the backward direction in a second pass over the exps (fewer live registers) */
     if (bidir)

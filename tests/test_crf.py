@@ -922,6 +922,34 @@ def test_memm_token_lanes(rng, dtype, K):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_memm_token_lanes_one_long_sequence(rng, dtype):
+    """One sequence long enough for the token lanes' exponent lanes to be folded into double
+    several times (every 4096 groups: 32768 float / 16384 double tokens), with large
+    normalisers (wide emissions), against a vectorised float64 log-softmax reference."""
+    T, K = 70000, 5
+    em = (rng.standard_normal((1, T, K)) * 6).astype(dtype)
+    tr = rng.standard_normal((K, K)).astype(dtype)
+    tags = rng.integers(0, K, (1, T))
+    e, t, y = em[0].astype(np.float64), tr.astype(np.float64), tags[0]
+
+    def lsm_sum(v):
+        mx = v.max(axis=1, keepdims=True)
+        lse = mx[:, 0] + np.log(np.exp(v - mx).sum(axis=1))
+        return float((v[np.arange(T), y] - lse).sum())
+
+    vf, vb = e.copy(), e.copy()
+    vf[1:] += t[y[:-1]]
+    vb[:-1] += t[:, y[1:]].T
+    for bidir in (False, True):
+        ref = lsm_sum(vf) if not bidir else 0.5 * (lsm_sum(vf) + lsm_sum(vb))
+        ll = crf.memm_log_likelihood(em, tags, tr, bidirectional=bidir, n_threads=1)
+        loss, _ = crf.memm_nll_grad(em, tags, tr, bidirectional=bidir, reduction="none", n_threads=1)
+        rt = 1e-6 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(ll[0], ref, rtol=rt)
+        np.testing.assert_allclose(-loss[0], ref, rtol=rt)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_memm_shared_exp_gold_shift(rng, dtype):
     """The shared-exp tokens shift the exps by the gold emission: gaps max_j e_j - e[y] near and
     beyond FC_MEMM_SHIFT (40 float, 100 double; beyond: the token is redone exactly) give
