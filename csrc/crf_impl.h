@@ -2031,18 +2031,19 @@ FC_INLINE void FC_NAME(fc_memm_transpose)(FC_NAME(fc_vr) *r)
 #endif
 }
 
-/* Per-lane log-likelihood accumulators of the token lanes: L sums the gold terms in double
- * lanes; the normaliser product is kept as P * 2^(E + Ed) with P in [1, 2) in fc_real lanes
- * (after every multiply the exponent field goes to the integer lanes E: exact, no overflow, no
- * log per token; one rounding per factor, 2^-24 in float, far below the float result's).  E
- * holds biased exponent fields (at most 255 / 2047 a group), folded into the double lanes Ed
- * every FC_MEMM_LFOLD groups; a sequence's lanes are summed at its end (fc_memm_lsum). */
+/* Per-lane log-likelihood accumulators of the token lanes: the product of the inverse gold
+ * probabilities (normaliser over gold term, each >= 1) is kept as P * 2^(E + Ed) with P in
+ * [1, 2) in fc_real lanes: after every multiply the exponent field goes to the integer lanes E
+ * (exact, no overflow, no log per token; one rounding per factor, 2^-24 in float, far below
+ * the float result's).  E holds biased exponent fields (at most 255 / 2047 a group), folded
+ * into the double lanes Ed every FC_MEMM_LFOLD groups; a sequence's log-likelihood is
+ * -log of the product of its lanes (fc_memm_lsum). */
 #define FC_MEMM_LFOLD 4096
 typedef double FC_NAME(fc_vdl) __attribute__((vector_size(8 * FC_VLEN))); /* FC_VLEN doubles */
 typedef struct {
     FC_NAME(fc_vr) P;
     FC_NAME(fc_vi) E;
-    FC_NAME(fc_vdl) L, Ed;
+    FC_NAME(fc_vdl) Ed;
     int n; /* groups since the last fold */
 } FC_NAME(fc_memm_lacc);
 
@@ -2060,9 +2061,9 @@ FC_INLINE void FC_NAME(fc_memm_lfold)(FC_NAME(fc_memm_lacc) *a)
     a->n = 0;
 }
 
-/* Adds the gold terms t (lanes) and multiplies in the normalisers s (lanes; 1 where unused;
- * normal numbers, see FC_MEMM_TINY / FC_MEMM_SHIFT, so P s is positive and normal). */
-FC_INLINE void FC_NAME(fc_memm_ladd)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_vr) *s, const FC_NAME(fc_vr) *t)
+/* Multiplies in s (lanes; 1 where unused; normal numbers from 1 to ~1e38 (float), see
+ * fc_memm_grp, so P s is positive and normal). */
+FC_INLINE void FC_NAME(fc_memm_lmul)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_vr) *s)
 {
     typedef FC_NAME(fc_vi) vi;
 #if FC_REAL_DOUBLE
@@ -2074,22 +2075,22 @@ FC_INLINE void FC_NAME(fc_memm_ladd)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_
     const vu mant = (vu){0} + 0x007fffffu, one = (vu){0} + 0x3f800000u;
     const int mb = 23;
 #endif
-    a->L += __builtin_convertvector(*t, FC_NAME(fc_vdl));
     const vu bits = (vu)(a->P * *s);
     a->E += (vi)(bits >> mb);
     a->P = (FC_NAME(fc_vr))((bits & mant) | one);
     if (++a->n == FC_MEMM_LFOLD) FC_NAME(fc_memm_lfold)(a);
 }
 
+/* The log-likelihood: -log of the product of all lanes. */
 FC_INLINE double FC_NAME(fc_memm_lsum)(FC_NAME(fc_memm_lacc) *a)
 {
     FC_NAME(fc_memm_lfold)(a);
-    double r = 0.0, p = 1.0; /* p: product of the FC_VLEN values in [1, 2), one log */
+    double e = 0.0, p = 1.0; /* p: product of the FC_VLEN values in [1, 2), one log */
     for (int l = 0; l < (int)FC_VLEN; ++l) {
-        r += a->L[l] - a->Ed[l] * 0.69314718055994530942;
+        e += a->Ed[l];
         p *= (double)a->P[l];
     }
-    return r - log(p);
+    return -(e * 0.69314718055994530942 + log(p));
 }
 
 /* The gradient outputs of lane l of a token-lane group (fc_memm_grp): its emission-gradient
@@ -2125,15 +2126,16 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, fc_real *facc,
  * the tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
  * label, with vertical sums and one division per group; rows in and out by W x W transposes.
  * EGT: (2K, Cp) transposed exp tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for
- * c <= K, 0 beyond (Cp = (NV + 1) W); LG: (2 (K + 1), Kp) gold terms G2 - rm.  Adds the
- * log-likelihood terms to the lane accumulators af_, ab_ and the gradients (exact-width row
+ * c <= K, 0 beyond (Cp = (NV + 1) W).  Multiplies the inverse gold probabilities (normaliser
+ * over gold term, both from the shared exps) into the lane accumulators af_, ab_ and adds the
+ * gradients (exact-width row
  * stores, facc blocks with their FC_MEMM_FLUSH counts) as fc_memm_one does.  Returns the bit
  * mask of the lanes left untouched (shared exp not trusted): the caller does them exactly
  * (with safe stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
                                         ptrdiff_t n, const int64_t *y, const ptrdiff_t K, const int bidir, fc_real fc,
                                         fc_real *ge, fc_real *facc, const fc_real *EGT,
-                                        const fc_real *LG, const int NV, FC_NAME(fc_memm_lacc) *af_,
+                                        const int NV, FC_NAME(fc_memm_lacc) *af_,
                                         FC_NAME(fc_memm_lacc) *ab_)
 {
     typedef FC_NAME(fc_vr) vr;
@@ -2204,7 +2206,9 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         const vi hit = yv == (vi){0} + (li)j;
         eyv = (vr)(((vi)xe[j] & hit) | ((vi)eyv & ~hit));
     }
-    vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z;
+    /* pf[j] = exp(e_j - e_y) EG[cf, j], sf their sum; tfy = EG[cf, y] (the gold term pf[y], as
+     * exp(0) = 1): the gold probability is tfy / sf; the same backward */
+    vr pf[FC_MEMM_LK], pb[FC_MEMM_LK], sf = z, sb = z, tfy = z, tby = z;
 #pragma GCC unroll 16
     for (ptrdiff_t j = 0; j < K; ++j) {
         vr x = xe[j] - eyv;
@@ -2213,6 +2217,8 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         FC_NAME(fc_crf_vexp)(&x);
         vr tab;
         FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
+        const vi hit = yv == (vi){0} + (li)j;
+        tfy = (vr)(((vi)tab & hit) | ((vi)tfy & ~hit));
         pf[j] = x * tab;
         sf += pf[j];
         pb[j] = x;
@@ -2223,11 +2229,16 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         for (ptrdiff_t j = 0; j < K; ++j) {
             vr tab;
             FC_NAME(fc_memm_lookup)(EGT + (K + j) * Cp, nt, NV + 1, &cbv, &tab);
+            const vi hit = yv == (vi){0} + (li)j;
+            tby = (vr)(((vi)tab & hit) | ((vi)tby & ~hit));
             pb[j] *= tab;
             sb += pb[j];
         }
-    if (!bidir) sb = z + 1;
-    const vi ok = (sf >= (fc_real)FC_MEMM_TINY) & (sb >= (fc_real)FC_MEMM_TINY), good = ok & act;
+    if (!bidir) sb = tby = z + 1;
+    /* trusted: normalisers and gold terms from FC_MEMM_TINY up (a gold term below it, e.g. a
+     * forbidden gold transition, is redone exactly), so sf / tfy is normal and at most ~1e38 */
+    const fc_real tiny = (fc_real)FC_MEMM_TINY;
+    const vi ok = (sf >= tiny) & (sb >= tiny) & (tfy >= tiny) & (tby >= tiny), good = ok & act;
     unsigned bad = 0;
     {
         const vi b = act & ~ok;
@@ -2237,20 +2248,13 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
             for (int l = 0; l < W; ++l) bad |= (unsigned)(b[l] & 1) << l;
     }
     {
-        /* gold terms G[c, y] - rm[c] = LG[c, y]; unused and bad lanes add 0 and multiply by 1 */
-        vr tf, tb, one = FC_BCAST((fc_real)1);
-        const vi itf = cfv * (li)Kp + yv, itb = (cbv + (li)(K + 1)) * (li)Kp + yv;
-        for (int l = 0; l < W; ++l) {
-            tf[l] = LG[itf[l]];
-            tb[l] = LG[itb[l]];
-        }
-        vr s1 = (vr)(((vi)sf & good) | ((vi)one & ~good));
-        tf = (vr)((vi)tf & good);
-        FC_NAME(fc_memm_ladd)(af_, &s1, &tf);
+        /* the inverse gold probabilities; unused and bad lanes multiply by 1 */
+        const vr one = FC_BCAST((fc_real)1), q1 = sf / tfy;
+        const vr s1 = (vr)(((vi)q1 & good) | ((vi)one & ~good));
+        FC_NAME(fc_memm_lmul)(af_, &s1);
         if (bidir) {
-            vr s2 = (vr)(((vi)sb & good) | ((vi)one & ~good));
-            tb = (vr)((vi)tb & good);
-            FC_NAME(fc_memm_ladd)(ab_, &s2, &tb);
+            const vr q2 = sb / tby, s2 = (vr)(((vi)q2 & good) | ((vi)one & ~good));
+            FC_NAME(fc_memm_lmul)(ab_, &s2);
         }
     }
     if (ge == NULL && facc == NULL) return bad;
@@ -2308,8 +2312,7 @@ FC_INLINE ptrdiff_t FC_NAME(fc_memm_lanes_k)(const fc_real *emb, const ptrdiff_t
         /* a partial last group when it fills more than a third of the lanes */
         const int nl = n - k < FC_VLEN ? (int)(n - k) : (int)FC_VLEN;
         if (3 * nl <= (int)FC_VLEN) break;
-        unsigned b = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, facc, EGT,
-                                          EGT + 2 * K * (NV + 1) * FC_VLEN, NV, af, ab);
+        unsigned b = FC_NAME(fc_memm_grp)(emb, pos, k, nl, n, y, K, bidir, fc, ge, facc, EGT, NV, af, ab);
         if (facc != NULL && ++cnt[2 * K] == FC_MEMM_FLUSH / FC_VLEN)
             FC_NAME(fc_memm_flush_all)(facc, gacc, cnt, K, NV * FC_VLEN);
         k += nl;
@@ -2472,17 +2475,6 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
             fc_real *dst = EGT + d * K * Cp + c;
             for (ptrdiff_t j = 0; j < K; ++j) dst[j * Cp] = src[j];
         }
-    fc_real *LG = EGT + 2 * K * Cp; /* the gold terms of the token lanes: G2 - rm */
-    for (ptrdiff_t i = 0; i < 2 * (K + 1); ++i) {
-        const fc_real m = rm[i];
-        vr v, mv;
-        FC_SPLAT(mv, m);
-        for (ptrdiff_t q = 0; q < Kp; q += FC_VLEN) {
-            memcpy(&v, G2 + i * Kp + q, sizeof v);
-            v = m == -FC_INF ? mv : v - mv; /* an all -inf row stays -inf */
-            memcpy(LG + i * Kp + q, &v, sizeof v);
-        }
-    }
 }
 #endif
 
@@ -2625,7 +2617,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     if (fused && B * Tn >= 4 * (K + 1)) {
         tabs = 1;
         Cp = Kp + FC_VLEN;
-        negt = K <= FC_MEMM_LK ? 2 * K * Cp + 2 * (K + 1) * Kp : 0;
+        negt = K <= FC_MEMM_LK ? 2 * K * Cp : 0;
     }
 #endif
     /* one allocation: G and G^T padded to (K + 1, Kp) (row K is the "no conditioning label"
