@@ -11,12 +11,16 @@
  * normaliser above this bound the relative error stays far below rounding. */
 /* Smallest shared-exp MEMM normaliser trusted (fc_memm_tok_sh): terms flushed to zero are
  * below 1e-37 (float) / 1e-307 (double), negligible next to it. */
+/* Largest inverse gold probability of a token-lane token (fc_memm_grp): the lane products
+ * P q (P < 2) stay finite. */
 #if FC_REAL_DOUBLE
 #define FC_MEMM_TINY 1e-100
 #define FC_MEMM_SHIFT 100
+#define FC_MEMM_QMAX 1e300
 #else
 #define FC_MEMM_TINY 1e-18
 #define FC_MEMM_SHIFT 40
+#define FC_MEMM_QMAX 1e37
 #endif
 #if FC_REAL_DOUBLE
 #define FC_CRF_TINY 1e-200
@@ -2061,8 +2065,8 @@ FC_INLINE void FC_NAME(fc_memm_lfold)(FC_NAME(fc_memm_lacc) *a)
     a->n = 0;
 }
 
-/* Multiplies in s (lanes; 1 where unused; normal numbers from 1 to ~1e38 (float), see
- * fc_memm_grp, so P s is positive and normal). */
+/* Multiplies in s (lanes; 1 where unused; from about 1 to FC_MEMM_QMAX, see fc_memm_grp, so
+ * P s is positive and normal). */
 FC_INLINE void FC_NAME(fc_memm_lmul)(FC_NAME(fc_memm_lacc) *a, const FC_NAME(fc_vr) *s)
 {
     typedef FC_NAME(fc_vi) vi;
@@ -2235,10 +2239,12 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
             sb += pb[j];
         }
     if (!bidir) sb = tby = z + 1;
-    /* trusted: normalisers and gold terms from FC_MEMM_TINY up (a gold term below it, e.g. a
-     * forbidden gold transition, is redone exactly), so sf / tfy is normal and at most ~1e38 */
-    const fc_real tiny = (fc_real)FC_MEMM_TINY;
-    const vi ok = (sf >= tiny) & (sb >= tiny) & (tfy >= tiny) & (tby >= tiny), good = ok & act;
+    /* the inverse gold probabilities (normaliser over gold term), trusted with the normalisers
+     * from FC_MEMM_TINY up and up to FC_MEMM_QMAX (a forbidden gold transition gives inf, or
+     * NaN with a dead row, and is redone exactly) */
+    const vr q1 = sf / tfy, q2 = sb / tby;
+    const fc_real tiny = (fc_real)FC_MEMM_TINY, qmax = (fc_real)FC_MEMM_QMAX;
+    const vi ok = (sf >= tiny) & (sb >= tiny) & (q1 <= qmax) & (q2 <= qmax), good = ok & act;
     unsigned bad = 0;
     {
         const vi b = act & ~ok;
@@ -2248,12 +2254,12 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
             for (int l = 0; l < W; ++l) bad |= (unsigned)(b[l] & 1) << l;
     }
     {
-        /* the inverse gold probabilities; unused and bad lanes multiply by 1 */
-        const vr one = FC_BCAST((fc_real)1), q1 = sf / tfy;
+        /* unused and bad lanes multiply by 1 */
+        const vr one = FC_BCAST((fc_real)1);
         const vr s1 = (vr)(((vi)q1 & good) | ((vi)one & ~good));
         FC_NAME(fc_memm_lmul)(af_, &s1);
         if (bidir) {
-            const vr q2 = sb / tby, s2 = (vr)(((vi)q2 & good) | ((vi)one & ~good));
+            const vr s2 = (vr)(((vi)q2 & good) | ((vi)one & ~good));
             FC_NAME(fc_memm_lmul)(ab_, &s2);
         }
     }
@@ -2748,5 +2754,7 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
 #undef FC_CRF_SUMTOL
 #undef FC_MEMM_TINY
 #undef FC_MEMM_SHIFT
+#undef FC_MEMM_QMAX
+#undef FC_MEMM_LFOLD
 #undef FC_MEMM_FLUSH
 #undef FC_MEMM_LK

@@ -950,6 +950,35 @@ def test_memm_token_lanes_one_long_sequence(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_memm_token_lanes_tiny_gold_terms(rng, dtype):
+    """Gold transitions far below their row's maximum (exp tables down to ~1e-26 and ~1e-37 in
+    float): the token lanes take the gold probability as table entry over normaliser, with
+    inverse probabilities up to FC_MEMM_QMAX in the lane products (beyond it, the token is
+    redone exactly); log-likelihoods and gradients match the float64 loops."""
+    B, T, K = 6, 40, 9
+    em = rng.standard_normal((B, T, K)).astype(dtype)
+    tr = rng.standard_normal((K, K))
+    tr[3, 5], tr[5, 3], tr[4, 4] = -60.0, -85.0, -30.0
+    tr = tr.astype(dtype)
+    tags = rng.integers(0, K, (B, T))
+    tags[:3, 0::2], tags[:3, 1::2] = 3, 5     # the pairs (3, 5) and (5, 3) at every step
+    tags[3:5] = 4                             # (4, 4) at every step
+    m = np.ones((B, T), bool)
+    m[5, 30:] = False
+    for bidir in (False, True):
+        loss, g = crf.memm_nll_grad(em, tags, tr, mask=m, bidirectional=bidir, reduction="none", n_threads=1)
+        ref = np.array([memm_ref(em[b], tr, m[b], tags[b], bidir) for b in range(B)])
+        assert np.all(np.isfinite(ref)) and ref.min() < -1000
+        rt = 2e-6 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(-loss, ref, rtol=rt)
+        ll = crf.memm_log_likelihood(em, tags, tr, mask=m, bidirectional=bidir, n_threads=1)
+        np.testing.assert_allclose(ll, ref, rtol=rt)
+        ge, gt = memm_grad_ref_batch(em, tr, m, tags, bidir)
+        assert_close(g["emissions"], ge, dtype)
+        assert_close(g["transitions"], gt, dtype, scale=10)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_memm_shared_exp_gold_shift(rng, dtype):
     """The shared-exp tokens shift the exps by the gold emission: gaps max_j e_j - e[y] near and
     beyond FC_MEMM_SHIFT (40 float, 100 double; beyond: the token is redone exactly) give
