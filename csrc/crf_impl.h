@@ -379,7 +379,7 @@ typedef struct {
     ptrdiff_t *pos;  /* (T) kept positions */
     fc_real *A;      /* (T, Kp) scaled alphas */
     fc_real *P;      /* (T, Kp) exp(emission - max) */
-    double *c;       /* (T + 1) step normalisers */
+    double *c;       /* (T + 1) reciprocal step normalisers (what the backward multiplies by) */
     fc_real *b0, *b1, *w, *eb, *q; /* (Kp) */
     double *la;      /* (T, K) log-space alphas (fallback) */
     double *lb0, *lb1, *scr; /* (K) */
@@ -633,7 +633,7 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
         int ex;
         fc_real inv = FC_NAME(fc_crf_pow2inv)(c, &ex); /* exact rescaling: row sum in [0.5, 1) */
         for (ptrdiff_t j = 0; j < Kp; ++j) a[j] *= inv;
-        ws->c[k] = 1.0 / (double)inv; /* = 2^ex, exact */
+        ws->c[k] = inv; /* 2^-ex, exact */
         logz += (double)m;
         esum += ex;
     }
@@ -645,7 +645,7 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
         for (ptrdiff_t j = 0; j < Kp; ++j) q[j] = a[j] * tb->N[j];
         double c = (double)FC_NAME(fc_crf_sumv)(q, Kp);
         if (!(c >= FC_CRF_TINY)) return NAN;
-        ws->c[n] = c;
+        ws->c[n] = 1.0 / c;
         logz += log(prod) + log(c);
     }
     return logz;
@@ -701,7 +701,7 @@ FC_INLINE void FC_NAME(fc_crf_vmv)(const fc_real *restrict x, const fc_real *res
  * products, the trust test (every row sum >= FC_CRF_TINY) and the result are those of
  * fc_crf_fwd_scaled.  The product uses C accumulator chains.  When A != NULL (with P and cs)
  * also stores what fc_crf_fwd_scaled stores for the backward: the rescaled rows A, the
- * emission factors P and the normalisers cs.  Returns NAN when not trusted (the caller redoes
+ * emission factors P and the reciprocal normalisers cs.  Returns NAN when not trusted (the caller redoes
  * the sequence in log space). */
 FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const fc_real *emb, const ptrdiff_t *pos,
                                             ptrdiff_t n, const int NV, const int C, fc_real *restrict A,
@@ -749,7 +749,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
         inv = FC_NAME(fc_crf_pow2inv)(s, &ex); /* exact: the stored row sums to [0.5, 1) */
         if (A != NULL) {
             for (int q = 0; q < NV; ++q) FC_VSTORE(A + k * Kp + q * FC_VLEN, a[q] * (z + inv));
-            cs[k] = 1.0 / (double)inv;
+            cs[k] = inv;
         }
         esum += ex;
         logz += (double)m;
@@ -760,7 +760,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
     }
     const double c = (double)FC_NAME(fc_crf_vhsum)(a, NV);
     if (!(c >= FC_CRF_TINY)) return NAN;
-    if (cs != NULL) cs[n] = c;
+    if (cs != NULL) cs[n] = 1.0 / c;
     return logz + (double)esum * 0.69314718055994530942 + log(c);
 }
 
@@ -859,7 +859,7 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
     const ptrdiff_t K = tb->K, Kp = tb->Kp;
     fc_real *restrict b = ws->b0, *restrict bn = ws->b1, *restrict w = ws->w, *restrict q = ws->q;
     double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
-    fc_real inv = (fc_real)(1.0 / ws->c[n]);
+    fc_real inv = (fc_real)ws->c[n];
     for (ptrdiff_t j = 0; j < Kp; ++j) b[j] = tb->N[j] * inv;
     for (ptrdiff_t k = n - 1; k >= 0; --k) {
         const fc_real *a = ws->A + k * Kp;
@@ -880,7 +880,7 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
             break;
         }
         /* w = psi_k * beta_k / c_k; pairwise (k-1, k) = a_{k-1}(i) E(i,j) w(j) / s */
-        fc_real ic = (fc_real)(1.0 / ws->c[k]);
+        fc_real ic = (fc_real)ws->c[k];
         fc_real *p = ws->P + k * Kp;
         for (ptrdiff_t j = 0; j < Kp; ++j) w[j] = p[j] * b[j] * ic;
         const fc_real *ap = a - Kp;
@@ -926,7 +926,7 @@ FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAM
     vr a[8], t[8], b[8];
     const double logz = FC_NAME(fc_crf_fwd_reg_nv)(tb, emb, pos, n, NV, C, A, P, cs);
     if (logz != logz) return NAN;
-    const fc_real icn = (fc_real)(1.0 / cs[n]);
+    const fc_real icn = (fc_real)cs[n];
     for (int q = 0; q < NV; ++q) b[q] = FC_VLOAD(tb->N + q * FC_VLEN) * (z + icn);
     double *accT = acc, *accS = acc ? acc + K * Kp : NULL, *accN = acc ? acc + K * Kp + Kp : NULL;
     for (ptrdiff_t k = n - 1; k >= 0; --k) {
@@ -953,7 +953,7 @@ FC_INLINE double FC_NAME(fc_crf_fb_reg_nv)(const FC_NAME(fc_crf_tab) *tb, FC_NAM
             for (ptrdiff_t j = 0; j < K; ++j) accS[j] += (double)a[j / FC_VLEN][j % FC_VLEN];
         if (k == 0) break;
         /* w = psi_k * beta_k / c_k; beta_{k-1}(i) = sum_j E(i, j) w(j), through ET */
-        const fc_real ic = (fc_real)(1.0 / cs[k]);
+        const fc_real ic = (fc_real)cs[k];
         fc_real *pk = P + k * Kp;
         for (int q = 0; q < NV; ++q) {
             t[q] = FC_VLOAD(pk + q * FC_VLEN);
@@ -2132,8 +2132,8 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, fc_real *facc,
  * EGT: (2K, Cp) transposed exp tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for
  * c <= K, 0 beyond (Cp = (NV + 1) W).  Multiplies the inverse gold probabilities (normaliser
  * over gold term, both from the shared exps) into the lane accumulators af_, ab_ and adds the
- * gradients (exact-width row
- * stores, facc blocks with their FC_MEMM_FLUSH counts) as fc_memm_one does.  Returns the bit
+ * gradients (exact-width row stores, facc blocks with their FC_MEMM_FLUSH counts) as
+ * fc_memm_one does.  Returns the bit
  * mask of the lanes left untouched (shared exp not trusted): the caller does them exactly
  * (with safe stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
@@ -2204,7 +2204,9 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
                 for (int l = 0; l < W; ++l) xe[j][l] = er[l][j];
         }
     }
-    /* each lane's gold emission er[l][yv[l]], by selects (no gathers) */
+    /* each lane's gold emission er[l][yv[l]], by selects (no gathers).  The masks of the gold
+     * label, yv == j, are recomputed where used below: one compare each (an array of them,
+     * computed once, was spilled and cost 2 % more instructions) */
     vr eyv = xe[0];
     for (ptrdiff_t j = 1; j < K; ++j) {
         const vi hit = yv == (vi){0} + (li)j;
@@ -2269,9 +2271,9 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
     /* back to rows: whole blocks of W labels by transposes, the last partial block by lanes */
     vr A[FC_MEMM_LK], Bv[FC_MEMM_LK];
     for (ptrdiff_t j = 0; j < K; ++j) {
-        const vi hot = yv == (vi){0} + (li)j;
-        A[j] = pf[j] * af - (vr)(hot & (vi)fcv);
-        Bv[j] = bidir ? pb[j] * ab - (vr)(hot & (vi)fcv) : z;
+        const vr gold = (vr)((yv == (vi){0} + (li)j) & (vi)fcv); /* fc at the gold label */
+        A[j] = pf[j] * af - gold;
+        Bv[j] = bidir ? pb[j] * ab - gold : z;
     }
     const ptrdiff_t Kf = K / W * W; /* labels in whole blocks */
     for (ptrdiff_t j0 = 0; j0 < Kf; j0 += W) {
