@@ -192,8 +192,8 @@ FC_INLINE void FC_NAME(fc_crf_vexp)(FC_NAME(fc_vr) *xp)
     x = (vr)(((vi)lo & under) | ((vi)x & ~under));
     FC_EXP_REDUCE_F32(x, t, nf, r);
     vi n = (vi)t - (vi)(z + FC_EXP_MAGIC_F32);
-    p = z + FC_EXP_LEAD7_F32;
-    FC_EXP_TAYLOR7_F32(p, r);
+    p = z + FC_EXP_LEAD6_F32;
+    FC_EXP_POLY6_F32(p, r);
     vr sc = (vr)((n + 127) << 23);
 #endif
     *xp = (vr)((vi)(p * sc) & ~under);
