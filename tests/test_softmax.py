@@ -76,6 +76,19 @@ def test_huge_and_tiny_scores_do_not_overflow(dtype):
     assert_close(fastcore.logsumexp(x), ref(x)[1], dtype)
 
 
+def test_float32_exp_is_accurate_to_a_few_ulp(rng):
+    # softmax of [x, 0] is exp(x) / (exp(x) + 1): the shared float exp polynomial (fc_math.h)
+    # shows through with one rounding of the sum and one of the division on top.  A polynomial
+    # a degree too short (2.8 ulp alone) fails here.
+    x = np.concatenate([rng.uniform(-80.0, 0.0, 200_000), rng.uniform(-1.0, 0.0, 100_000)]).astype(np.float32)
+    rows = np.stack([x, np.zeros_like(x)], axis=1)
+    sm = fastcore.masked_softmax(rows)[:, 0].astype(np.float64)
+    e = np.exp(x.astype(np.float64))
+    exact = e / (e + 1.0)
+    ulps = np.abs(sm - exact) / np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 2.5, ulps.max()
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_subnormal_probabilities(dtype):
     # differences that push exp into the subnormal range must still be right
