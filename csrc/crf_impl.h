@@ -167,10 +167,12 @@ FC_INLINE void FC_NAME(fc_crf_vrow)(const fc_real *e, ptrdiff_t K, const fc_real
 
 /* exp(x) on a vector for x up to 80 (float) / 700 (double) (the forward's emissions minus
  * their maximum, the MEMM's logits minus a row maximum or the gold emission, see
- * FC_MEMM_SHIFT), results below ~1e-38 (x < -87 float, -708 double) and -inf flushed to
- * exactly 0: the fc_exp_ftz_* algorithm of fc_math.h on explicit vectors, so that every
- * clone keeps it in registers.  Not for NaN. */
-FC_INLINE void FC_NAME(fc_crf_vexp)(FC_NAME(fc_vr) *xp)
+ * FC_MEMM_SHIFT): the fc_exp_ftz_* algorithm of fc_math.h on explicit vectors, so that every
+ * clone keeps it in registers.  Results below ~1e-38 (x < -87 float, -708 double) and -inf
+ * are flushed to exactly 0 when flush, and are the exp of that bound otherwise (one mask
+ * less: the MEMM token lanes, where such a term is below 1e-37 / 1e-307 of a normaliser of
+ * at least FC_MEMM_TINY).  NaN gives NaN. */
+FC_INLINE void FC_NAME(fc_crf_vexp)(FC_NAME(fc_vr) *xp, const int flush)
 {
     FC_NAME(fc_vr) x = *xp;
     typedef FC_NAME(fc_vr) vr;
@@ -196,38 +198,7 @@ FC_INLINE void FC_NAME(fc_crf_vexp)(FC_NAME(fc_vr) *xp)
     FC_EXP_POLY6_F32(p, r);
     vr sc = (vr)((n + 127) << 23);
 #endif
-    *xp = (vr)((vi)(p * sc) & ~under);
-}
-
-/* fc_crf_vexp for the MEMM token lanes (fc_memm_grp): x below -87 (float) / -708 (double) is
- * clamped there, not flushed to 0 (a term below 1e-37 / 1e-307 beside a normaliser of at
- * least FC_MEMM_TINY); NaN stays NaN. */
-FC_INLINE void FC_NAME(fc_memm_vexp)(FC_NAME(fc_vr) *xp)
-{
-    typedef FC_NAME(fc_vr) vr;
-    typedef FC_NAME(fc_vi) vi;
-    const vr z = {0};
-    vr x = *xp, t, nf, r, p;
-#if FC_REAL_DOUBLE
-    const vr lo = z - 708.0;
-#else
-    const vr lo = z - 87.0f;
-#endif
-    const vi under = x < lo;
-    x = (vr)(((vi)lo & under) | ((vi)x & ~under));
-#if FC_REAL_DOUBLE
-    FC_EXP_REDUCE_F64(x, t, nf, r);
-    vi n = (vi)t - (vi)(z + FC_EXP_MAGIC_F64);
-    p = z + FC_EXP_LEAD12_F64;
-    FC_EXP_TAYLOR12_F64(p, r);
-    *xp = p * (vr)((n + 1023) << 52);
-#else
-    FC_EXP_REDUCE_F32(x, t, nf, r);
-    vi n = (vi)t - (vi)(z + FC_EXP_MAGIC_F32);
-    p = z + FC_EXP_LEAD6_F32;
-    FC_EXP_POLY6_F32(p, r);
-    *xp = p * (vr)((n + 127) << 23);
-#endif
+    *xp = flush ? (vr)((vi)(p * sc) & ~under) : p * sc;
 }
 
 /* Horizontal sum / maximum of NV vectors: vertical first, then halving (log2 lanes steps). */
@@ -758,7 +729,7 @@ FC_INLINE double FC_NAME(fc_crf_fwd_reg_nv)(const FC_NAME(fc_crf_tab) *tb, const
         const fc_real m = FC_NAME(fc_crf_vhmax)(p, NV);
         for (int q = 0; q < NV; ++q) {
             p[q] -= z + m;
-            FC_NAME(fc_crf_vexp)(&p[q]); /* padding lanes: exp(-inf) = 0 */
+            FC_NAME(fc_crf_vexp)(&p[q], 1); /* padding lanes: exp(-inf) = 0 */
         }
         if (P != NULL)
             for (int q = 0; q < NV; ++q) FC_VSTORE(P + k * Kp + q * FC_VLEN, p[q]);
@@ -1837,11 +1808,11 @@ FC_INLINE void FC_NAME(fc_memm_tok)(const FC_NAME(fc_vr) *ev, const fc_real *gf,
     mb = z + (okb ? m2 : (fc_real)0);
     for (int q = 0; q < NV; ++q) {
         lf[q] -= mf;
-        FC_NAME(fc_crf_vexp)(&lf[q]);
+        FC_NAME(fc_crf_vexp)(&lf[q], 1);
         sf += lf[q];
         if (gb != NULL) {
             lb[q] -= mb;
-            FC_NAME(fc_crf_vexp)(&lb[q]);
+            FC_NAME(fc_crf_vexp)(&lb[q], 1);
             sb += lb[q];
         }
     }
@@ -1890,7 +1861,7 @@ FC_INLINE int FC_NAME(fc_memm_tok_sh)(const FC_NAME(fc_vr) *ev, const fc_real *e
         /* all-ones bits (a NaN) where the gap is too large (also e[yk] = -inf, or NaN there
          * from -inf - -inf): the sums below become NaN and fail the FC_MEMM_TINY test */
         x[q] = (vr)((vi)x[q] | (x[q] > (fc_real)FC_MEMM_SHIFT));
-        FC_NAME(fc_crf_vexp)(&x[q]);
+        FC_NAME(fc_crf_vexp)(&x[q], 1);
     }
     vr pf[16], pb[16];
     for (int q = 0; q < NV; ++q) {
@@ -2253,7 +2224,7 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         vr x = xe[j] - eyv;
         /* all-ones bits (a NaN) where the gap is too large, as in fc_memm_tok_sh */
         x = (vr)((vi)x | (x > (fc_real)FC_MEMM_SHIFT));
-        FC_NAME(fc_memm_vexp)(&x);
+        FC_NAME(fc_crf_vexp)(&x, 0);
         vr tab;
         FC_NAME(fc_memm_lookup)(EGT + j * Cp, nt, NV + 1, &cfv, &tab);
         const vi hit = yv == (vi){0} + (li)j;
@@ -2490,7 +2461,7 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
         for (ptrdiff_t q = 0; q < Kp; q += FC_VLEN) {
             memcpy(&v, row + q, sizeof v);
             v -= mv; /* -inf padding: exp gives 0 */
-            FC_NAME(fc_crf_vexp)(&v);
+            FC_NAME(fc_crf_vexp)(&v, 1);
             memcpy(out + q, &v, sizeof v);
         }
     }

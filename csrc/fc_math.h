@@ -4,8 +4,8 @@
  * -ffast-math is used (which we never use: it breaks -inf masks and NaN checks).
  * These versions use the classic reduction exp(x) = 2^n * exp(r), n = round(x/ln2),
  * |r| <= ln2/2, with a two-constant (Cody-Waite) ln2 and a polynomial (float: minimax
- * of degree 6; double: Taylor of degree 12).  Accuracy (measured over the whole range): <= 2 ulp for float,
- * <= 3 ulp for double, including subnormal results.  Edge cases
+ * of degree 6; double: Taylor of degree 12).  Accuracy (measured over the whole range):
+ * <= 2 ulp for float, <= 3 ulp for double, including subnormal results.  Edge cases
  * follow IEEE: exp(-inf) = 0, exp(+inf) = +inf, exp(NaN) = NaN, overflow gives
  * +inf and deep underflow gives +0.
  */
@@ -30,8 +30,9 @@ static inline double fc_bits_to_f64(uint64_t u) { double f; memcpy(&f, &u, sizeo
 static inline uint64_t fc_f64_to_bits(double f) { uint64_t u; memcpy(&u, &f, sizeof u); return u; }
 
 /* The shared core: exp(x) = 2^n * p(r), n = round(x / ln2), r = x - n ln2 (two-constant
- * ln2), p a polynomial (minimax of degree 6 float, Taylor of degree 12 double).  x must be finite and already
- * clamped by the caller; returns p and sets *n.  Every exp below is built on it. */
+ * ln2), p a polynomial (minimax of degree 6 float, Taylor of degree 12 double).  x must be
+ * finite and already clamped by the caller; returns p and sets *n.  Every exp below is
+ * built on it. */
 /* The algorithm's pieces as macros, so that the same operations serve scalars here and
  * the explicit GCC-vector exps of the families (scalar constants broadcast); there is one
  * copy of the constants and of the polynomial.
