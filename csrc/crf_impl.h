@@ -2132,14 +2132,14 @@ FC_INLINE void FC_NAME(fc_memm_lane_out)(fc_real *gt, fc_real *facc, const FC_NA
 
 /* nl <= W = FC_VLEN consecutive kept positions k0 .. k0 + nl - 1 of a sequence (n kept) with
  * the tokens in the vector lanes (K <= FC_MEMM_LK): the shared exp of fc_memm_tok_sh, label by
- * label, with vertical sums and one division per group; rows in and out by W x W transposes.
- * EGT: (2K, Cp) transposed exp tables, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for
- * c <= K, 0 beyond (Cp = (NV + 1) W).  Multiplies the inverse gold probabilities (normaliser
- * over gold term, both from the shared exps) into the lane accumulators af_, ab_ and adds the
- * gradients (exact-width row stores, facc blocks with their FC_MEMM_FLUSH counts) as
- * fc_memm_one does.  Returns the bit
- * mask of the lanes left untouched (shared exp not trusted): the caller does them exactly
- * (with safe stores), after this group. */
+ * label, with vertical sums and two divisions per direction and group (no horizontal work);
+ * rows in and out by W x W transposes.  EGT: (2K, Cp) transposed exp tables,
+ * EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j] for c <= K, 0 beyond (Cp = (NV + 1) W).
+ * Multiplies the inverse gold probabilities (normaliser over gold term, both from the shared
+ * exps) into the lane accumulators af_, ab_ and adds the gradients (exact-width row stores,
+ * facc blocks with their FC_MEMM_FLUSH counts) as fc_memm_one does.  Returns the bit mask of
+ * the lanes left untouched (shared exp not trusted): the caller does them exactly (with safe
+ * stores), after this group. */
 FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos, ptrdiff_t k0, int nl,
                                         ptrdiff_t n, const int64_t *y, const ptrdiff_t K, const int bidir, fc_real fc,
                                         fc_real *ge, fc_real *facc, const fc_real *EGT,
