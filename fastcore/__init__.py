@@ -21,7 +21,36 @@ def _check_name_clash():
         )
 
 
+def _check_compiled():
+    # The compiled modules live only in the installed package (or beside this file
+    # after an in-place build).  When the current folder is a clone of the repository,
+    # Python finds the source folder first (python -m ..., python -c, the REPL) and
+    # the first compiled import would fail as a confusing "circular import".
+    import sys
+    from importlib.machinery import EXTENSION_SUFFIXES, PathFinder
+
+    here = _os.path.dirname(_os.path.abspath(__file__))
+    if any(_os.path.exists(_os.path.join(here, "_common" + suffix)) for suffix in EXTENSION_SUFFIXES):
+        return
+    try:
+        parent = _os.path.dirname(here)
+        others = [p for p in sys.path if _os.path.abspath(p or ".") != parent]
+        spec = PathFinder.find_spec("fastcore", others)
+        installed = _os.path.dirname(spec.origin) if spec and spec.origin else None
+    except Exception:  # pragma: no cover - only makes the message less specific
+        installed = None
+    where = f"the installed package is in {installed}" if installed else "no installed copy was found ('pip install .')"
+    raise ImportError(
+        f"fastcore is being imported from its source folder {here}, which has no compiled modules "
+        f"({where}): Python puts the current folder first on sys.path. Run from outside the "
+        "repository's root folder, use the 'fastcore-tour' and 'pytest tests' commands (they do not "
+        "put the current folder on sys.path), or build in place with "
+        "'python setup.py build_ext --inplace'."
+    )
+
+
 _check_name_clash()
+_check_compiled()
 
 from fastcore._version import __version__  # noqa: E402
 from fastcore._errors import ConvergenceError, ConvergenceWarning, InternalError  # noqa: E402

@@ -1,6 +1,6 @@
-"""``python -m fastcore``: a few seconds through every kernel family on small
-built-in examples, printing what was computed and how long it took beside a
-plain NumPy version.
+"""``fastcore-tour`` (or ``python -m fastcore`` outside the repository's root): a few
+seconds through every kernel family on small built-in examples, printing what was computed
+and how long it took beside a plain NumPy version.
 
 Each family contributes one ``tour_<family>(show)`` function in its public
 module; FAMILIES lists the modules in the order they are shown.

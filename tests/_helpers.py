@@ -67,7 +67,7 @@ def assert_import_fails_clearly(tmp_path, missing, module, message):
     fake = tmp_path / missing
     fake.mkdir()
     (fake / "__init__.py").write_text(f"raise ImportError('no {missing} here')\n")
-    proc = subprocess.run([sys.executable, "-P", "-c", f"import {module}"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr

@@ -122,15 +122,18 @@ def test_name_clash_with_fastai_is_detected(tmp_path):
     shutil.copy(os.path.join(os.path.dirname(fastcore.__file__), "__init__.py"), pkg / "__init__.py")
     (pkg / "basics.py").write_text("# fast.ai fastcore\n")
     code = "import fastcore"
-    proc = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert proc.returncode != 0
     assert "cannot be installed together" in proc.stderr and "basics.py" in proc.stderr
 
 
 def test_tour_runs(tmp_path):
-    proc = subprocess.run([sys.executable, "-P", "-m", "fastcore"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    # from a folder outside the clone (cwd first on sys.path is harmless there); PYTHONPATH
+    # names the fastcore this test imported (installed, or an in-place build)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(fastcore.__file__)))}
+    proc = subprocess.run([sys.executable, "-m", "fastcore"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "masked_softmax" in proc.stdout and "Tour done" in proc.stdout
     with warnings.catch_warnings():
