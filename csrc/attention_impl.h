@@ -1,4 +1,4 @@
-/* Tiled attention, instantiated once per precision by attention.c (see fc_real.h).
+/* Tiled attention, instantiated once per precision by attention_f32.c and attention_f64.c (see fc_real.h).
  * No include guard on purpose.  The maths and layout are described in attention.h.
  *
  * Building blocks:

@@ -1,4 +1,4 @@
-/* CRF / MEMM implementation, instantiated once per precision by crf.c (see
+/* CRF / MEMM implementation, instantiated once per precision by crf_f32.c and crf_f64.c (see
  * fc_real.h).  No include guard on purpose.
  *
  * Inner loops run over Kp = K rounded up to a multiple of 8 so that they are

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Bindings for csrc/attention.c: tiled softmax attention forward and backward.
+"""Bindings for the csrc/attention kernels (attention.h): tiled softmax attention forward and backward.
 
 Every array arrives C-contiguous and flattened; shapes travel as integers.  The
 masks are already in kernel index space (queries and keys permuted for an

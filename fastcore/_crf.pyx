@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Bindings for csrc/crf.c: linear-chain CRF and MEMM kernels.  Validation
+"""Bindings for the csrc/crf kernels (crf.h): linear-chain CRF and MEMM kernels.  Validation
 happens in fastcore/crf.py (with :func:`fast_check` as its fast path); the kernel
 wrappers trust shapes, dtypes and label ranges.
 

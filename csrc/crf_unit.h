@@ -1,4 +1,5 @@
-/* Linear-chain CRF and MEMM kernels (see crf.h); one source for both precisions. */
+/* What crf_f32.c and crf_f64.c share: the headers and helpers around one instantiation of
+ * crf_impl.h (FC_REAL_DOUBLE is defined by the including .c file). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +16,5 @@
 #define FC_CRF_ATOMIC_READ
 #endif
 
-#define FC_REAL_DOUBLE 0
-#include "fc_real.h"
-#include "crf_impl.h"
-
-#undef FC_REAL_DOUBLE
-#define FC_REAL_DOUBLE 1
 #include "fc_real.h"
 #include "crf_impl.h"

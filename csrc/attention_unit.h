@@ -1,4 +1,5 @@
-/* Tiled softmax attention (see attention.h), one source for float32 and float64. */
+/* What attention_f32.c and attention_f64.c share: the headers around one instantiation of
+ * attention_impl.h (FC_REAL_DOUBLE is defined by the including .c file). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,11 +11,5 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
-#define FC_REAL_DOUBLE 0
-#include "fc_real.h"
-#include "attention_impl.h"
-
-#undef FC_REAL_DOUBLE
-#define FC_REAL_DOUBLE 1
 #include "fc_real.h"
 #include "attention_impl.h"
