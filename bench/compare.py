@@ -51,6 +51,9 @@ def main(argv=None):
         import torch
 
         torch.set_num_threads(peer_threads)
+    import fastcore
+
+    fastcore.show_config()  # the CPU and the code path belong beside every table
     fams = load_families()
     chosen = args.families or list(fams)
     rows = []

@@ -625,29 +625,39 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
 
 /* dst tile (bh*nkt + t), panel-major: element (x, jj) of the d x BK transposed tile at
  * [jj / NR][x][jj % NR] = src[bh][t*BK + jj][x], zero beyond S. */
+typedef struct {
+    const fc_real *src;
+    fc_real *dst;
+    ptrdiff_t S, d, nkt;
+} FC_NAME(fc_att_tr_job);
+
+static void FC_NAME(fc_att_transpose_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_att_tr_job) *j = arg;
+    const ptrdiff_t S = j->S, d = j->d, nkt = j->nkt;
+    for (ptrdiff_t w = lo; w < hi; ++w) {
+        ptrdiff_t bh = w / nkt, t = w % nkt;
+        fc_real *o = j->dst + w * d * FC_ATTN_BK;
+        for (ptrdiff_t jj = 0; jj < FC_ATTN_BK; ++jj) {
+            ptrdiff_t jx = t * FC_ATTN_BK + jj;
+            fc_real *op = o + (jj / FC_ATT_NR) * d * FC_ATT_NR + jj % FC_ATT_NR;
+            if (jx < S) {
+                const fc_real *row = j->src + (bh * S + jx) * d;
+                for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = row[x];
+            } else {
+                for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = (fc_real)0;
+            }
+        }
+    }
+}
+
 static void FC_NAME(fc_att_transpose_tiles)(const fc_real *src, fc_real *dst, ptrdiff_t BH, ptrdiff_t S,
                                             ptrdiff_t d, ptrdiff_t nkt, int n_threads)
 {
     ptrdiff_t work = BH * nkt;
-    int nt = fc_clamp_threads(n_threads, work * d * FC_ATTN_BK / 65536 + 1);
-    FC_OMP_PARALLEL(nt)
-    {
-        const int nth = fc_thread_count(), tid = fc_thread_id();
-        for (ptrdiff_t w = tid; w < work; w += nth) {
-            ptrdiff_t bh = w / nkt, t = w % nkt;
-            fc_real *o = dst + w * d * FC_ATTN_BK;
-            for (ptrdiff_t jj = 0; jj < FC_ATTN_BK; ++jj) {
-                ptrdiff_t j = t * FC_ATTN_BK + jj;
-                fc_real *op = o + (jj / FC_ATT_NR) * d * FC_ATT_NR + jj % FC_ATT_NR;
-                if (j < S) {
-                    const fc_real *row = src + (bh * S + j) * d;
-                    for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = row[x];
-                } else {
-                    for (ptrdiff_t x = 0; x < d; ++x) op[x * FC_ATT_NR] = (fc_real)0;
-                }
-            }
-        }
-    }
+    FC_NAME(fc_att_tr_job) job = {.src = src, .dst = dst, .S = S, .d = d, .nkt = nkt};
+    fc_parallel_range(fc_clamp_threads(n_threads, work * d * FC_ATTN_BK / 65536 + 1), work,
+                      FC_NAME(fc_att_transpose_range), &job);
 }
 
 static int FC_NAME(fc_att_check)(ptrdiff_t B, ptrdiff_t H, ptrdiff_t T, ptrdiff_t S, ptrdiff_t dk,
@@ -657,6 +667,43 @@ static int FC_NAME(fc_att_check)(ptrdiff_t B, ptrdiff_t H, ptrdiff_t T, ptrdiff_
         return FC_BAD_ARGUMENT;
     if ((mask->q_seg == NULL) != (mask->k_seg == NULL)) return FC_BAD_ARGUMENT;
     return FC_OK;
+}
+
+/* The forward's team: work items (a batch element's query tile with mixing, else a group of
+ * FC_ATT_QG query tiles of one head) claimed one at a time; each rank has its own tiles. */
+typedef struct {
+    const FC_ATT_CTX *c;
+    int *failed;
+    ptrdiff_t work, nqt, nqg, next;
+    int mix;
+} FC_NAME(fc_att_fwd_job);
+
+static void FC_NAME(fc_att_fwd_team)(void *arg)
+{
+    FC_NAME(fc_att_fwd_job) *job = arg;
+    const FC_ATT_CTX *c = job->c;
+    const int mix = job->mix, tid = fc_thread_id();
+    const ptrdiff_t H = c->H, dk = c->DK, nqt = job->nqt, nqg = job->nqg, work = job->work;
+    const size_t tile = (size_t)FC_ATTN_BQ * FC_ATTN_BK;
+    const ptrdiff_t hh = mix ? H : FC_ATT_QG; /* per-row state for H heads or QG tiles */
+    fc_real *sb = (fc_real *)malloc(sizeof(fc_real) * (tile * (size_t)(mix ? 2 * hh + 1 : 1)));
+    fc_real *mb = (fc_real *)malloc(sizeof(fc_real) * (size_t)(2 * hh * FC_ATTN_BQ));
+    double *lb = (double *)malloc(sizeof(double) * (size_t)(hh * FC_ATTN_BQ));
+    fc_real *qs = mix ? NULL : (fc_real *)malloc(sizeof(fc_real) * (size_t)((FC_ATT_QG * FC_ATTN_BQ + FC_ATTN_BK) * dk));
+    if (sb == NULL || mb == NULL || lb == NULL || (!mix && qs == NULL)) {
+        job->failed[tid] = 1;
+    } else if (mix) {
+        for (ptrdiff_t w; (w = fc_claim(&job->next)) < work;)
+            FC_NAME(fc_att_mix_item)(c, w / nqt, w % nqt, sb, sb + tile * (size_t)H, sb + 2 * tile * (size_t)H, mb,
+                                     lb, mb + H * FC_ATTN_BQ);
+    } else {
+        for (ptrdiff_t w; (w = fc_claim(&job->next)) < work;)
+            FC_NAME(fc_att_fwd_item)(c, w / nqg, w % nqg, sb, mb, lb, qs, qs + FC_ATT_QG * FC_ATTN_BQ * dk);
+    }
+    free(qs);
+    free(sb);
+    free(mb);
+    free(lb);
 }
 
 int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, fc_real *out,
@@ -699,31 +746,9 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
         free(kt);
         return FC_OUT_OF_MEMORY;
     }
-    const size_t tile = (size_t)FC_ATTN_BQ * FC_ATTN_BK;
-    FC_OMP_PARALLEL(nt)
-    {
-        const int nth = fc_thread_count(), tid = fc_thread_id();
-        const ptrdiff_t hh = mix ? H : FC_ATT_QG; /* per-row state for H heads or QG tiles */
-        fc_real *sb = (fc_real *)malloc(sizeof(fc_real) * (tile * (size_t)(mix ? 2 * hh + 1 : 1)));
-        fc_real *mb = (fc_real *)malloc(sizeof(fc_real) * (size_t)(2 * hh * FC_ATTN_BQ));
-        double *lb = (double *)malloc(sizeof(double) * (size_t)(hh * FC_ATTN_BQ));
-        fc_real *qs = mix ? NULL : (fc_real *)malloc(sizeof(fc_real) * (size_t)((FC_ATT_QG * FC_ATTN_BQ + FC_ATTN_BK) * dk));
-        if (sb == NULL || mb == NULL || lb == NULL || (!mix && qs == NULL)) {
-            failed[tid] = 1;
-        } else if (mix) {
-            for (ptrdiff_t w = tid; w < work; w += nth)
-                FC_NAME(fc_att_mix_item)(&c, w / nqt, w % nqt, sb, sb + tile * (size_t)H,
-                                         sb + 2 * tile * (size_t)H, mb, lb, mb + H * FC_ATTN_BQ);
-        } else {
-            for (ptrdiff_t w = tid; w < work; w += nth)
-                FC_NAME(fc_att_fwd_item)(&c, w / nqg, w % nqg, sb, mb, lb, qs,
-                                         qs + FC_ATT_QG * FC_ATTN_BQ * dk);
-        }
-        free(qs);
-        free(sb);
-        free(mb);
-        free(lb);
-    }
+    FC_NAME(fc_att_fwd_job) job = {.c = &c, .failed = failed, .work = work, .nqt = nqt, .nqg = nqg, .mix = mix,
+                                   .next = 0};
+    fc_team(nt, FC_NAME(fc_att_fwd_team), &job);
     st = FC_OK;
     for (int t = 0; t < nt; ++t)
         if (failed[t]) st = FC_OUT_OF_MEMORY;
@@ -1018,6 +1043,53 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_bwd_item)(const FC_ATT_CTX *c, pt
     }
 }
 
+/* The backward's team: work items (groups of batch elements and heads that share dbias
+ * entries, see fc_attention_backward) claimed one at a time; each rank has its own tiles. */
+typedef struct {
+    const FC_ATT_CTX *c;
+    int *failed;
+    double *part, *dbias;
+    ptrdiff_t work, ngh, next;
+    int mix, bshare, dpre, dpost;
+} FC_NAME(fc_att_bwd_job);
+
+static void FC_NAME(fc_att_bwd_team)(void *arg)
+{
+    FC_NAME(fc_att_bwd_job) *job = arg;
+    const FC_ATT_CTX *c = job->c;
+    const int mix = job->mix, bshare = job->bshare, tid = fc_thread_id();
+    const ptrdiff_t B = c->B, H = c->H, T = c->T, ngh = job->ngh, work = job->work;
+    double *dbias = job->dbias;
+    const size_t tile = (size_t)FC_ATTN_BQ * FC_ATTN_BK;
+    const size_t ntile = mix ? (size_t)(4 * H + 2) : 4;
+    fc_real *buf = (fc_real *)malloc(sizeof(fc_real) * ntile * tile);
+    double *D = (double *)malloc(sizeof(double) * (size_t)(mix ? H * FC_ATTN_BQ : T));
+    if (buf == NULL || D == NULL) {
+        job->failed[tid] = 1;
+    } else {
+        for (ptrdiff_t w; (w = fc_claim(&job->next)) < work;) {
+            const ptrdiff_t gb = w / ngh, gh = w % ngh;
+            const ptrdiff_t b0 = bshare ? 0 : gb, b1 = bshare ? B : gb + 1;
+            for (ptrdiff_t b = b0; b < b1; ++b) {
+                if (mix) {
+                    const size_t Ht = (size_t)H * tile;
+                    double *pp = job->part + 2 * w * H * H;
+                    FC_NAME(fc_att_mix_bwd_item)(c, b, buf, buf + Ht, buf + 2 * Ht, buf + 3 * Ht, buf + 4 * Ht,
+                                                 buf + 4 * Ht + tile, D, job->dpre ? pp : NULL,
+                                                 job->dpost ? pp + H * H : NULL, dbias);
+                } else {
+                    const ptrdiff_t h0 = ngh == 1 ? 0 : gh, h1 = ngh == 1 ? H : gh + 1;
+                    for (ptrdiff_t h = h0; h < h1; ++h)
+                        FC_NAME(fc_att_bwd_item)(c, b, h, buf, buf + tile, buf + 2 * tile, buf + 3 * tile, D,
+                                                 dbias);
+                }
+            }
+        }
+    }
+    free(buf);
+    free(D);
+}
+
 int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_real *v,
                                    const fc_real *out, const fc_real *dout, const fc_real *lse,
                                    fc_real *dq, fc_real *dk_, fc_real *dv_, ptrdiff_t B, ptrdiff_t H,
@@ -1075,39 +1147,10 @@ int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_
     c.B = B; c.H = H; c.T = T; c.S = S; c.DK = dk; c.DV = dv; c.nqt = nqt; c.nkt = nkt;
     c.scale = (fc_real)scale; c.mk = mask; c.pre = pre_mix; c.post = post_mix;
 
-    const size_t tile = (size_t)FC_ATTN_BQ * FC_ATTN_BK;
-    FC_OMP_PARALLEL(nt)
-    {
-        const int nth = fc_thread_count(), tid = fc_thread_id();
-        const size_t ntile = mix ? (size_t)(4 * H + 2) : 4;
-        fc_real *buf = (fc_real *)malloc(sizeof(fc_real) * ntile * tile);
-        double *D = (double *)malloc(sizeof(double) * (size_t)(mix ? H * FC_ATTN_BQ : T));
-        if (buf == NULL || D == NULL) {
-            failed[tid] = 1;
-        } else {
-            for (ptrdiff_t w = tid; w < work; w += nth) {
-                const ptrdiff_t gb = w / ngh, gh = w % ngh;
-                const ptrdiff_t b0 = bshare ? 0 : gb, b1 = bshare ? B : gb + 1;
-                for (ptrdiff_t b = b0; b < b1; ++b) {
-                    if (mix) {
-                        const size_t Ht = (size_t)H * tile;
-                        double *pp = part + 2 * w * H * H;
-                        FC_NAME(fc_att_mix_bwd_item)(&c, b, buf, buf + Ht, buf + 2 * Ht, buf + 3 * Ht,
-                                                     buf + 4 * Ht, buf + 4 * Ht + tile, D,
-                                                     dpre != NULL ? pp : NULL,
-                                                     dpost != NULL ? pp + H * H : NULL, dbias);
-                    } else {
-                        const ptrdiff_t h0 = ngh == 1 ? 0 : gh, h1 = ngh == 1 ? H : gh + 1;
-                        for (ptrdiff_t h = h0; h < h1; ++h)
-                            FC_NAME(fc_att_bwd_item)(&c, b, h, buf, buf + tile, buf + 2 * tile,
-                                                     buf + 3 * tile, D, dbias);
-                    }
-                }
-            }
-        }
-        free(buf);
-        free(D);
-    }
+    FC_NAME(fc_att_bwd_job) job = {.c = &c, .failed = failed, .part = part, .dbias = dbias, .work = work,
+                                   .ngh = ngh, .next = 0, .mix = mix, .bshare = bshare,
+                                   .dpre = dpre != NULL, .dpost = dpost != NULL};
+    fc_team(nt, FC_NAME(fc_att_bwd_team), &job);
     st = FC_OK;
     for (int t = 0; t < nt; ++t)
         if (failed[t]) st = FC_OUT_OF_MEMORY;

@@ -568,6 +568,29 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_check_impl)(const fc_real *em, const f
     return bad;
 }
 
+/* The shared state of fc_crf_check's team (fc_team). */
+typedef struct {
+    const fc_real *em, *trans, *start, *end;
+    const uint8_t *mask;
+    const int64_t *tags;
+    ptrdiff_t B, Tn, K;
+    int bad[FC_CRF_CHECK_RANKS]; /* each rank's findings, or-ed by the caller */
+} FC_NAME(fc_crf_check_job);
+
+/* One rank of fc_crf_check: its share of the sequences (rank 0 also checks the tables). */
+static void FC_NAME(fc_crf_check_team)(void *arg)
+{
+    FC_NAME(fc_crf_check_job) *job = arg;
+    const int id = fc_thread_id();
+    const ptrdiff_t Tn = job->Tn, K = job->K;
+    ptrdiff_t lo, hi;
+    fc_split(job->B, fc_thread_count(), id, &lo, &hi);
+    job->bad[id] = FC_NAME(fc_crf_check_impl)(job->em + lo * Tn * K, id == 0 ? job->trans : NULL,
+                                              id == 0 ? job->start : NULL, id == 0 ? job->end : NULL,
+                                              job->mask ? job->mask + lo * Tn : NULL,
+                                              job->tags ? job->tags + lo * Tn : NULL, hi - lo, Tn, K);
+}
+
 int FC_NAME(fc_crf_check)(const fc_real *em, const fc_real *trans, const fc_real *start, const fc_real *end,
                           const uint8_t *mask, const int64_t *tags, ptrdiff_t B, ptrdiff_t Tn, ptrdiff_t K,
                           int n_threads)
@@ -576,22 +599,14 @@ int FC_NAME(fc_crf_check)(const fc_real *em, const fc_real *trans, const fc_real
     /* it runs before every fast-path kernel call: a serial pass over the emissions would cap
      * their thread speed-up */
     const ptrdiff_t per = (ptrdiff_t)1 << 16;
-    int nt = fc_clamp_threads(fc_clamp_threads(n_threads, B * Tn * K / per), B);
+    int nt = fc_clamp_threads(fc_clamp_threads(fc_clamp_threads(n_threads, B * Tn * K / per), B),
+                              FC_CRF_CHECK_RANKS);
     if (nt <= 1) return FC_NAME(fc_crf_check_impl)(em, trans, start, end, mask, tags, B, Tn, K);
+    FC_NAME(fc_crf_check_job) job = {.em = em, .trans = trans, .start = start, .end = end, .mask = mask,
+                                     .tags = tags, .B = B, .Tn = Tn, .K = K};
+    fc_team(nt, FC_NAME(fc_crf_check_team), &job);
     int bad = 0;
-    FC_OMP_PARALLEL(nt)
-    {
-        const int id = fc_thread_id();
-        ptrdiff_t lo, hi;
-        fc_split(B, fc_thread_count(), id, &lo, &hi);
-        int b = FC_NAME(fc_crf_check_impl)(em + lo * Tn * K, id == 0 ? trans : NULL, id == 0 ? start : NULL,
-                                           id == 0 ? end : NULL, mask ? mask + lo * Tn : NULL,
-                                           tags ? tags + lo * Tn : NULL, hi - lo, Tn, K);
-        if (b != 0) {
-            FC_CRF_ATOMIC
-            bad |= b;
-        }
-    }
+    for (int i = 0; i < nt; ++i) bad |= job.bad[i];
     return bad;
 }
 
@@ -2507,7 +2522,7 @@ typedef struct {
     ptrdiff_t next; /* work items claimed with fc_claim */
 } FC_NAME(fc_memm_job);
 
-/* One thread of fc_memm_nll (all of them run this, see fc_team). */
+/* One rank of fc_memm_nll: chunks of sequences claimed one at a time (see fc_team). */
 static void FC_NAME(fc_memm_nll_team)(void *arg)
 {
     FC_NAME(fc_memm_job) *job = arg;
@@ -2516,7 +2531,7 @@ static void FC_NAME(fc_memm_nll_team)(void *arg)
     const int64_t *tags = job->tags;
     const double *weight = job->weight;
     double *ll = job->ll, *chunk_acc = job->chunk_acc;
-    fc_real *g_em = job->g_em, *g_trans = job->g_trans;
+    fc_real *g_em = job->g_em;
     const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K, Kp = job->Kp, T1 = job->T1, nchunk = job->nchunk, accn = job->accn;
     const int bidir = job->bidir, grad = job->grad, fused = job->fused, blk = job->blk;
 #if !defined(__GNUC__)
@@ -2566,31 +2581,38 @@ static void FC_NAME(fc_memm_nll_team)(void *arg)
             FC_NAME(fc_memm_flush_all)(facc, cacc, cnt, K, Kp);
     }
     free(pos);
-    /* the transitions gradient once every chunk is done, split over the team: the chunks'
-     * rows summed in chunk order into chunk 0's (whole rows, one thread each), then
-     * forward and backward parts added; the same for any thread count */
-    FC_OMP_BARRIER;
-    int st;
-    FC_CRF_ATOMIC_READ
-    st = job->status;
-    if (st == FC_OK && g_trans != NULL && chunk_acc != NULL) {
-        const int tc = fc_thread_count(), ti = fc_thread_id();
-        ptrdiff_t lo, hi;
-        fc_split(bidir ? 2 * K : K, tc, ti, &lo, &hi);
-        for (ptrdiff_t i = lo; i < hi; ++i) {
-            double *d = chunk_acc + i * Kp;
-            for (ptrdiff_t ch = 1; ch < nchunk; ++ch) {
-                const double *s = chunk_acc + ch * accn + i * Kp;
-                for (ptrdiff_t j = 0; j < K; ++j) d[j] += s[j];
-            }
+}
+
+/* The transitions gradient once every chunk is done, in two teams: the chunks' rows summed in
+ * chunk order into chunk 0's (whole rows, one rank each), then forward and backward parts
+ * added; the same for any thread count. */
+static void FC_NAME(fc_memm_sum_chunks_team)(void *arg)
+{
+    FC_NAME(fc_memm_job) *job = arg;
+    const ptrdiff_t K = job->K, Kp = job->Kp, nchunk = job->nchunk, accn = job->accn;
+    double *chunk_acc = job->chunk_acc;
+    ptrdiff_t lo, hi;
+    fc_split(job->bidir ? 2 * K : K, fc_thread_count(), fc_thread_id(), &lo, &hi);
+    for (ptrdiff_t i = lo; i < hi; ++i) {
+        double *d = chunk_acc + i * Kp;
+        for (ptrdiff_t ch = 1; ch < nchunk; ++ch) {
+            const double *s = chunk_acc + ch * accn + i * Kp;
+            for (ptrdiff_t j = 0; j < K; ++j) d[j] += s[j];
         }
-        FC_OMP_BARRIER;
-        fc_split(K, tc, ti, &lo, &hi);
-        for (ptrdiff_t i = lo; i < hi; ++i)
-            for (ptrdiff_t j = 0; j < K; ++j)
-                g_trans[i * K + j] = (fc_real)(bidir ? chunk_acc[i * Kp + j] + chunk_acc[(K + j) * Kp + i]
-                                                     : chunk_acc[i * Kp + j]);
     }
+}
+
+static void FC_NAME(fc_memm_gtrans_team)(void *arg)
+{
+    FC_NAME(fc_memm_job) *job = arg;
+    const ptrdiff_t K = job->K, Kp = job->Kp;
+    const double *chunk_acc = job->chunk_acc;
+    ptrdiff_t lo, hi;
+    fc_split(K, fc_thread_count(), fc_thread_id(), &lo, &hi);
+    for (ptrdiff_t i = lo; i < hi; ++i)
+        for (ptrdiff_t j = 0; j < K; ++j)
+            job->g_trans[i * K + j] = (fc_real)(job->bidir ? chunk_acc[i * Kp + j] + chunk_acc[(K + j) * Kp + i]
+                                                           : chunk_acc[i * Kp + j]);
 }
 
 int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t *mask, const int64_t *tags,
@@ -2660,6 +2682,10 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         .Tn = Tn, .K = K, .Kp = Kp, .T1 = T1, .nchunk = nchunk, .accn = accn, .bidir = bidir, .grad = grad,
         .fused = fused, .blk = blk, .status = FC_OK, .next = 0};
     fc_team(nt, FC_NAME(fc_memm_nll_team), &job);
+    if (job.status == FC_OK && g_trans != NULL && chunk_acc != NULL) {
+        fc_team(fc_clamp_threads(nt, bidir ? 2 * K : K), FC_NAME(fc_memm_sum_chunks_team), &job);
+        fc_team(fc_clamp_threads(nt, K), FC_NAME(fc_memm_gtrans_team), &job);
+    }
     free(chunk_acc);
     free(G2);
     return job.status;

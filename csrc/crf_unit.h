@@ -7,14 +7,8 @@
 #include "crf.h"
 #include "fc_parallel.h"
 
-/* an atomic update and read of a shared variable (no-ops without OpenMP: one thread) */
-#ifdef _OPENMP
-#define FC_CRF_ATOMIC FC_PRAGMA(omp atomic update)
-#define FC_CRF_ATOMIC_READ FC_PRAGMA(omp atomic read)
-#else
-#define FC_CRF_ATOMIC
-#define FC_CRF_ATOMIC_READ
-#endif
+/* ranks of fc_crf_check at most (a pass over the emissions: a few ranks saturate memory) */
+#define FC_CRF_CHECK_RANKS 64
 
 #include "fc_real.h"
 #include "crf_impl.h"

@@ -1157,6 +1157,27 @@ int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, co
     return st;
 }
 
+typedef struct {
+    const ptrdiff_t *ns, *ms;
+    const double *const *as, *const *bs, *const *Ms;
+    double mass_rtol, *costs;
+    int *status;
+    long long *iters, max_iter;
+    ptrdiff_t n_problems, next;
+} fc_emd_batch_job;
+
+/* One rank of fc_emd2_batch: problems claimed one at a time (their sizes differ). */
+static void emd_batch_team(void *arg)
+{
+    fc_emd_batch_job *j = arg;
+    for (ptrdiff_t k; (k = fc_claim(&j->next)) < j->n_problems;) {
+        long long it = 0;
+        j->status[k] = emd_checked(j->ns[k], j->ms[k], j->as[k], j->bs[k], j->Ms[k], j->mass_rtol, &j->costs[k],
+                                   j->max_iter, &it);
+        if (j->iters) j->iters[k] = it;
+    }
+}
+
 int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms,
                   const double *const *as, const double *const *bs, const double *const *Ms,
                   double mass_rtol, double *costs, int *status, long long *iters, long long max_iter,
@@ -1165,16 +1186,10 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
     if (n_problems < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
     if (n_problems == 0) return FC_OK;
     if (!ns || !ms || !as || !bs || !Ms || !costs || !status) return FC_BAD_ARGUMENT;
-    int nt = fc_clamp_threads(n_threads, n_problems);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-#endif
-    for (ptrdiff_t k = 0; k < n_problems; k++) {
-        long long it = 0;
-        status[k] = emd_checked(ns[k], ms[k], as[k], bs[k], Ms[k], mass_rtol, &costs[k], max_iter, &it);
-        if (iters) iters[k] = it;
-    }
+    fc_emd_batch_job job = {.ns = ns, .ms = ms, .as = as, .bs = bs, .Ms = Ms, .mass_rtol = mass_rtol,
+                            .costs = costs, .status = status, .iters = iters, .max_iter = max_iter,
+                            .n_problems = n_problems, .next = 0};
+    fc_team(fc_clamp_threads(n_threads, n_problems), emd_batch_team, &job);
     return FC_OK;
 }
 
@@ -1307,16 +1322,25 @@ static FC_MULTIVERSION void doc_cost(int metric, ptrdiff_t d, const double *X, p
     }
 }
 
+typedef struct {
+    const double *X;
+    double *out;
+    ptrdiff_t d;
+} fc_sqnorm_job;
+
+static void row_sqnorms_range(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const fc_sqnorm_job *j = arg;
+    for (ptrdiff_t i = lo; i < hi; i++) j->out[i] = dot(j->X + i * j->d, j->X + i * j->d, j->d);
+}
+
 /* squared norms of the n rows of X (d), threaded; NULL when out of memory */
 static double *row_sqnorms(ptrdiff_t d, const double *X, ptrdiff_t n, int nt)
 {
     double *out = malloc(sizeof(double) * (size_t)(n + 1));
     if (!out) return NULL;
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
-    for (ptrdiff_t i = 0; i < n; i++) out[i] = dot(X + i * d, X + i * d, d);
+    fc_sqnorm_job job = {X, out, d};
+    fc_parallel_range(fc_clamp_threads(nt, n * d / 16384 + 1), n, row_sqnorms_range, &job);
     return out;
 }
 
@@ -1346,6 +1370,46 @@ static ptrdiff_t max_len(const int64_t *off, ptrdiff_t n)
     return mx;
 }
 
+/* The shared state of fc_doc_pairwise's and fc_doc_knn's teams. */
+typedef struct {
+    int metric;
+    ptrdiff_t d, k;
+    const double *XA, *wa, *XB, *wb, *nrmA, *nrmB, *cent_q, *cent_c;
+    const int64_t *offa, *offb;
+    ptrdiff_t na, nb, la, lb, next;
+    double *out, *dist;
+    int64_t *idx, *n_exact, *n_rwmd;
+    int prune, status; /* the first failure, set once */
+} fc_doc_job;
+
+#define FC_DOC_PAIR_CHUNK 4 /* pairs claimed at a time */
+
+/* One rank of fc_doc_pairwise: chunks of pairs claimed one at a time, one cost buffer. */
+static void doc_pairwise_team(void *arg)
+{
+    fc_doc_job *j = arg;
+    const ptrdiff_t d = j->d, nb = j->nb, total = j->na * j->nb;
+    const int64_t *offa = j->offa, *offb = j->offb;
+    double *D = malloc(sizeof(double) * (size_t)(j->la * j->lb + 1));
+    int st_local = D ? FC_OK : FC_OUT_OF_MEMORY;
+    for (ptrdiff_t ch; (ch = fc_claim(&j->next)) * FC_DOC_PAIR_CHUNK < total;) {
+        ptrdiff_t t1 = (ch + 1) * FC_DOC_PAIR_CHUNK < total ? (ch + 1) * FC_DOC_PAIR_CHUNK : total;
+        for (ptrdiff_t t = ch * FC_DOC_PAIR_CHUNK; t < t1; t++) {
+            ptrdiff_t ka = t / nb, kb = t % nb;
+            if (!D) { j->out[t] = NAN; continue; }
+            ptrdiff_t n = (ptrdiff_t)(offa[ka + 1] - offa[ka]), m = (ptrdiff_t)(offb[kb + 1] - offb[kb]);
+            doc_cost(j->metric, d, j->XA + offa[ka] * d, n, j->XB + offb[kb] * d, m, D,
+                     j->nrmA ? j->nrmA + offa[ka] : NULL, j->nrmB ? j->nrmB + offb[kb] : NULL);
+            double c = NAN;
+            int st = emd_core(n, m, j->wa + offa[ka], j->wb + offb[kb], D, m, NULL, NULL, NULL, &c, 0, NULL);
+            j->out[t] = c;
+            if (st != FC_OK && st_local == FC_OK) st_local = st;
+        }
+    }
+    free(D);
+    if (st_local != FC_OK) fc_atomic_cas_int(&j->status, FC_OK, st_local);
+}
+
 int fc_doc_pairwise(int metric, ptrdiff_t d,
                     const double *XA, const double *wa, const int64_t *offa, ptrdiff_t na,
                     const double *XB, const double *wb, const int64_t *offb, ptrdiff_t nb,
@@ -1353,44 +1417,20 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
 {
     if ((metric != 0 && metric != 1) || d < 1 || na < 0 || nb < 0 || n_threads < 1) return FC_BAD_ARGUMENT;
     if (na == 0 || nb == 0) return FC_OK;
-    ptrdiff_t la = max_len(offa, na), lb = max_len(offb, nb), total = na * nb;
-    int nt = fc_clamp_threads(n_threads, total);
-    int status = FC_OK;
+    ptrdiff_t total = na * nb;
     double *nrmA = NULL, *nrmB = NULL;
     if (metric == 0) {
         nrmA = row_sqnorms(d, XA, (ptrdiff_t)offa[na], n_threads);
         nrmB = row_sqnorms(d, XB, (ptrdiff_t)offb[nb], n_threads);
         if (!nrmA || !nrmB) { free(nrmA); free(nrmB); return FC_OUT_OF_MEMORY; }
     }
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-        double *D = malloc(sizeof(double) * (size_t)(la * lb + 1));
-        int st_local = D ? FC_OK : FC_OUT_OF_MEMORY;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 4)
-#endif
-        for (ptrdiff_t t = 0; t < total; t++) {
-            ptrdiff_t ka = t / nb, kb = t % nb;
-            if (!D) { out[t] = NAN; continue; }
-            ptrdiff_t n = (ptrdiff_t)(offa[ka + 1] - offa[ka]), m = (ptrdiff_t)(offb[kb + 1] - offb[kb]);
-            doc_cost(metric, d, XA + offa[ka] * d, n, XB + offb[kb] * d, m, D,
-                     nrmA ? nrmA + offa[ka] : NULL, nrmB ? nrmB + offb[kb] : NULL);
-            double c = NAN;
-            int st = emd_core(n, m, wa + offa[ka], wb + offb[kb], D, m, NULL, NULL, NULL, &c, 0, NULL);
-            out[t] = c;
-            if (st != FC_OK && st_local == FC_OK) st_local = st;
-        }
-        free(D);
-#ifdef _OPENMP
-#pragma omp critical(fc_emd_status)
-#endif
-        if (st_local != FC_OK && status == FC_OK) status = st_local;
-    }
+    fc_doc_job job = {.metric = metric, .d = d, .XA = XA, .wa = wa, .XB = XB, .wb = wb, .nrmA = nrmA,
+                      .nrmB = nrmB, .offa = offa, .offb = offb, .na = na, .nb = nb, .la = max_len(offa, na),
+                      .lb = max_len(offb, nb), .next = 0, .out = out, .status = FC_OK};
+    fc_team(fc_clamp_threads(n_threads, (total + FC_DOC_PAIR_CHUNK - 1) / FC_DOC_PAIR_CHUNK), doc_pairwise_team,
+            &job);
     free(nrmA); free(nrmB);
-    return status;
+    return job.status;
 }
 
 /* insert (dist, idx) into the sorted top list of size *cnt <= k */
@@ -1409,6 +1449,60 @@ static void topk_insert(double *dist, int64_t *idx, ptrdiff_t *cnt, ptrdiff_t k,
     dist[t] = dv; idx[t] = iv;
 }
 
+/* One rank of fc_doc_knn: queries claimed one at a time, its own cost buffer and order. */
+static void doc_knn_team(void *arg)
+{
+    fc_doc_job *j = arg;
+    const ptrdiff_t d = j->d, k = j->k, nq = j->na, nc = j->nb;
+    const int64_t *offq = j->offa, *offc = j->offb;
+    const int metric = j->metric, prune = j->prune;
+    const double slack = 1e-9; /* bounds must beat the k-th distance by this (relative) margin */
+    double *D = malloc(sizeof(double) * (size_t)(j->la * j->lb + 1));
+    fc_cand *order = malloc(sizeof(fc_cand) * (size_t)nc);
+    int st_local = (D && order) ? FC_OK : FC_OUT_OF_MEMORY;
+    for (ptrdiff_t qk; (qk = fc_claim(&j->next)) < nq;) {
+        if (st_local != FC_OK) continue;
+        double *dk = j->dist + qk * k;
+        int64_t *ik = j->idx + qk * k;
+        ptrdiff_t cnt = 0;
+        int64_t ne = 0, nr = 0;
+        ptrdiff_t n = (ptrdiff_t)(offq[qk + 1] - offq[qk]);
+        const double *Xq = j->XA + offq[qk] * d, *pq = j->wa + offq[qk];
+        for (ptrdiff_t c = 0; c < nc; c++) {
+            double lb = 0.0;
+            if (prune) {
+                double s2 = sq_dist(j->cent_q + qk * d, j->cent_c + c * d, d);
+                lb = metric == 0 ? sqrt(s2) : 0.5 * s2;
+            }
+            order[c].c = lb; order[c].i = (int32_t)c; order[c].j = 0;
+        }
+        if (prune) cand_sort(order, nc);
+        for (ptrdiff_t t = 0; t < nc; t++) {
+            int32_t c = order[t].i;
+            double kth = cnt == k ? dk[k - 1] : INFINITY;
+            double margin = kth + slack * fabs(kth) + 1e-300;
+            if (prune && cnt == k && order[t].c > margin) break;
+            ptrdiff_t m = (ptrdiff_t)(offc[c + 1] - offc[c]);
+            const double *pc = j->wb + offc[c];
+            doc_cost(metric, d, Xq, n, j->XB + offc[c] * d, m, D,
+                     j->nrmA ? j->nrmA + offq[qk] : NULL, j->nrmB ? j->nrmB + offc[c] : NULL);
+            if (prune && cnt == k) {
+                nr++;
+                if (doc_rwmd(D, n, m, pq, pc) > margin) continue;
+            }
+            double val = NAN;
+            int st = emd_core(n, m, pq, pc, D, m, NULL, NULL, NULL, &val, 0, NULL);
+            ne++;
+            if (st != FC_OK) { st_local = st; break; }
+            topk_insert(dk, ik, &cnt, k, val, c);
+        }
+        j->n_exact[qk] = ne;
+        j->n_rwmd[qk] = nr;
+    }
+    free(D); free(order);
+    if (st_local != FC_OK) fc_atomic_cas_int(&j->status, FC_OK, st_local);
+}
+
 int fc_doc_knn(int metric, ptrdiff_t d,
                const double *XQ, const double *wq, const int64_t *offq, ptrdiff_t nq,
                const double *XC, const double *wc, const int64_t *offc, ptrdiff_t nc,
@@ -1418,72 +1512,17 @@ int fc_doc_knn(int metric, ptrdiff_t d,
     if ((metric != 0 && metric != 1) || d < 1 || nq < 0 || nc < 1 || k < 1 || k > nc || n_threads < 1)
         return FC_BAD_ARGUMENT;
     if (nq == 0) return FC_OK;
-    ptrdiff_t lq = max_len(offq, nq), lc = max_len(offc, nc);
-    int nt = fc_clamp_threads(n_threads, nq);
-    int status = FC_OK;
-    const double slack = 1e-9; /* bounds must beat the k-th distance by this (relative) margin */
     double *nrmQ = NULL, *nrmC = NULL;
     if (metric == 0) {
         nrmQ = row_sqnorms(d, XQ, (ptrdiff_t)offq[nq], n_threads);
         nrmC = row_sqnorms(d, XC, (ptrdiff_t)offc[nc], n_threads);
         if (!nrmQ || !nrmC) { free(nrmQ); free(nrmC); return FC_OUT_OF_MEMORY; }
     }
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-        double *D = malloc(sizeof(double) * (size_t)(lq * lc + 1));
-        fc_cand *order = malloc(sizeof(fc_cand) * (size_t)nc);
-        int st_local = (D && order) ? FC_OK : FC_OUT_OF_MEMORY;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (ptrdiff_t qk = 0; qk < nq; qk++) {
-            if (st_local != FC_OK) continue;
-            double *dk = dist + qk * k;
-            int64_t *ik = idx + qk * k;
-            ptrdiff_t cnt = 0;
-            int64_t ne = 0, nr = 0;
-            ptrdiff_t n = (ptrdiff_t)(offq[qk + 1] - offq[qk]);
-            const double *Xq = XQ + offq[qk] * d, *pq = wq + offq[qk];
-            for (ptrdiff_t c = 0; c < nc; c++) {
-                double lb = 0.0;
-                if (prune) {
-                    double s2 = sq_dist(cent_q + qk * d, cent_c + c * d, d);
-                    lb = metric == 0 ? sqrt(s2) : 0.5 * s2;
-                }
-                order[c].c = lb; order[c].i = (int32_t)c; order[c].j = 0;
-            }
-            if (prune) cand_sort(order, nc);
-            for (ptrdiff_t t = 0; t < nc; t++) {
-                int32_t c = order[t].i;
-                double kth = cnt == k ? dk[k - 1] : INFINITY;
-                double margin = kth + slack * fabs(kth) + 1e-300;
-                if (prune && cnt == k && order[t].c > margin) break;
-                ptrdiff_t m = (ptrdiff_t)(offc[c + 1] - offc[c]);
-                const double *pc = wc + offc[c];
-                doc_cost(metric, d, Xq, n, XC + offc[c] * d, m, D,
-                         nrmQ ? nrmQ + offq[qk] : NULL, nrmC ? nrmC + offc[c] : NULL);
-                if (prune && cnt == k) {
-                    nr++;
-                    if (doc_rwmd(D, n, m, pq, pc) > margin) continue;
-                }
-                double val = NAN;
-                int st = emd_core(n, m, pq, pc, D, m, NULL, NULL, NULL, &val, 0, NULL);
-                ne++;
-                if (st != FC_OK) { st_local = st; break; }
-                topk_insert(dk, ik, &cnt, k, val, c);
-            }
-            n_exact[qk] = ne;
-            n_rwmd[qk] = nr;
-        }
-        free(D); free(order);
-#ifdef _OPENMP
-#pragma omp critical(fc_emd_status)
-#endif
-        if (st_local != FC_OK && status == FC_OK) status = st_local;
-    }
+    fc_doc_job job = {.metric = metric, .d = d, .k = k, .XA = XQ, .wa = wq, .XB = XC, .wb = wc, .nrmA = nrmQ,
+                      .nrmB = nrmC, .cent_q = cent_q, .cent_c = cent_c, .offa = offq, .offb = offc, .na = nq,
+                      .nb = nc, .la = max_len(offq, nq), .lb = max_len(offc, nc), .next = 0, .dist = dist,
+                      .idx = idx, .n_exact = n_exact, .n_rwmd = n_rwmd, .prune = prune, .status = FC_OK};
+    fc_team(fc_clamp_threads(n_threads, nq), doc_knn_team, &job);
     free(nrmQ); free(nrmC);
-    return status;
+    return job.status;
 }

@@ -1,64 +1,102 @@
 /* Threads and instruction sets, in one place.
  *
- * FC_OMP_PARALLEL(n)  opens `#pragma omp parallel num_threads(n)` when the build
- *                     has OpenMP, and nothing otherwise (the block runs once).
- * fc_team(n, fn, arg)  fn(arg) on each thread of a team of n, or on the calling thread
- *                     alone, with no team, when n == 1 (a libgomp team of one costs about
- *                     0.7 us a call here: its allocation, and a futex system call at its end
- *                     and at every barrier).
- * FC_OMP_BARRIER      a barrier of the team, a statement (nothing without OpenMP, and next
- *                     to nothing outside a team, as in fc_team with n == 1).
- * fc_thread_id(), fc_thread_count()  0 / 1 without OpenMP.
+ * fc_team(n, fn, arg)  runs fn(arg) once for each rank 0 .. n-1 of a team of n; inside fn,
+ *                     fc_thread_id() is the rank and fc_thread_count() is n.  The ranks are
+ *                     work items that the threads of a small pool (fc_pool.c) and the
+ *                     calling thread *claim*: the caller runs ranks too, a worker that wakes
+ *                     late finds none left and goes back to sleep, and the call returns when
+ *                     every rank is done, never waiting for a thread that has not started.
+ *                     So ranks may run one after another on one thread: a body never waits
+ *                     for another rank (no barriers; split the work into two fc_team calls
+ *                     instead).  n == 1, a call from inside a rank, or a pool busy with
+ *                     another caller's team run every rank on the calling thread.  Results
+ *                     must not depend on which thread runs a rank.
+ * fc_thread_id(), fc_thread_count()  the rank and team size (0 / 1 outside fc_team).
  * fc_split(n, parts, k, &lo, &hi)    static partition of [0, n) into `parts` chunks.
  * fc_claim(&next)                    dynamic scheduling: the next index of a shared counter.
- * FC_OMP_FAIL(status, code)          a thread records a failure in the shared status.
+ * FC_OMP_FAIL(status, code)          a rank records a failure in the shared status.
+ * fc_atomic_load_int(&x)             reads a value that other ranks may write.
  * FC_MULTIVERSION     put before a hot function (its helpers must be FC_INLINE, fc_math.h): GCC on x86-64 Linux compiles it
  *                     three times (x86-64-v4 = AVX-512, x86-64-v3 = AVX2+FMA, and
  *                     the baseline) and picks one at load time, so wheels stay
  *                     portable (no -march=native) yet use the machine's vector
  *                     width.  Empty elsewhere, with FASTCORE_NATIVE builds and
  *                     under sanitizers.
+ *
+ * The pool uses the platform's threads (pthreads, or Win32 threads on Windows), not OpenMP:
+ * an OpenMP fork-join region ends in a barrier that waits for every thread of the team,
+ * including one the OS has not scheduled yet (measured: single calls up to 36x slower beside
+ * one busy process on 2 cores), GNU OpenMP's team does not survive fork() (a child hangs in
+ * its first parallel region), Apple's compiler has no OpenMP, and torch brings its own runtime.
  */
 #ifndef FC_PARALLEL_H
 #define FC_PARALLEL_H
 
 #include <stddef.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#define FC_PRAGMA(x) _Pragma(#x)
-#define FC_OMP_PARALLEL(n) FC_PRAGMA(omp parallel num_threads(n))
-static inline int fc_thread_id(void) { return omp_get_thread_num(); }
-static inline int fc_thread_count(void) { return omp_get_num_threads(); }
-/* A thread of a parallel region records a failure code in a status shared by the team
- * (every writer writes a failure; the caller returns it after the region). */
-#define FC_OMP_FAIL(status, code) do { FC_PRAGMA(omp atomic write) (status) = (code); } while (0)
-#define FC_OMP_BARRIER do { FC_PRAGMA(omp barrier) } while (0)
+/* ---- atomics: GCC/Clang builtins, or MSVC's interlocked intrinsics (64-bit targets) ---- */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static inline ptrdiff_t fc_atomic_fetch_add(ptrdiff_t *p, ptrdiff_t v)
+{
+    return (ptrdiff_t)_InterlockedExchangeAdd64((volatile long long *)p, (long long)v);
+}
+static inline int fc_atomic_fetch_add_int(int *p, int v) { return (int)_InterlockedExchangeAdd((volatile long *)p, v); }
+static inline int fc_atomic_load_int(const int *p) { return (int)_InterlockedOr((volatile long *)p, 0); }
+static inline void fc_atomic_store_int(int *p, int v) { _InterlockedExchange((volatile long *)p, v); }
+static inline int fc_atomic_cas_int(int *p, int expect, int desired)
+{
+    return _InterlockedCompareExchange((volatile long *)p, desired, expect) == expect;
+}
+static inline unsigned long long fc_atomic_load_u64(const unsigned long long *p)
+{
+    return (unsigned long long)_InterlockedOr64((volatile long long *)p, 0);
+}
+static inline void fc_atomic_store_u64(unsigned long long *p, unsigned long long v)
+{
+    _InterlockedExchange64((volatile long long *)p, (long long)v);
+}
+static inline int fc_atomic_cas_u64(unsigned long long *p, unsigned long long expect, unsigned long long desired)
+{
+    return (unsigned long long)_InterlockedCompareExchange64((volatile long long *)p, (long long)desired,
+                                                            (long long)expect) == expect;
+}
+static inline void *fc_atomic_load_ptr(void *const *p)
+{
+    return _InterlockedCompareExchangePointer((void *volatile *)p, NULL, NULL);
+}
+static inline void fc_atomic_store_ptr(void **p, void *v) { _InterlockedExchangePointer((void *volatile *)p, v); }
 #else
-#define FC_OMP_PARALLEL(n)
-static inline int fc_thread_id(void) { return 0; }
-static inline int fc_thread_count(void) { return 1; }
-#define FC_OMP_FAIL(status, code) do { (status) = (code); } while (0)
-#define FC_OMP_BARRIER do { } while (0)
+static inline ptrdiff_t fc_atomic_fetch_add(ptrdiff_t *p, ptrdiff_t v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline int fc_atomic_fetch_add_int(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+static inline int fc_atomic_load_int(const int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void fc_atomic_store_int(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline int fc_atomic_cas_int(int *p, int expect, int desired)
+{
+    return __atomic_compare_exchange_n(p, &expect, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+static inline unsigned long long fc_atomic_load_u64(const unsigned long long *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void fc_atomic_store_u64(unsigned long long *p, unsigned long long v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline int fc_atomic_cas_u64(unsigned long long *p, unsigned long long expect, unsigned long long desired)
+{
+    return __atomic_compare_exchange_n(p, &expect, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+static inline void *fc_atomic_load_ptr(void *const *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void fc_atomic_store_ptr(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 #endif
 
-/* The body fn of a parallel region, given its shared state arg; every thread runs it.  Without
- * a team (n == 1) fc_thread_id() is 0, fc_thread_count() 1, and FC_OMP_BARRIER returns at once.
- * Called from inside an active parallel region, n == 1 still opens a (nested, one-thread)
- * region, so that fn's barriers never wait for the outer team. */
-static inline void fc_team(int n, void (*fn)(void *), void *arg)
-{
-#ifdef _OPENMP
-    if (n > 1 || omp_in_parallel()) {
-        FC_PRAGMA(omp parallel num_threads(n))
-        fn(arg);
-        return;
-    }
-#else
-    (void)n;
-#endif
-    fn(arg);
-}
+/* A rank of a team records a failure code in a status shared by the team (every writer writes
+ * a failure; the caller returns it after fc_team). */
+#define FC_OMP_FAIL(status, code) fc_atomic_store_int(&(status), (code))
+
+/* ---- the team (fc_pool.c) ---- */
+void fc_team(int n, void (*fn)(void *), void *arg);
+int fc_thread_id(void);
+int fc_thread_count(void);
+
+/* fn(ctx, lo, hi) on the chunks of a static split of [0, n) into n_threads ranks (fc_team):
+ * the common case of independent rows. */
+void fc_parallel_range(int n_threads, ptrdiff_t n, void (*fn)(void *ctx, ptrdiff_t lo, ptrdiff_t hi), void *ctx);
 
 /* Chunk k of `parts` equal chunks of [0, n). */
 static inline void fc_split(ptrdiff_t n, int parts, int k, ptrdiff_t *lo, ptrdiff_t *hi)
@@ -69,17 +107,9 @@ static inline void fc_split(ptrdiff_t n, int parts, int k, ptrdiff_t *lo, ptrdif
 }
 
 /* Dynamic scheduling: claims the next index of a counter shared by the team (0 before the
- * region); every index is handed out once, so work items of uneven size balance across
- * threads, and results computed per item do not depend on which thread took it. */
-static inline ptrdiff_t fc_claim(ptrdiff_t *next)
-{
-    ptrdiff_t i;
-#ifdef _OPENMP
-    FC_PRAGMA(omp atomic capture)
-#endif
-    i = (*next)++;
-    return i;
-}
+ * team); every index is handed out once, so work items of uneven size balance across
+ * ranks, and results computed per item do not depend on which rank took it. */
+static inline ptrdiff_t fc_claim(ptrdiff_t *next) { return fc_atomic_fetch_add(next, 1); }
 
 /* Never more threads than work items, never fewer than one. */
 static inline int fc_clamp_threads(int n_threads, ptrdiff_t work)

@@ -141,30 +141,47 @@ static FC_MULTIVERSION void FC_NAME(fc_bn_apply)(const fc_real *x, const fc_real
     }
 }
 
-/* Split channels into items (blocks of FC_BN_BLOCK when L == 1) and run body on [c0, c1). */
-#define FC_BN_ITEMS(N_, C_, L_, n_threads, BODY)                                          \
-    do {                                                                                  \
-        ptrdiff_t per_ = (L_) == 1 ? FC_BN_BLOCK : 1;                                     \
-        ptrdiff_t items_ = ((C_) + per_ - 1) / per_;                                      \
-        int nt_ = fc_clamp_threads((n_threads), (N_) * (C_) * (L_) / 32768 + 1);          \
-        nt_ = (ptrdiff_t)nt_ > items_ ? (int)items_ : nt_;                                \
-        FC_OMP_PARALLEL(nt_)                                                              \
-        {                                                                                 \
-            ptrdiff_t lo_, hi_;                                                           \
-            fc_split(items_, fc_thread_count(), fc_thread_id(), &lo_, &hi_);              \
-            if (lo_ < hi_) {                                                              \
-                ptrdiff_t c0 = lo_ * per_, c1 = hi_ * per_ < (C_) ? hi_ * per_ : (C_);    \
-                if ((L_) == 1) {                                                          \
-                    for (ptrdiff_t cb_ = c0; cb_ < c1; cb_ += FC_BN_BLOCK) {              \
-                        ptrdiff_t b0 = cb_, b1 = cb_ + FC_BN_BLOCK < c1 ? cb_ + FC_BN_BLOCK : c1; \
-                        BODY(b0, b1);                                                     \
-                    }                                                                     \
-                } else {                                                                  \
-                    BODY(c0, c1);                                                         \
-                }                                                                         \
-            }                                                                             \
-        }                                                                                 \
-    } while (0)
+/* One pass over the channels: fc_bn_sums (pass >= 0) or fc_bn_apply (pass < 0) with these
+ * arguments, for fc_parallel_range over the items. */
+typedef struct {
+    const fc_real *x, *dy, *in, *mu, *a0, *a, *b;
+    fc_real *out;
+    const double *mud;
+    double *s1, *s2;
+    ptrdiff_t N, C, L, per;
+    int pass;
+} FC_NAME(fc_bn_job);
+
+static void FC_NAME(fc_bn_call)(const FC_NAME(fc_bn_job) *j, ptrdiff_t c0, ptrdiff_t c1)
+{
+    if (j->pass >= 0)
+        FC_NAME(fc_bn_sums)(j->x, j->dy, j->N, j->C, j->L, c0, c1, j->pass, j->mud, j->s1, j->s2);
+    else
+        FC_NAME(fc_bn_apply)(j->x, j->in, j->out, j->N, j->C, j->L, c0, c1, j->mu, j->a0, j->a, j->b);
+}
+
+/* items [lo, hi): channel blocks of FC_BN_BLOCK when L == 1 (one call each), single channels
+ * otherwise (one call for the run) */
+static void FC_NAME(fc_bn_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_bn_job) *j = arg;
+    ptrdiff_t c0 = lo * j->per, c1 = hi * j->per < j->C ? hi * j->per : j->C;
+    if (j->L != 1) {
+        FC_NAME(fc_bn_call)(j, c0, c1);
+        return;
+    }
+    for (ptrdiff_t b0 = c0; b0 < c1; b0 += FC_BN_BLOCK)
+        FC_NAME(fc_bn_call)(j, b0, b0 + FC_BN_BLOCK < c1 ? b0 + FC_BN_BLOCK : c1);
+}
+
+/* Runs the pass in *job over all channels, split into items across the threads. */
+static void FC_NAME(fc_bn_items)(FC_NAME(fc_bn_job) *job, int n_threads)
+{
+    job->per = job->L == 1 ? FC_BN_BLOCK : 1;
+    ptrdiff_t items = (job->C + job->per - 1) / job->per;
+    fc_parallel_range(fc_clamp_threads(n_threads, job->N * job->C * job->L / 32768 + 1), items,
+                      FC_NAME(fc_bn_range), job);
+}
 
 int FC_NAME(fc_bn_forward)(const fc_real *x, fc_real *y, ptrdiff_t N, ptrdiff_t C, ptrdiff_t L,
                            const fc_real *gamma, const fc_real *beta, fc_real *running_mean,
@@ -189,13 +206,11 @@ int FC_NAME(fc_bn_forward)(const fc_real *x, fc_real *y, ptrdiff_t N, ptrdiff_t 
     double *mean = dw, *ss = dw + C;
     fc_real *mu = rw, *a = rw + C, *b = rw + 2 * C;
     if (training) {
-#define FC_BN_PASS0(c0, c1) FC_NAME(fc_bn_sums)(x, NULL, N, C, L, c0, c1, 0, NULL, mean, NULL)
-#define FC_BN_PASS1(c0, c1) FC_NAME(fc_bn_sums)(x, NULL, N, C, L, c0, c1, 1, mean, ss, NULL)
-        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_PASS0);
+        FC_NAME(fc_bn_job) p0 = {.x = x, .N = N, .C = C, .L = L, .pass = 0, .s1 = mean};
+        FC_NAME(fc_bn_items)(&p0, n_threads);
         for (ptrdiff_t c = 0; c < C; ++c) mean[c] /= (double)M;
-        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_PASS1);
-#undef FC_BN_PASS0
-#undef FC_BN_PASS1
+        FC_NAME(fc_bn_job) p1 = {.x = x, .N = N, .C = C, .L = L, .pass = 1, .mud = mean, .s1 = ss};
+        FC_NAME(fc_bn_items)(&p1, n_threads);
         for (ptrdiff_t c = 0; c < C; ++c) {
             double var = ss[c] / (double)M;
             double inv = 1.0 / sqrt(var + eps);
@@ -219,9 +234,8 @@ int FC_NAME(fc_bn_forward)(const fc_real *x, fc_real *y, ptrdiff_t N, ptrdiff_t 
         b[c] = beta ? beta[c] : (fc_real)0;
     }
     if (M > 0) {
-#define FC_BN_FWD(c0, c1) FC_NAME(fc_bn_apply)(x, NULL, y, N, C, L, c0, c1, mu, NULL, a, b)
-        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_FWD);
-#undef FC_BN_FWD
+        FC_NAME(fc_bn_job) fw = {.x = x, .out = y, .N = N, .C = C, .L = L, .pass = -1, .mu = mu, .a = a, .b = b};
+        FC_NAME(fc_bn_items)(&fw, n_threads);
     }
     free(dw);
     free(rw);
@@ -252,9 +266,9 @@ int FC_NAME(fc_bn_backward)(const fc_real *dy, const fc_real *x, ptrdiff_t N, pt
         sdy[c] = sdyx[c] = 0.0;
     }
     if (M > 0) {
-#define FC_BN_BWD_SUMS(c0, c1) FC_NAME(fc_bn_sums)(x, dy, N, C, L, c0, c1, 2, mud, sdy, sdyx)
-        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_BWD_SUMS);
-#undef FC_BN_BWD_SUMS
+        FC_NAME(fc_bn_job) bs = {.x = x, .dy = dy, .N = N, .C = C, .L = L, .pass = 2, .mud = mud, .s1 = sdy,
+                                 .s2 = sdyx};
+        FC_NAME(fc_bn_items)(&bs, n_threads);
     }
     for (ptrdiff_t c = 0; c < C; ++c) {
         double inv = (double)save_invstd[c];
@@ -274,9 +288,9 @@ int FC_NAME(fc_bn_backward)(const fc_real *dy, const fc_real *x, ptrdiff_t N, pt
         }
     }
     if (M > 0) {
-#define FC_BN_BWD(c0, c1) FC_NAME(fc_bn_apply)(x, dy, dx, N, C, L, c0, c1, mu, a0, a, b)
-        FC_BN_ITEMS(N, C, L, n_threads, FC_BN_BWD);
-#undef FC_BN_BWD
+        FC_NAME(fc_bn_job) bw = {.x = x, .in = dy, .out = dx, .N = N, .C = C, .L = L, .pass = -1, .mu = mu,
+                                 .a0 = a0, .a = a, .b = b};
+        FC_NAME(fc_bn_items)(&bw, n_threads);
     }
     free(dw);
     free(rw);

@@ -72,6 +72,20 @@ static double FC_NAME(fc_opt_sumpow)(const fc_real *x, ptrdiff_t n, double s, do
     return acc;
 }
 
+/* The arguments of the item passes (reduce, SGD, Adam) for fc_parallel_range; the fields a
+ * pass does not use stay NULL / 0. */
+typedef struct {
+    fc_real *const *p, *const *buf, *const *m, *const *v, *const *vmax;
+    const fc_real *const *g;
+    const ptrdiff_t *sizes;
+    const fc_worklist *wl;
+    ptrdiff_t n_arrays;
+    const double *c_p, *c_s;
+    double *partial;
+    double pw, scale, lr, decay, momentum, buf_keep, buf_new, beta1, beta2, step_size, bc2_sqrt, eps;
+    int kind, nesterov;
+} FC_NAME(fc_opt_job);
+
 /* max |x|, NaN as soon as one element is NaN */
 FC_INLINE double FC_NAME(fc_opt_maxabs)(const fc_real *x, ptrdiff_t n)
 {
@@ -112,6 +126,13 @@ static FC_MULTIVERSION void FC_NAME(fc_opt_reduce_items)(const fc_real *const *x
     }
 }
 
+static void FC_NAME(fc_opt_reduce_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_opt_job) *j = arg;
+    FC_NAME(fc_opt_reduce_items)(j->g, j->sizes, j->wl->first, fc_worklist_find(j->wl, j->n_arrays, lo), lo, hi,
+                                 j->kind, j->pw, j->scale, j->partial);
+}
+
 int FC_NAME(fc_reduce)(const fc_real *const *x, const ptrdiff_t *sizes, ptrdiff_t n_arrays,
                        int kind, double p, double scale, double *out, int n_threads)
 {
@@ -127,15 +148,9 @@ int FC_NAME(fc_reduce)(const fc_real *const *x, const ptrdiff_t *sizes, ptrdiff_
         return FC_OUT_OF_MEMORY;
     }
     if (wl.n_items > 0) {
-        int nt = fc_worklist_threads(&wl, n_threads);
-        FC_OMP_PARALLEL(nt)
-        {
-            ptrdiff_t lo, hi;
-            fc_split(wl.n_items, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            if (lo < hi)
-                FC_NAME(fc_opt_reduce_items)(x, sizes, wl.first, fc_worklist_find(&wl, n_arrays, lo),
-                                             lo, hi, kind, p, scale, partial);
-        }
+        FC_NAME(fc_opt_job) job = {.g = x, .sizes = sizes, .wl = &wl, .n_arrays = n_arrays, .kind = kind,
+                                   .pw = p, .scale = scale, .partial = partial};
+        fc_parallel_range(fc_worklist_threads(&wl, n_threads), wl.n_items, FC_NAME(fc_opt_reduce_range), &job);
     }
     for (ptrdiff_t k = 0; k < n_arrays; ++k) {
         double r = 0.0;
@@ -284,6 +299,14 @@ static FC_MULTIVERSION void FC_NAME(fc_sgd_items)(fc_real *const *p, const fc_re
     }
 }
 
+static void FC_NAME(fc_sgd_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_opt_job) *j = arg;
+    FC_NAME(fc_sgd_items)(j->p, j->g, j->buf, j->sizes, j->wl->first, fc_worklist_find(j->wl, j->n_arrays, lo), lo,
+                          hi, j->c_p, j->c_s, j->scale, j->lr, j->decay, j->momentum, j->buf_keep, j->buf_new,
+                          j->nesterov);
+}
+
 int FC_NAME(fc_sgd_step)(fc_real *const *p, const fc_real *const *g, fc_real *const *buf,
                          const ptrdiff_t *sizes, ptrdiff_t n_arrays, const double *c_p,
                          const double *c_s, double scale, double lr, double decay,
@@ -297,16 +320,11 @@ int FC_NAME(fc_sgd_step)(fc_real *const *p, const fc_real *const *g, fc_real *co
     for (ptrdiff_t k = 0; k < n_arrays; ++k)
         if (sizes[k] > 0 && (g[k] == NULL || (buf != NULL && buf[k] == NULL))) st = FC_BAD_ARGUMENT;
     if (st == FC_OK && wl.n_items > 0) {
-        int nt = fc_worklist_threads(&wl, n_threads);
-        FC_OMP_PARALLEL(nt)
-        {
-            ptrdiff_t lo, hi;
-            fc_split(wl.n_items, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            if (lo < hi)
-                FC_NAME(fc_sgd_items)(p, g, buf, sizes, wl.first, fc_worklist_find(&wl, n_arrays, lo),
-                                      lo, hi, c_p, c_s, scale, lr, decay, momentum, buf_keep,
-                                      buf_new, nesterov);
-        }
+        FC_NAME(fc_opt_job) job = {.p = p, .g = g, .buf = buf, .sizes = sizes, .wl = &wl, .n_arrays = n_arrays,
+                                   .c_p = c_p, .c_s = c_s, .scale = scale, .lr = lr, .decay = decay,
+                                   .momentum = momentum, .buf_keep = buf_keep, .buf_new = buf_new,
+                                   .nesterov = nesterov};
+        fc_parallel_range(fc_worklist_threads(&wl, n_threads), wl.n_items, FC_NAME(fc_sgd_range), &job);
     }
     fc_worklist_free(&wl);
     return st;
@@ -373,6 +391,14 @@ static FC_MULTIVERSION void FC_NAME(fc_adam_items)(fc_real *const *p, const fc_r
     }
 }
 
+static void FC_NAME(fc_adam_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_opt_job) *j = arg;
+    FC_NAME(fc_adam_items)(j->p, j->g, j->m, j->v, j->vmax, j->sizes, j->wl->first,
+                           fc_worklist_find(j->wl, j->n_arrays, lo), lo, hi, j->c_p, j->c_s, j->scale, j->decay,
+                           j->beta1, j->beta2, j->step_size, j->bc2_sqrt, j->eps);
+}
+
 int FC_NAME(fc_adam_step)(fc_real *const *p, const fc_real *const *g, fc_real *const *m,
                           fc_real *const *v, fc_real *const *vmax, const ptrdiff_t *sizes,
                           ptrdiff_t n_arrays, const double *c_p, const double *c_s, double scale,
@@ -389,16 +415,11 @@ int FC_NAME(fc_adam_step)(fc_real *const *p, const fc_real *const *g, fc_real *c
                              (vmax != NULL && vmax[k] == NULL)))
             st = FC_BAD_ARGUMENT;
     if (st == FC_OK && wl.n_items > 0) {
-        int nt = fc_worklist_threads(&wl, n_threads);
-        FC_OMP_PARALLEL(nt)
-        {
-            ptrdiff_t lo, hi;
-            fc_split(wl.n_items, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            if (lo < hi)
-                FC_NAME(fc_adam_items)(p, g, m, v, vmax, sizes, wl.first,
-                                       fc_worklist_find(&wl, n_arrays, lo), lo, hi, c_p, c_s,
-                                       scale, decay, beta1, beta2, step_size, bc2_sqrt, eps);
-        }
+        FC_NAME(fc_opt_job) job = {.p = p, .g = g, .m = m, .v = v, .vmax = vmax, .sizes = sizes, .wl = &wl,
+                                   .n_arrays = n_arrays, .c_p = c_p, .c_s = c_s, .scale = scale, .decay = decay,
+                                   .beta1 = beta1, .beta2 = beta2, .step_size = step_size, .bc2_sqrt = bc2_sqrt,
+                                   .eps = eps};
+        fc_parallel_range(fc_worklist_threads(&wl, n_threads), wl.n_items, FC_NAME(fc_adam_range), &job);
     }
     fc_worklist_free(&wl);
     return st;

@@ -66,18 +66,14 @@ FC_INLINE double fc_sk_exp_normal(double x)
     return x >= -708.0 ? e : 0.0;
 }
 
-#ifdef _OPENMP
-/* a vectorised sum (the order of its terms depends on the vector width only) */
-#define FC_SK_SIMD_SUM(s) FC_PRAGMA(omp simd reduction(+ : s))
-#define FC_SK_SIMD_SUM4(s, t, u, v) FC_PRAGMA(omp simd reduction(+ : s, t, u, v))
-#define FC_SK_SIMD_SUM2(s, t) FC_PRAGMA(omp simd reduction(+ : s, t))
-#define FC_SK_SIMD_SUM8(s, t, u, v, w, x, y, z) FC_PRAGMA(omp simd simdlen(4) reduction(+ : s, t, u, v, w, x, y, z))
-#else
-#define FC_SK_SIMD_SUM4(s, t, u, v)
-#define FC_SK_SIMD_SUM2(s, t)
-#define FC_SK_SIMD_SUM8(s, t, u, v, w, x, y, z)
-#define FC_SK_SIMD_SUM(s)
-#endif
+/* a vectorised sum (the order of its terms depends on the vector width only): OpenMP's simd
+ * directive, which setup.py enables with -fopenmp-simd (no OpenMP runtime); a compiler
+ * without it ignores the pragma and sums in order */
+#define FC_SK_PRAGMA(x) _Pragma(#x)
+#define FC_SK_SIMD_SUM(s) FC_SK_PRAGMA(omp simd reduction(+ : s))
+#define FC_SK_SIMD_SUM4(s, t, u, v) FC_SK_PRAGMA(omp simd reduction(+ : s, t, u, v))
+#define FC_SK_SIMD_SUM2(s, t) FC_SK_PRAGMA(omp simd reduction(+ : s, t))
+#define FC_SK_SIMD_SUM8(s, t, u, v, w, x, y, z) FC_SK_PRAGMA(omp simd simdlen(4) reduction(+ : s, t, u, v, w, x, y, z))
 
 /* Rows per block and number of blocks: a function of n only (never of the thread
  * count), so that column sums are added in the same order whatever n_threads is. */
@@ -89,11 +85,11 @@ static void fc_sk_blocks(ptrdiff_t n, ptrdiff_t *rb, ptrdiff_t *nb)
     *nb = (n + r - 1) / r;
 }
 
+/* colsum[h] = the blocks' partial column sums of problem h added in block order, for the
+ * entries [lo, hi) of the active problems' columns (nact * m of them). */
 static void fc_sk_reduce_cols(const double *part, ptrdiff_t nb, ptrdiff_t k, ptrdiff_t m,
-                              const ptrdiff_t *act, ptrdiff_t nact, double *colsum, int tid, int nth)
+                              const ptrdiff_t *act, double *colsum, ptrdiff_t lo, ptrdiff_t hi)
 {
-    ptrdiff_t lo, hi;
-    fc_split(nact * m, nth, tid, &lo, &hi);
     while (lo < hi) {
         ptrdiff_t q = lo / m, j0 = lo % m;
         ptrdiff_t j1 = (hi - q * m) < m ? hi - q * m : m;

@@ -260,8 +260,75 @@ static void FC_NAME(fc_sk_sweep_team)(void *arg)
             FC_NAME(fc_sk_kblock)(s->M, m, k, n, r0, r1, s->act, s->nact, s->v, s->a, s->u, s->update,
                                   s->part + bk * k * m);
     }
-    FC_OMP_BARRIER;
-    fc_sk_reduce_cols(s->part, s->nb, k, m, s->act, s->nact, s->colsum, tid, nth);
+}
+
+static void FC_NAME(fc_sk_reduce_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_sk_sweep) *s = arg;
+    fc_sk_reduce_cols(s->part, s->nb, s->k, s->m, s->act, s->colsum, lo, hi);
+}
+
+/* One sweep: the row blocks, then (a second team: ranks never wait for each other) the
+ * column sums reduced. */
+static void FC_NAME(fc_sk_run_sweep)(int nt, FC_NAME(fc_sk_sweep) *s)
+{
+    fc_team(nt, FC_NAME(fc_sk_sweep_team), s);
+    fc_parallel_range(nt, s->nact * s->m, FC_NAME(fc_sk_reduce_range), s);
+}
+
+typedef struct {
+    const fc_real *M;
+    const double *alpha;
+    const ptrdiff_t *cols;
+    double *out;
+    double inv_reg;
+    ptrdiff_t n, m, nc;
+} FC_NAME(fc_sk_collse_job);
+
+/* fc_sk_collse on the column blocks [lo, hi). */
+static void FC_NAME(fc_sk_collse_blocks)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_sk_collse_job) *job = arg;
+    const fc_real *M = job->M;
+    const double *alpha = job->alpha, inv_reg = job->inv_reg;
+    const ptrdiff_t *cols = job->cols;
+    double *out = job->out;
+    const ptrdiff_t n = job->n, m = job->m, nc = job->nc;
+    double mx[FC_SK_CBLOCK], s[FC_SK_CBLOCK];
+    for (ptrdiff_t bk = lo; bk < hi; ++bk) {
+        ptrdiff_t c0 = bk * FC_SK_CBLOCK, w = nc - c0 < FC_SK_CBLOCK ? nc - c0 : FC_SK_CBLOCK;
+        for (ptrdiff_t c = 0; c < w; ++c) { mx[c] = -INFINITY; s[c] = 0.0; }
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            double ai = alpha[i];
+            if (!(ai > -INFINITY)) continue;
+            const fc_real *Mi = M + i * m;
+            if (cols == NULL) {
+                for (ptrdiff_t c = 0; c < w; ++c) {
+                    double x = ai - (double)Mi[c0 + c] * inv_reg;
+                    mx[c] = x > mx[c] ? x : mx[c];
+                }
+            } else {
+                for (ptrdiff_t c = 0; c < w; ++c) {
+                    double x = ai - (double)Mi[cols[c0 + c]] * inv_reg;
+                    mx[c] = x > mx[c] ? x : mx[c];
+                }
+            }
+        }
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            double ai = alpha[i];
+            if (!(ai > -INFINITY)) continue;
+            const fc_real *Mi = M + i * m;
+            if (cols == NULL) {
+                for (ptrdiff_t c = 0; c < w; ++c)
+                    s[c] += fc_sk_exp(ai - (double)Mi[c0 + c] * inv_reg - mx[c]);
+            } else {
+                for (ptrdiff_t c = 0; c < w; ++c)
+                    s[c] += fc_sk_exp(ai - (double)Mi[cols[c0 + c]] * inv_reg - mx[c]);
+            }
+        }
+        for (ptrdiff_t c = 0; c < w; ++c)
+            out[c0 + c] = mx[c] > -INFINITY ? mx[c] + log(s[c]) : -INFINITY;
+    }
 }
 
 /* Exact log-sum-exp down the columns cols[0..nc) (all columns when cols == NULL,
@@ -272,47 +339,9 @@ static void FC_NAME(fc_sk_collse)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, co
 {
     ptrdiff_t nblk = (nc + FC_SK_CBLOCK - 1) / FC_SK_CBLOCK;
     int nt = fc_clamp_threads(n_threads, (n * nc) / 32768 + 1);
-    nt = nt > nblk ? (int)(nblk > 0 ? nblk : 1) : nt;
-    FC_OMP_PARALLEL(nt)
-    {
-        ptrdiff_t lo, hi;
-        fc_split(nblk, fc_thread_count(), fc_thread_id(), &lo, &hi);
-        double mx[FC_SK_CBLOCK], s[FC_SK_CBLOCK];
-        for (ptrdiff_t bk = lo; bk < hi; ++bk) {
-            ptrdiff_t c0 = bk * FC_SK_CBLOCK, w = nc - c0 < FC_SK_CBLOCK ? nc - c0 : FC_SK_CBLOCK;
-            for (ptrdiff_t c = 0; c < w; ++c) { mx[c] = -INFINITY; s[c] = 0.0; }
-            for (ptrdiff_t i = 0; i < n; ++i) {
-                double ai = alpha[i];
-                if (!(ai > -INFINITY)) continue;
-                const fc_real *Mi = M + i * m;
-                if (cols == NULL) {
-                    for (ptrdiff_t c = 0; c < w; ++c) {
-                        double x = ai - (double)Mi[c0 + c] * inv_reg;
-                        mx[c] = x > mx[c] ? x : mx[c];
-                    }
-                } else {
-                    for (ptrdiff_t c = 0; c < w; ++c) {
-                        double x = ai - (double)Mi[cols[c0 + c]] * inv_reg;
-                        mx[c] = x > mx[c] ? x : mx[c];
-                    }
-                }
-            }
-            for (ptrdiff_t i = 0; i < n; ++i) {
-                double ai = alpha[i];
-                if (!(ai > -INFINITY)) continue;
-                const fc_real *Mi = M + i * m;
-                if (cols == NULL) {
-                    for (ptrdiff_t c = 0; c < w; ++c)
-                        s[c] += fc_sk_exp(ai - (double)Mi[c0 + c] * inv_reg - mx[c]);
-                } else {
-                    for (ptrdiff_t c = 0; c < w; ++c)
-                        s[c] += fc_sk_exp(ai - (double)Mi[cols[c0 + c]] * inv_reg - mx[c]);
-                }
-            }
-            for (ptrdiff_t c = 0; c < w; ++c)
-                out[c0 + c] = mx[c] > -INFINITY ? mx[c] + log(s[c]) : -INFINITY;
-        }
-    }
+    FC_NAME(fc_sk_collse_job) job = {.M = M, .alpha = alpha, .cols = cols, .out = out, .inv_reg = inv_reg,
+                                     .n = n, .m = m, .nc = nc};
+    fc_parallel_range(nt, nblk, FC_NAME(fc_sk_collse_blocks), &job);
 }
 
 /* beta_h = log b_h - collse(alpha_h) on the given columns (all when cols == NULL). */
@@ -409,7 +438,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
                                    .la = la, .a = a, .alpha = alpha, .tbuf = tbuf, .part = part,
                                    .rowerr = rowerr, .colsum = colsum, .n = n, .m = m, .k = k, .nb = nb,
                                    .rb = rb, .nact = nact, .log_domain = 1};
-        fc_team(nt, FC_NAME(fc_sk_sweep_team), &sw);
+        FC_NAME(fc_sk_run_sweep)(nt, &sw);
 
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];
@@ -510,6 +539,17 @@ done:
     return status;
 }
 
+/* The arguments of the row passes below, for fc_parallel_range (fields a pass does not use
+ * stay NULL / 0; the log-domain plan passes alpha and beta as u and v). */
+typedef struct {
+    const fc_real *M, *K;
+    const double *u, *v, *lv;
+    fc_real *plan;
+    double *rc, *rl;
+    double inv_reg;
+    ptrdiff_t n, m, k;
+} FC_NAME(fc_sk_rows_job);
+
 /* ------------------------------------------------------------------ scaling form */
 
 static FC_MULTIVERSION void FC_NAME(fc_sk_kernel_rows)(const fc_real *M, fc_real *K, ptrdiff_t m,
@@ -523,6 +563,12 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kernel_rows)(const fc_real *M, fc_real
                 fc_real kij = (fc_real)fc_exp_ftz_f64(-(double)M[i * m + j] * inv_reg);
                 K[i * m + j] = kij >= FC_SK_RMIN ? kij : (fc_real)0; /* no subnormals */
             }
+}
+
+static void FC_NAME(fc_sk_kernel_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    FC_NAME(fc_sk_rows_job) *j = arg;
+    FC_NAME(fc_sk_kernel_rows)(j->M, (fc_real *)j->K, j->m, lo, hi, j->inv_reg);
 }
 
 /* Plan P_ij = u_i K_ij v_j from the stored kernel (no exp), per row: rc = sum_j P_ij M_ij,
@@ -567,6 +613,13 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_kplanrows)(const fc_real *M, const fc_
     }
 }
 
+static void FC_NAME(fc_sk_kplan_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    FC_NAME(fc_sk_rows_job) *j = arg;
+    FC_NAME(fc_sk_kplanrows)(j->M, j->K, j->n, j->m, j->k, lo, hi, j->u, j->v, j->lv, j->inv_reg, j->plan,
+                             j->rc, j->rl);
+}
+
 int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
                                const double *a, const double *b, double reg, ptrdiff_t max_iter,
                                double tol, double *u, double *v, ptrdiff_t *niter, double *err,
@@ -599,14 +652,8 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
     {
         int ntk = fc_clamp_threads(n_threads, n);
         if ((double)n * (double)m < 65536.0) ntk = 1;
-        (void)ntk; /* unused without OpenMP */
-        double inv_reg = 1.0 / reg;
-        FC_OMP_PARALLEL(ntk)
-        {
-            ptrdiff_t lo, hi;
-            fc_split(n, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            FC_NAME(fc_sk_kernel_rows)(M, K, m, lo, hi, inv_reg);
-        }
+        FC_NAME(fc_sk_rows_job) rj = {.M = M, .K = K, .n = n, .m = m, .k = k, .inv_reg = 1.0 / reg};
+        fc_parallel_range(ntk, n, FC_NAME(fc_sk_kernel_range), &rj);
     }
     for (ptrdiff_t h = 0; h < k; ++h) {
         niter[h] = 0;
@@ -629,7 +676,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
         FC_NAME(fc_sk_sweep) sw = {.M = K, .act = act, .v = v, .a = a, .u = u, .part = part, .colsum = colsum,
                                    .n = n, .m = m, .k = k, .nb = nb, .rb = rb, .nact = nact, .log_domain = 0,
                                    .update = !first};
-        fc_team(nt, FC_NAME(fc_sk_sweep_team), &sw);
+        FC_NAME(fc_sk_run_sweep)(nt, &sw);
 
         for (ptrdiff_t q = 0; q < nact; ++q) {
             ptrdiff_t h = act[q];
@@ -682,14 +729,9 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
         for (ptrdiff_t j = 0; j < k * m; ++j) lv[j] = v[j] > 0.0 ? log(v[j]) : -INFINITY;
         int ntp = fc_clamp_threads(n_threads, n);
         if ((double)n * (double)m * (double)k < 65536.0) ntp = 1;
-        (void)ntp;
-        double inv_reg = 1.0 / reg;
-        FC_OMP_PARALLEL(ntp)
-        {
-            ptrdiff_t lo, hi;
-            fc_split(n, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            FC_NAME(fc_sk_kplanrows)(M, K, n, m, k, lo, hi, u, v, lv, inv_reg, plan, rc, rl);
-        }
+        FC_NAME(fc_sk_rows_job) rj = {.M = M, .K = K, .n = n, .m = m, .k = k, .inv_reg = 1.0 / reg, .u = u,
+                                      .v = v, .lv = lv, .plan = plan, .rc = rc, .rl = rl};
+        fc_parallel_range(ntp, n, FC_NAME(fc_sk_kplan_range), &rj);
         for (ptrdiff_t h = 0; h < k; ++h) {
             double c = 0.0, l = 0.0;
             for (ptrdiff_t i = 0; i < n; ++i) { c += rc[h * n + i]; l += rl[h * n + i]; }
@@ -749,6 +791,12 @@ static FC_MULTIVERSION void FC_NAME(fc_sk_planrows)(const fc_real *M, ptrdiff_t 
     }
 }
 
+static void FC_NAME(fc_sk_plan_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    FC_NAME(fc_sk_rows_job) *j = arg;
+    FC_NAME(fc_sk_planrows)(j->M, j->n, j->m, j->k, lo, hi, j->u, j->v, j->inv_reg, j->plan, j->rc, j->rl);
+}
+
 int FC_NAME(fc_sinkhorn_plan)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,
                               const double *alpha, const double *beta, double inv_reg, fc_real *plan,
                               double *cost, double *plogp, int n_threads)
@@ -760,13 +808,9 @@ int FC_NAME(fc_sinkhorn_plan)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdif
     if (!rc || !rl) { free(rc); free(rl); return FC_OUT_OF_MEMORY; }
     int nt = fc_clamp_threads(n_threads, n);
     if ((double)n * (double)m * (double)k < 16384.0) nt = 1;
-    (void)nt;
-    FC_OMP_PARALLEL(nt)
-    {
-        ptrdiff_t lo, hi;
-        fc_split(n, fc_thread_count(), fc_thread_id(), &lo, &hi);
-        FC_NAME(fc_sk_planrows)(M, n, m, k, lo, hi, alpha, beta, inv_reg, plan, rc, rl);
-    }
+    FC_NAME(fc_sk_rows_job) rj = {.M = M, .n = n, .m = m, .k = k, .inv_reg = inv_reg, .u = alpha, .v = beta,
+                                  .plan = plan, .rc = rc, .rl = rl};
+    fc_parallel_range(nt, n, FC_NAME(fc_sk_plan_range), &rj);
     for (ptrdiff_t h = 0; h < k; ++h) {
         double c = 0.0, l = 0.0;
         for (ptrdiff_t i = 0; i < n; ++i) { c += rc[h * n + i]; l += rl[h * n + i]; }

@@ -234,6 +234,34 @@ static FC_MULTIVERSION void FC_NAME(fc_cols)(const fc_real *x, fc_real *out_sm, 
     }
 }
 
+/* The arguments of fc_rows / fc_cols, for fc_parallel_range. */
+typedef struct {
+    const fc_real *x;
+    fc_real *out_sm, *out_lse;
+    const uint8_t *mask;
+    const ptrdiff_t *moff;
+    ptrdiff_t n, inner, nblk, msn, msi;
+} FC_NAME(fc_softmax_job);
+
+static void FC_NAME(fc_rows_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_softmax_job) *j = arg;
+    FC_NAME(fc_rows)(j->x, j->out_sm, j->out_lse, lo, hi, j->n, j->mask, j->moff, j->msn);
+}
+
+/* column blocks t in [lo, hi): block t % nblk of outer index t / nblk */
+static void FC_NAME(fc_cols_range)(void *arg, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const FC_NAME(fc_softmax_job) *j = arg;
+    for (ptrdiff_t t = lo; t < hi; ++t) {
+        ptrdiff_t o = t / j->nblk, b = t % j->nblk;
+        ptrdiff_t c0 = b * FC_COL_BLOCK;
+        ptrdiff_t c1 = c0 + FC_COL_BLOCK < j->inner ? c0 + FC_COL_BLOCK : j->inner;
+        FC_NAME(fc_cols)(j->x, j->out_sm, j->out_lse, o, c0, c1, j->n, j->inner, j->mask, j->moff, j->msn,
+                         j->msi);
+    }
+}
+
 static int FC_NAME(fc_softmax_driver)(const fc_real *x, fc_real *out_sm, fc_real *out_lse,
                                       ptrdiff_t outer, ptrdiff_t n, ptrdiff_t inner,
                                       const uint8_t *mask, const ptrdiff_t *moff,
@@ -246,32 +274,14 @@ static int FC_NAME(fc_softmax_driver)(const fc_real *x, fc_real *out_sm, fc_real
     if (mask != NULL && moff == NULL) return FC_BAD_ARGUMENT;
     if (out_sm != NULL && n == 0) return FC_OK; /* nothing to write */
 
-    if (inner == 1) {
-        int nt = fc_clamp_threads(n_threads, outer * n / 4096 + 1);
-        nt = nt > outer ? (int)outer : nt;
-        FC_OMP_PARALLEL(nt)
-        {
-            ptrdiff_t lo, hi;
-            fc_split(outer, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            FC_NAME(fc_rows)(x, out_sm, out_lse, lo, hi, n, mask, moff, msn);
-        }
-    } else {
-        ptrdiff_t nblk = (inner + FC_COL_BLOCK - 1) / FC_COL_BLOCK;
-        ptrdiff_t work = outer * nblk;
-        int nt = fc_clamp_threads(n_threads, outer * n * inner / 4096 + 1);
-        nt = nt > work ? (int)work : nt;
-        FC_OMP_PARALLEL(nt)
-        {
-            ptrdiff_t lo, hi;
-            fc_split(work, fc_thread_count(), fc_thread_id(), &lo, &hi);
-            for (ptrdiff_t t = lo; t < hi; ++t) {
-                ptrdiff_t o = t / nblk, b = t % nblk;
-                ptrdiff_t c0 = b * FC_COL_BLOCK;
-                ptrdiff_t c1 = c0 + FC_COL_BLOCK < inner ? c0 + FC_COL_BLOCK : inner;
-                FC_NAME(fc_cols)(x, out_sm, out_lse, o, c0, c1, n, inner, mask, moff, msn, msi);
-            }
-        }
-    }
+    FC_NAME(fc_softmax_job) job = {.x = x, .out_sm = out_sm, .out_lse = out_lse, .mask = mask, .moff = moff,
+                                   .n = n, .inner = inner, .nblk = (inner + FC_COL_BLOCK - 1) / FC_COL_BLOCK,
+                                   .msn = msn, .msi = msi};
+    if (inner == 1)
+        fc_parallel_range(fc_clamp_threads(n_threads, outer * n / 4096 + 1), outer, FC_NAME(fc_rows_range), &job);
+    else
+        fc_parallel_range(fc_clamp_threads(n_threads, outer * n * inner / 4096 + 1), outer * job.nblk,
+                          FC_NAME(fc_cols_range), &job);
     return FC_OK;
 }
 

@@ -54,6 +54,8 @@ _check_compiled()
 
 from fastcore._version import __version__  # noqa: E402
 from fastcore._errors import ConvergenceError, ConvergenceWarning, InternalError  # noqa: E402
+from fastcore._threads import get_num_threads, num_threads, set_num_threads  # noqa: E402
+from fastcore._config import show_config  # noqa: E402
 from fastcore.softmax import logsumexp, masked_softmax  # noqa: E402
 from fastcore import attention, crf, init, norm, optim, ot  # noqa: E402,F401  (fastcore.dask, fastcore.torch: optional)
 
@@ -62,6 +64,10 @@ __all__ = [
     "ConvergenceError",
     "ConvergenceWarning",
     "InternalError",
+    "get_num_threads",
+    "set_num_threads",
+    "num_threads",
+    "show_config",
     "logsumexp",
     "masked_softmax",
     "attention",

@@ -54,19 +54,46 @@ def raise_for_status(int status, str where, bint warn_on_limit=True):
     return status
 
 
-def openmp_enabled():
-    """Whether the extensions were compiled with OpenMP."""
-    return bool(_OPENMP_ENABLED)
-
-
 cdef extern from *:
     """
-    #ifdef _OPENMP
-    #define FC_OPENMP_ENABLED 1
+    /* Exported (the extensions hide every other C symbol): threadpoolctl's controller for
+     * fastcore (fastcore/_threads.py) recognises this module by it. */
+    #if defined(_WIN32)
+    __declspec(dllexport)
     #else
-    #define FC_OPENMP_ENABLED 0
+    __attribute__((visibility("default")))
     #endif
-    """
-    int FC_OPENMP_ENABLED
+    int fastcore_threadpool_marker(void) { return 1; }
 
-_OPENMP_ENABLED = FC_OPENMP_ENABLED
+    /* The instruction set the multiversioned kernels (FC_MULTIVERSION) run on this CPU. */
+    static const char *fc_simd_path(void)
+    {
+    #if defined(FC_NO_MULTIVERSION) || defined(__SANITIZE_ADDRESS__)
+        return "native build (no multiversioning)";
+    #elif defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (AVX-512)";
+        if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2 + FMA)";
+        return "x86-64 baseline (SSE2)";
+    #elif defined(__aarch64__) || defined(_M_ARM64)
+        return "aarch64 (NEON)";
+    #else
+        return "compiler default (no multiversioning)";
+    #endif
+    }
+    """
+    int fastcore_threadpool_marker()
+    const char *fc_simd_path()
+
+
+def simd_path():
+    """The instruction set the multiversioned C kernels use on this CPU (x86-64-v4, v3, ...)."""
+    return fc_simd_path().decode("ascii")
+
+
+def threads_backend():
+    """How the kernels get their threads: a pool of the platform's threads (csrc/fc_pool.c)."""
+    import sys
+
+    return "win32 threads" if sys.platform == "win32" else "pthreads"
+

@@ -40,12 +40,9 @@ class Show:
 
 def main(argv=None):
     import fastcore
-    from fastcore._common import openmp_enabled
-    from fastcore._threads import available_cores
 
     np.set_printoptions(precision=4, suppress=True)
-    print(f"fastcore {fastcore.__version__} (fastcore-kernels) — OpenMP {'on' if openmp_enabled() else 'off'}, "
-          f"{available_cores()} core(s)")
+    fastcore.show_config()
     show = Show()
     t0 = time.perf_counter()
     for fam in FAMILIES:

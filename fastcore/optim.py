@@ -5,7 +5,7 @@ A step reads every gradient twice and every parameter and state array once,
 whatever the options: one read pass for the global norm (which also detects a
 non-finite gradient before anything is written), then one read-write pass that
 clips, regularises and updates.  Both passes run in C over a flat list of
-(array, chunk) work items shared by OpenMP threads, so 50 small arrays and one
+(array, chunk) work items shared by the threads, so 50 small arrays and one
 big one keep all threads busy alike (``csrc/optim_impl.h``).  The WEISSI
 regulariser, when asked for, adds two read passes over the regularised
 parameters (their L2 and L1 norms) before the update.
@@ -279,7 +279,7 @@ class _Optimizer:
         self.lr = lr
         self.clip = _positive(clip, "clip", allow_none=True)
         self.clip_mode = _check_mode(clip_mode)
-        self.n_threads = resolve_n_threads(n_threads)
+        self.n_threads = n_threads  # resolved at each step (the property below)
         if regularizer not in (None, "weissi"):
             raise ValueError(f"regularizer must be None or 'weissi', got {regularizer!r}")
         self.regularizer = regularizer
@@ -295,6 +295,17 @@ class _Optimizer:
         self._reg_addr = self._addr[self._reg_idx]
         self._reg_sizes = self._sizes[self._reg_idx]
         self.step_count = 0
+
+    @property
+    def n_threads(self):
+        """Threads of each step: the value given, resolved at each step (None follows
+        fastcore.get_num_threads(), so threadpool_limits and OMP_NUM_THREADS apply)."""
+        return resolve_n_threads(self._n_threads)
+
+    @n_threads.setter
+    def n_threads(self, value):
+        resolve_n_threads(value)  # validates
+        self._n_threads = value
 
     def _reg_indices(self, reg_params):
         n = len(self._params)

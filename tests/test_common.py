@@ -63,15 +63,17 @@ def test_status_messages_are_distinct():
 
 
 def test_resolve_n_threads():
-    cores = available_cores()
-    expected = (lambda n: n) if _common.openmp_enabled() else (lambda n: 1)
-    assert resolve_n_threads(None) == expected(cores)
-    assert resolve_n_threads(-1) == expected(cores)
-    assert resolve_n_threads(3) == expected(3)
-    assert resolve_n_threads(np.int64(2)) == expected(2)
-    assert resolve_n_threads(-(cores + 5)) == 1
+    default = fastcore.get_num_threads()
+    assert 1 <= default <= available_cores()
+    assert resolve_n_threads(None) == default
+    assert resolve_n_threads(-1) == default
+    assert resolve_n_threads(3) == 3
+    assert resolve_n_threads(np.int64(2)) == 2
+    assert resolve_n_threads(-(default + 5)) == 1
     with pytest.raises(ValueError, match="n_threads must be a positive int"):
         resolve_n_threads(0)
+    with pytest.raises(ValueError, match="at most 65535"):
+        resolve_n_threads(2**40)
     with pytest.raises(TypeError, match="workers must be None or an int"):
         resolve_n_threads(1.5, "workers")
     with pytest.raises(TypeError):
