@@ -1153,7 +1153,7 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
     FC_NAME(fc_crf_job) job = {.tb = &tb, .em = em, .trans = trans, .start = start, .end = end, .mask = mask,
                                    .tags = tags, .logz = logz, .score = score, .B = B, .Tn = Tn, .K = K,
                                    .status = FC_OK, .next = 0};
-    fc_team(fc_clamp_threads(n_threads, B), FC_NAME(fc_crf_forward_team), &job);
+    fc_team(fc_crf_threads(n_threads, B, B * Tn, K), FC_NAME(fc_crf_forward_team), &job);
     FC_NAME(fc_crf_tab_free)(&tb);
     return job.status;
 }
@@ -1284,7 +1284,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
         .weight = weight, .logz = logz, .score = score, .chunk_acc = chunk_acc, .node = node, .pair = pair,
         .g_em = g_em, .B = B, .Tn = Tn, .K = K, .Kp = Kp, .accn = accn, .nchunk = nchunk, .grad = grad,
         .status = FC_OK, .next = 0};
-    fc_team(fc_clamp_threads(n_threads, nchunk), FC_NAME(fc_crf_fb_team), &job);
+    fc_team(fc_crf_threads(n_threads, nchunk, B * Tn, K), FC_NAME(fc_crf_fb_team), &job);
     const int status = job.status;
     if (status == FC_OK && grad) {
         /* reduce chunks in order */
@@ -1670,7 +1670,7 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
     FC_NAME(fc_crf_vit_job) job = {.em = em, .trans = trans, .start = start, .end = end, .TP = TP, .mask = mask,
                                    .paths = paths, .scores = scores, .B = B, .Tn = Tn, .K = K, .Kp = Kp,
                                    .T1 = Tn > 0 ? Tn : 1, .top_k = top_k, .status = FC_OK, .next = 0};
-    fc_team(fc_clamp_threads(n_threads, B), FC_NAME(fc_crf_viterbi_team), &job);
+    fc_team(fc_crf_threads(n_threads, B, B * Tn * top_k, K), FC_NAME(fc_crf_viterbi_team), &job);
     free(TP);
     return job.status;
 }
@@ -2672,7 +2672,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
     } else if (g_trans != NULL) {
         memset(g_trans, 0, sizeof(fc_real) * (size_t)(K * K)); /* B = 0 */
     }
-    int nt = fc_clamp_threads(n_threads, nchunk);
+    int nt = fc_crf_threads(n_threads, nchunk, B * Tn, K);
     const ptrdiff_t T1 = Tn > 0 ? Tn : 1;
     /* fused gradient: block accumulators of the transitions rows (FC_MEMM_FLUSH) */
     const int blk = fused && chunk_acc != NULL;
@@ -2764,7 +2764,7 @@ int FC_NAME(fc_memm_potentials)(const fc_real *em, const fc_real *trans, const u
     if (em == NULL || trans == NULL || out == NULL) return FC_BAD_ARGUMENT;
     FC_NAME(fc_memm_pot_job) job = {.em = em, .trans = trans, .mask = mask, .out = out, .wf = wf, .wb = wb,
                                     .B = B, .Tn = Tn, .K = K, .T1 = Tn > 0 ? Tn : 1, .status = FC_OK};
-    fc_team(fc_clamp_threads(n_threads, B), FC_NAME(fc_memm_potentials_team), &job);
+    fc_team(fc_crf_threads(n_threads, B, B * Tn, K), FC_NAME(fc_memm_potentials_team), &job);
     return job.status;
 }
 

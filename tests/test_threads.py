@@ -87,7 +87,7 @@ def test_show_config_names_cpu_path_and_threads(capsys):
 def _problems(rng):
     """One call per kernel family, each as a function of n_threads, on inputs large enough that
     two threads really split them."""
-    B, T, K = 64, 40, 9
+    B, T, K = 64, 64, 9  # above the CRF kernels' work threshold for 2 and 3 threads
     em = rng.standard_normal((B, T, K)).astype(np.float32)
     tr = rng.standard_normal((K, K)).astype(np.float32)
     tags = rng.integers(0, K, (B, T))
@@ -103,6 +103,7 @@ def _problems(rng):
     return {
         "softmax": lambda t: fastcore.masked_softmax(x, n_threads=t),
         "viterbi": lambda t: crf.viterbi(em, tr, lengths=lengths, n_threads=t)[0],
+        "crf_log_likelihood": lambda t: crf.crf_log_likelihood(em, tags, tr, lengths=lengths, n_threads=t),
         "crf_nll_grad": lambda t: crf.crf_nll_grad(em, tags, tr, lengths=lengths, n_threads=t)[1]["transitions"],
         "memm": lambda t: crf.memm_nll_grad(em, tags, tr, lengths=lengths, bidirectional=True,
                                             n_threads=t)[1]["transitions"],
