@@ -10,6 +10,9 @@
  * awake), then sleep on a condition variable, so an idle library uses no CPU.  In the child of a
  * fork() the pool is empty (pthread_atfork) and starts new workers when a team asks for them.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, sigset_t under -std=c11 */
+#endif
 #include "fc_parallel.h"
 
 #include <stdint.h>
@@ -27,7 +30,6 @@ typedef CONDITION_VARIABLE fc_cond;
 #define fc_cond_broadcast(c) WakeAllConditionVariable(c)
 #define fc_cpu_relax() YieldProcessor()
 #define fc_yield() SwitchToThread()
-#define FC_THREAD_LOCAL __declspec(thread)
 #else
 #include <pthread.h>
 #include <sched.h>
@@ -48,11 +50,12 @@ typedef pthread_cond_t fc_cond;
 #define fc_cpu_relax() ((void)0)
 #endif
 #define fc_yield() sched_yield()
-#if defined(_MSC_VER)
+#endif
+
+#if defined(_MSC_VER) && !defined(__clang__)
 #define FC_THREAD_LOCAL __declspec(thread)
 #else
 #define FC_THREAD_LOCAL _Thread_local
-#endif
 #endif
 
 #define FC_POOL_MAX 255      /* workers at most (a team of n uses n - 1 of them) */
