@@ -651,7 +651,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
     }
     {
         int ntk = fc_clamp_threads(n_threads, n);
-        if ((double)n * (double)m < 65536.0) ntk = 1;
+        if ((double)n * (double)m < FC_SK_MIN_PARALLEL) ntk = 1;
         FC_NAME(fc_sk_rows_job) rj = {.M = M, .K = K, .n = n, .m = m, .k = k, .inv_reg = 1.0 / reg};
         fc_parallel_range(ntk, n, FC_NAME(fc_sk_kernel_range), &rj);
     }
@@ -728,7 +728,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
         }
         for (ptrdiff_t j = 0; j < k * m; ++j) lv[j] = v[j] > 0.0 ? log(v[j]) : -INFINITY;
         int ntp = fc_clamp_threads(n_threads, n);
-        if ((double)n * (double)m * (double)k < 65536.0) ntp = 1;
+        if ((double)n * (double)m * (double)k < FC_SK_MIN_PARALLEL) ntp = 1;
         FC_NAME(fc_sk_rows_job) rj = {.M = M, .K = K, .n = n, .m = m, .k = k, .inv_reg = 1.0 / reg, .u = u,
                                       .v = v, .lv = lv, .plan = plan, .rc = rc, .rl = rl};
         fc_parallel_range(ntp, n, FC_NAME(fc_sk_kplan_range), &rj);
@@ -807,7 +807,7 @@ int FC_NAME(fc_sinkhorn_plan)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdif
     double *rl = malloc((size_t)k * (size_t)n * sizeof(double));
     if (!rc || !rl) { free(rc); free(rl); return FC_OUT_OF_MEMORY; }
     int nt = fc_clamp_threads(n_threads, n);
-    if ((double)n * (double)m * (double)k < 16384.0) nt = 1;
+    if ((double)n * (double)m * (double)k < FC_SK_MIN_PARALLEL) nt = 1;
     FC_NAME(fc_sk_rows_job) rj = {.M = M, .n = n, .m = m, .k = k, .inv_reg = inv_reg, .u = alpha, .v = beta,
                                   .plan = plan, .rc = rc, .rl = rl};
     fc_parallel_range(nt, n, FC_NAME(fc_sk_plan_range), &rj);
