@@ -43,8 +43,8 @@ def as_float_array(x, name, *, dtype=None, ndim=None, min_ndim=None, finite=Fals
     if kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if dtype is None:
-        if arr.dtype in FLOAT_DTYPES:
-            target = arr.dtype
+        if kind == "f" and arr.dtype.itemsize in (4, 8):  # native byte order: '>f4' stays float32
+            target = np.dtype(f"f{arr.dtype.itemsize}")
         elif kind == "f" and arr.dtype.itemsize < 4:
             target = np.dtype(np.float32)
         else:

@@ -47,6 +47,13 @@ REDUCTIONS = ("sum", "mean", "token_mean", "none")
 
 
 # ---------------------------------------------------------------- validation
+def _transitions(x, dtype, K):
+    """The transitions (K, K): required (start and end may be omitted), else as _scores."""
+    if x is None:
+        raise TypeError(f"transitions must be an array of shape {shape_str((K, K))}, got None")
+    return _scores(x, "transitions", dtype, (K, K))
+
+
 def _scores(x, name, dtype, shape):
     """A transitions/start/end array: cast to dtype, right shape, -inf allowed, NaN/+inf refused."""
     if x is None:
@@ -135,7 +142,7 @@ def _prepare(emissions, transitions, start, end, mask, lengths, tags=_NO_TAGS, n
         return emissions, transitions, start, end, mask, None if tags is _NO_TAGS else tags
     em = _emissions(emissions)
     B, T, K = em.shape
-    tr = _scores(transitions, "transitions", em.dtype, (K, K))
+    tr = _transitions(transitions, em.dtype, K)
     st = _scores(start, "start", em.dtype, (K,))
     en = _scores(end, "end", em.dtype, (K,))
     m = _mask(mask, lengths, B, T)
@@ -478,7 +485,7 @@ def _memm_prepare(emissions, transitions, mask, lengths, tags=_NO_TAGS):
         return emissions, transitions, mask, y
     em = _emissions(emissions)
     B, T, K = em.shape
-    tr = _scores(transitions, "transitions", em.dtype, (K, K))
+    tr = _transitions(transitions, em.dtype, K)
     m = _mask(mask, lengths, B, T)
     y = None if tags is _NO_TAGS else _tags(tags, B, T, K, m)
     return em, tr, m, y

@@ -113,6 +113,8 @@ def _max_iter(numItermax):
     k = int(numItermax)
     if k < 1:
         raise ValueError(f"numItermax must be None (no limit) or >= 1, got {k}")
+    if k > 2**62:  # it travels to C as a 64-bit integer
+        raise ValueError(f"numItermax must be at most 2**62, got {numItermax!r}")
     return k
 
 

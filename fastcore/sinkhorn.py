@@ -49,11 +49,16 @@ def _weights(w, name, size):
     return arr
 
 
+_MAX_COUNT = 2**62  # iteration counts travel to C as 64-bit integers
+
+
 def _positive_int(x, name, minimum=1):
     if isinstance(x, bool) or not isinstance(x, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(x).__name__}")
     if x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
+    if x > _MAX_COUNT:
+        raise ValueError(f"{name} must be at most 2**62, got {x}")
     return int(x)
 
 

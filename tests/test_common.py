@@ -141,3 +141,28 @@ def test_tour_runs(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "Traceback" not in proc.stderr
+
+
+def test_big_endian_floats_keep_their_precision():
+    for code in (">f4", ">f8", "<f4"):
+        x = np.arange(6, dtype=code).reshape(2, 3) / 7
+        arr = as_float_array(x, "x")
+        assert arr.dtype == np.dtype(code).newbyteorder("=") and arr.dtype.isnative
+        np.testing.assert_array_equal(arr, x)
+    x = (np.arange(12, dtype=np.float32).reshape(3, 4) / 5).astype(">f4")
+    out = fastcore.masked_softmax(x)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, fastcore.masked_softmax(x.astype(np.float32)))
+
+
+def test_huge_iteration_counts_are_value_errors():
+    from fastcore import ot
+    from fastcore.sinkhorn import sinkhorn
+
+    a = np.full(3, 1 / 3)
+    M = np.ones((3, 3)) - np.eye(3)
+    for bad in (1e20, 2**70):
+        with pytest.raises(ValueError, match="numItermax must be at most"):
+            ot.emd2(a, a, M, numItermax=bad)
+    with pytest.raises(ValueError, match="numItermax must be at most"):
+        sinkhorn(a, a, M, 1.0, numItermax=10**20)

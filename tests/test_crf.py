@@ -1452,3 +1452,14 @@ def test_one_call_fast_paths_equal_checked_paths(rng, dtype):
                  lambda: crf.memm_log_likelihood(em, None, tr, bidirectional=True)):
         with pytest.raises(TypeError, match="tags must be an integer array"):
             call()
+
+
+@pytest.mark.parametrize("fname", ["crf_log_partition", "viterbi", "crf_marginals", "memm_decode", "crf_score",
+                                   "crf_log_likelihood", "crf_nll_grad", "memm_log_likelihood", "memm_nll_grad"])
+def test_missing_transitions_named_in_the_error(fname):
+    em = np.zeros((2, 3, 4), np.float32)
+    fn = getattr(crf, fname)
+    args = (em, None) if fname in ("crf_log_partition", "viterbi", "crf_marginals", "memm_decode") \
+        else (em, np.zeros((2, 3), np.int64), None)
+    with pytest.raises(TypeError, match=r"transitions must be an array of shape \(4, 4\), got None"):
+        fn(*args)
