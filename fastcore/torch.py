@@ -129,19 +129,26 @@ class CRF(nn.Module):
             raise ValueError(f"emissions must have dimension of 3, got {emissions.dim()}")
         if emissions.size(2) != self.num_tags:
             raise ValueError(f"expected last dimension of emissions is {self.num_tags}, got {emissions.size(2)}")
+        # checked in the caller's layout (seq first unless batch_first), so the shapes in a message
+        # are the ones the caller passed
+        lead = tuple(emissions.shape[:2])
+        if tags is not None:
+            if tags.dtype.is_floating_point or tags.dtype.is_complex or tags.dtype == torch.bool:
+                raise TypeError(f"tags must be an integer tensor, got dtype {tags.dtype}")
+            if tuple(tags.shape) != lead:
+                raise ValueError(f"the shapes of emissions and tags must match, got {lead} and {tuple(tags.shape)}")
+        if mask is not None:
+            if mask.dtype not in (torch.bool, torch.uint8):
+                raise TypeError(f"mask must be a bool or uint8 tensor, got dtype {mask.dtype}")
+            if tuple(mask.shape) != lead:
+                raise ValueError(f"the shapes of emissions and mask must match, got {lead} and {tuple(mask.shape)}")
         if not self.batch_first:
             emissions = emissions.transpose(0, 1)
             tags = None if tags is None else tags.transpose(0, 1)
             mask = None if mask is None else mask.transpose(0, 1)
         B, T, _ = emissions.shape
-        if tags is not None and tags.shape != (B, T):
-            raise ValueError(f"the shapes of emissions and tags must match, got {tuple(emissions.shape[:2])} "
-                             f"and {tuple(tags.shape)}")
         if mask is None:
             mask = torch.ones((B, T), dtype=torch.bool)
-        elif mask.shape != (B, T):
-            raise ValueError(f"the shapes of emissions and mask must match, got {tuple(emissions.shape[:2])} "
-                             f"and {tuple(mask.shape)}")
         return emissions, tags, mask.to(torch.bool)
 
     def forward(self, emissions, tags, mask=None, reduction="sum"):
@@ -151,6 +158,8 @@ class CRF(nn.Module):
         """
         if reduction not in _REDUCTIONS:
             raise ValueError(f"invalid reduction: {reduction}")
+        if tags is None:
+            raise TypeError("tags must be an integer tensor of the emissions' first two dimensions, got None")
         emissions, tags, mask = self._batch_first(emissions, tags, mask)
         if emissions.dtype not in (torch.float32, torch.float64):
             raise TypeError(f"emissions must be float32 or float64, got {emissions.dtype}")

@@ -121,6 +121,29 @@ def test_bad_input(rng):
         model(em, torch.full_like(tags, 9))
     with pytest.raises(ValueError, match="invalid number of tags"):
         CRF(0)
+    with pytest.raises(TypeError, match="tags must be an integer tensor, got dtype torch.float32"):
+        model(em, tags.to(torch.float32) + 0.7)
+    with pytest.raises(TypeError, match="tags must be an integer tensor"):
+        model(em, None)
+    for bad in (torch.float32, torch.complex64):
+        with pytest.raises(TypeError, match="mask must be a bool or uint8 tensor"):
+            model(em, tags, mask=mask.to(bad))
+    assert torch.equal(model(em, tags, mask=mask.to(torch.uint8)), model(em, tags, mask=mask))
+
+
+def test_shape_errors_in_the_callers_layout(rng):
+    """batch_first=False: the message shows the (seq, batch) shapes the caller passed."""
+    import torch
+
+    from fastcore.torch import CRF
+
+    model = CRF(4)  # seq first
+    em = torch.zeros(5, 2, 4)
+    tags = torch.zeros(5, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"got \(5, 2\) and \(5, 3\)"):
+        model(em, tags)
+    with pytest.raises(ValueError, match=r"got \(5, 2\) and \(4, 2\)"):
+        model.decode(em, mask=torch.ones(4, 2, dtype=torch.bool))
 
 
 def test_import_without_torch_gives_a_clear_message(tmp_path):
