@@ -2,7 +2,7 @@
  *
  * Every function takes n_arrays flat arrays given as pointer tables (x[k] has
  * sizes[k] elements, C-contiguous) and splits the work into a flat list of
- * (array, chunk) items of FC_OPT_CHUNK elements; OpenMP threads take contiguous
+ * (array, chunk) items of FC_OPT_CHUNK elements; the ranks of a team take contiguous
  * runs of items.  Reductions are summed chunk by chunk, then in item order, so the
  * result does not depend on n_threads.  Sums are accumulated in double.
  *

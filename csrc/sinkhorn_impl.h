@@ -377,7 +377,6 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
     fc_sk_blocks(n, &rb, &nb);
     int nt = fc_clamp_threads(n_threads, nb);
     if ((double)n * (double)m * (double)k < FC_SK_MIN_PARALLEL) nt = 1;
-    (void)nt;
 
     double *part = malloc((size_t)nb * (size_t)k * (size_t)m * sizeof(double));
     double *tbuf = malloc((size_t)nt * 4 * (size_t)m * sizeof(double));
@@ -637,7 +636,6 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
     fc_sk_blocks(n, &rb, &nb);
     int nt = fc_clamp_threads(n_threads, nb);
     if ((double)n * (double)m * (double)k < 4.0 * FC_SK_MIN_PARALLEL) nt = 1;
-    (void)nt;
 
     fc_real *K = malloc((size_t)n * (size_t)m * sizeof(fc_real));
     double *part = malloc((size_t)nb * (size_t)k * (size_t)m * sizeof(double));

@@ -9,6 +9,7 @@ import operator
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+MAX_COUNT = 2**62  # iteration counts travel to C as 64-bit integers
 
 
 def shape_str(shape):

@@ -27,7 +27,7 @@ import numpy as np
 
 from fastcore import _emd
 from fastcore._threads import resolve_n_threads
-from fastcore._validation import as_float_array
+from fastcore._validation import MAX_COUNT, as_float_array
 
 from fastcore.sinkhorn import sinkhorn, sinkhorn2  # noqa: E402  (entropic OT, same module for users)
 
@@ -113,7 +113,7 @@ def _max_iter(numItermax):
     k = int(numItermax)
     if k < 1:
         raise ValueError(f"numItermax must be None (no limit) or >= 1, got {k}")
-    if k > 2**62:  # it travels to C as a 64-bit integer
+    if k > MAX_COUNT:
         raise ValueError(f"numItermax must be at most 2**62, got {numItermax!r}")
     return k
 

@@ -21,7 +21,7 @@ import numpy as np
 from fastcore import _sinkhorn
 from fastcore._errors import ConvergenceWarning, warn_user
 from fastcore._threads import resolve_n_threads
-from fastcore._validation import as_float_array, check_finite
+from fastcore._validation import MAX_COUNT, as_float_array, check_finite
 
 __all__ = ["sinkhorn", "sinkhorn2"]
 
@@ -49,15 +49,12 @@ def _weights(w, name, size):
     return arr
 
 
-_MAX_COUNT = 2**62  # iteration counts travel to C as 64-bit integers
-
-
 def _positive_int(x, name, minimum=1):
     if isinstance(x, bool) or not isinstance(x, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(x).__name__}")
     if x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
-    if x > _MAX_COUNT:
+    if x > MAX_COUNT:
         raise ValueError(f"{name} must be at most 2**62, got {x}")
     return int(x)
 
