@@ -4,7 +4,10 @@ Environment variables (all optional):
   FASTCORE_NATIVE=1     -march=native for a local build (never for wheels: other
                         CPUs would crash with SIGILL).  Without it, hot kernels are
                         compiled for several instruction sets and dispatched at load
-                        time (csrc/fc_parallel.h, FC_MULTIVERSION).
+                        time (csrc/fc_simd.h, FC_MULTIVERSION).
+  FASTCORE_PORTABLE=1   the plain-C backend (csrc/fc_simd.h: no vector extensions,
+                        no multiversioning), what compilers without GCC/Clang vector
+                        extensions (MSVC) get; CI runs the test suite on it.
   FASTCORE_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer build (see README).
   FASTCORE_BUILD_JOBS=N compiler processes at once (default: the cores this
                         process may use).  Every C file of every extension is
@@ -119,6 +122,8 @@ class BuildExt(build_ext):
                 cflags.append("-fopenmp-simd")
             if _env_flag("FASTCORE_NATIVE"):
                 cflags += ["-march=native", "-DFC_NO_MULTIVERSION"]
+            if _env_flag("FASTCORE_PORTABLE"):
+                cflags.append("-DFASTCORE_PORTABLE")
             if _env_flag("FASTCORE_SANITIZE"):
                 san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                        "-fno-omit-frame-pointer", "-g", "-DFC_NO_MULTIVERSION"]

@@ -54,7 +54,7 @@ typedef struct {
  * (two SSE2 registers in the baseline clone).  Written with plain arrays, GCC spilled an
  * accumulator of the micro-kernel through memory on every iteration; with explicit
  * vectors the 12 accumulators stay in registers.  NR = 2 vectors per row. */
-#if defined(__GNUC__) || defined(__clang__)
+#if FC_VECTOR_EXT
 #define FC_ATT_VECTOR_EXT 1
 typedef fc_real FC_NAME(fc_att_vec) __attribute__((vector_size(32)));
 #undef FC_ATT_VL

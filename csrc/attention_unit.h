@@ -5,6 +5,7 @@
 
 #include "attention.h"
 #include "fc_parallel.h"
+#include "fc_simd.h"
 
 /* The 32-byte vector helpers of attention_impl.h are always inlined: no ABI is crossed. */
 #if defined(__GNUC__) && !defined(__clang__)

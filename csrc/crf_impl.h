@@ -47,7 +47,7 @@ FC_INLINE ptrdiff_t FC_NAME(fc_crf_kp)(ptrdiff_t K)
     return (K + W - 1) / W * W;
 }
 
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
 /* Explicit 32-byte vectors (GCC/Clang): split in two on the SSE2 baseline clone. */
 typedef fc_real FC_NAME(fc_vr) __attribute__((vector_size(32)));
 #if FC_REAL_DOUBLE
@@ -231,7 +231,7 @@ FC_INLINE fc_real FC_NAME(fc_crf_vhmax)(const FC_NAME(fc_vr) *v, const int NV)
 
 /* out[j] = (sum_i x[i] M[i, j]) * mul[j] (mul may be NULL) for j < Kp, over blocks of W
  * columns with two accumulator chains (even / odd i). */
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
 FC_INLINE void FC_NAME(fc_crf_mv_w)(const fc_real *restrict x, const fc_real *restrict M, ptrdiff_t K,
                                     ptrdiff_t Kp, const fc_real *restrict mul, fc_real *restrict out,
                                     const int W)
@@ -621,7 +621,7 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
     const ptrdiff_t K = tb->K, Kp = tb->Kp;
     fc_real *restrict eb = ws->eb;
     if (tb->smax == -INFINITY || tb->nmax == -INFINITY) return NAN;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
     const fc_real *e_end = emb + (ws->pos[n - 1] + 1) * K; /* last readable emission of the sequence */
     FC_NAME(fc_vi) bmask;
     FC_NAME(fc_crf_bmask)(K, &bmask);
@@ -632,7 +632,7 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
     for (ptrdiff_t k = 0; k < n; ++k) {
         const fc_real *e = emb + ws->pos[k] * K;
         fc_real *restrict a = ws->A + k * Kp, *restrict p = ws->P + k * Kp;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
         fc_real m = FC_NAME(fc_crf_row_load)(e, NULL, K, Kp, eb, e_end, &bmask);
 #else
         for (ptrdiff_t j = 0; j < K; ++j) eb[j] = e[j];
@@ -668,7 +668,7 @@ static FC_MULTIVERSION double FC_NAME(fc_crf_fwd_scaled)(const FC_NAME(fc_crf_ta
     return logz;
 }
 
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
 /* row[0 .. K) = the first K lanes of v[0 .. NV): exact width, so that nothing beyond the row
  * is touched (the forward-backward writes rows last to first; the MEMM's safe stores). */
 FC_INLINE void FC_NAME(fc_crf_vstore_row)(fc_real *row, const FC_NAME(fc_vr) *v, ptrdiff_t K, const int NV)
@@ -807,7 +807,7 @@ FC_INLINE void FC_NAME(fc_crf_add_row)(const fc_real *restrict f, double *restri
 FC_INLINE void FC_NAME(fc_crf_counts_w)(const fc_real *restrict A, const fc_real *restrict Wk, ptrdiff_t n,
                                         ptrdiff_t K, ptrdiff_t Kp, double *restrict accT, const int W)
 {
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
     typedef FC_NAME(fc_vr) vr;
     const int NV = W / (int)FC_VLEN;
     for (ptrdiff_t k0 = 1; k0 < n; k0 += FC_CRF_CBLK) {
@@ -919,7 +919,7 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_bwd_scaled)(const FC_NAME(fc_crf_tab) 
     return 0;
 }
 
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
 /* fc_crf_fwd_scaled then fc_crf_bwd_scaled for one sequence (positions ws->pos[0..n),
  * n >= 1) with rows of NV vectors in registers (Kp = NV * FC_VLEN): the same recursions,
  * rescalings and trust tests; the forward is fc_crf_fwd_reg_nv storing ws->A, ws->P, ws->c.
@@ -1124,7 +1124,7 @@ static void FC_NAME(fc_crf_forward_team)(void *arg)
         const fc_real *emb = job->em + b * Tn * K;
         ptrdiff_t n = FC_NAME(fc_crf_positions)(job->mask, b, Tn, ws.pos);
         double z = 0.0;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
         if (n > 0 && tb->Kp <= 8 * FC_VLEN)
             z = FC_NAME(fc_crf_fwd_reg)(tb, emb, ws.pos, n);
         else
@@ -1196,7 +1196,7 @@ static void FC_NAME(fc_crf_fb_team)(void *arg)
             double z = 0.0;
             int scaled = 0, fused = 0; /* fused: the emission gradient rows are written */
             if (n > 0) {
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
                 if (Kp <= 8 * FC_VLEN) {
                     fused = ge != NULL && ge == nodet;
                     z = FC_NAME(fc_crf_fb_reg)(tb, &ws, emb, n, nodet, fused ? (fc_real)weight[b] : (fc_real)1,
@@ -1312,7 +1312,7 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
 /* ---------------------------------------------------------------- Viterbi */
 /* One Viterbi step (compilers without GCC vectors; GCC/Clang use fc_crf_vit_reg2):
  * d1[j] = max_i d0[i] + TP[i, j] and its argmax (lowest i on ties) for every j < Kp. */
-#if !defined(__GNUC__)
+#if !FC_VECTOR_EXT
 FC_INLINE void FC_NAME(fc_crf_vstep_w)(const fc_real *restrict d0, const fc_real *restrict TP, ptrdiff_t K,
                                        ptrdiff_t Kp, fc_real *restrict d1, int32_t *restrict arg)
 {
@@ -1348,7 +1348,7 @@ FC_INLINE int FC_NAME(fc_crf_vit_back)(const fc_real *d, const fc_real *end, con
     return 0;
 }
 
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
 /* fc_crf_vit1_bp (below) for Kp = 2 FC_VLEN (K <= FC_CRF_WS) with the scores held in two
  * registers: each step is two chains of (max, argmax) over the predecessors i (even / odd
  * i, lowest first) merged so that the lowest index wins ties; the emission row is loaded
@@ -1439,7 +1439,7 @@ static FC_MULTIVERSION int FC_NAME(fc_crf_vit1_bp)(const fc_real *emb, const fc_
                                                 ptrdiff_t K, ptrdiff_t Kp, fc_real *d0, fc_real *d1,
                                                 int32_t *bp, int64_t *path)
 {
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
     (void)d0; (void)d1;
     (void)Kp; /* = FC_CRF_WS = 2 FC_VLEN */
     return FC_NAME(fc_crf_vit_reg2)(emb, TP, start, end, pos, n, K, bp, path);
@@ -1704,7 +1704,7 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
     const fc_real fcoef = (fc_real)coef;
     for (ptrdiff_t j = K; j < Kp; ++j) r[j] = -FC_INF;
     if (n == 0) return 0.0;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
     const fc_real *e_end = emb + (pos[n - 1] + 1) * K;
     FC_NAME(fc_vi) bmask;
     FC_NAME(fc_crf_bmask)(K, &bmask);
@@ -1715,7 +1715,7 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
         const fc_real *e = emb + t * K;
         int64_t cond = q == 0 ? K : y[pos[reverse ? k + 1 : k - 1]];
         const fc_real *g = Gp + cond * Kp;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
         fc_real m = FC_NAME(fc_crf_row_load)(e, g, K, Kp, r, e_end, &bmask);
 #else
         for (ptrdiff_t j = 0; j < K; ++j) r[j] = g[j] + e[j];
@@ -1745,7 +1745,7 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_dir)(const fc_real *emb, const fc_
     return dead ? -INFINITY : ll;
 }
 
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
 /* Transitions-gradient rows of fc_memm_seq: each token adds one fc_real row per direction
  * to a block accumulator (2K rows of Kp, row counts cnt[0 .. 2K)) instead of converting it
  * to double.  A row is added to its double accumulator and cleared after FC_MEMM_FLUSH terms
@@ -1989,11 +1989,18 @@ FC_INLINE void FC_NAME(fc_memm_one)(const fc_real *emb, const fc_real *Gp, const
 _Static_assert(FC_MEMM_LK == 10, "fc_memm_lanes has a case for each K <= FC_MEMM_LK");
 
 /* v[l] = table[idx[l]] for a table of nt vectors (entry c at tab[c / W][c % W]) and
- * idx[l] < nt * W, nt <= NT (compile-time): in-register permutes, two vectors at a time. */
+ * idx[l] < nt * W, nt <= NT (compile-time): in-register permutes, two vectors at a time
+ * (GCC's __builtin_shuffle with run-time indices; Clang loads the lanes). */
 FC_INLINE void FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, const int NT, const FC_NAME(fc_vi) *idxp,
                                        FC_NAME(fc_vr) *out)
 {
     const FC_NAME(fc_vi) idx = *idxp;
+#if defined(__clang__)
+    /* Clang has no shuffle by run-time indices: the lanes are loaded from the table (a gather) */
+    (void)nt;
+    (void)NT;
+    for (int l = 0; l < (int)FC_VLEN; ++l) (*out)[l] = tab[idx[l]];
+#else
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
     vr t0, t1;
@@ -2014,6 +2021,7 @@ FC_INLINE void FC_NAME(fc_memm_lookup)(const fc_real *tab, int nt, const int NT,
         r = (vr)(((vi)s & sel) | ((vi)r & ~sel));
     }
     *out = r;
+#endif
 }
 
 /* In-register transpose of a W x W block (W = FC_VLEN vectors r[0..W)): unpack, shuffle and
@@ -2023,31 +2031,27 @@ FC_INLINE void FC_NAME(fc_memm_transpose)(FC_NAME(fc_vr) *r)
     typedef FC_NAME(fc_vr) vr;
     typedef FC_NAME(fc_vi) vi;
 #if FC_REAL_DOUBLE
-    const vi lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7}, p20 = {0, 1, 4, 5}, p31 = {2, 3, 6, 7};
-    vr t0 = __builtin_shuffle(r[0], r[1], lo), t1 = __builtin_shuffle(r[0], r[1], hi);
-    vr t2 = __builtin_shuffle(r[2], r[3], lo), t3 = __builtin_shuffle(r[2], r[3], hi);
-    r[0] = __builtin_shuffle(t0, t2, p20);
-    r[1] = __builtin_shuffle(t1, t3, p20);
-    r[2] = __builtin_shuffle(t0, t2, p31);
-    r[3] = __builtin_shuffle(t1, t3, p31);
+    vr t0 = FC_SHUFFLE2(r[0], r[1], vi, 0, 4, 2, 6), t1 = FC_SHUFFLE2(r[0], r[1], vi, 1, 5, 3, 7);
+    vr t2 = FC_SHUFFLE2(r[2], r[3], vi, 0, 4, 2, 6), t3 = FC_SHUFFLE2(r[2], r[3], vi, 1, 5, 3, 7);
+    r[0] = FC_SHUFFLE2(t0, t2, vi, 0, 1, 4, 5);
+    r[1] = FC_SHUFFLE2(t1, t3, vi, 0, 1, 4, 5);
+    r[2] = FC_SHUFFLE2(t0, t2, vi, 2, 3, 6, 7);
+    r[3] = FC_SHUFFLE2(t1, t3, vi, 2, 3, 6, 7);
 #else
-    const vi lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
-    const vi s44 = {0, 1, 8, 9, 4, 5, 12, 13}, sEE = {2, 3, 10, 11, 6, 7, 14, 15};
-    const vi p20 = {0, 1, 2, 3, 8, 9, 10, 11}, p31 = {4, 5, 6, 7, 12, 13, 14, 15};
     vr t[8], u[8];
     for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shuffle(r[i], r[i + 1], lo);
-        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], hi);
+        t[i] = FC_SHUFFLE2(r[i], r[i + 1], vi, 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = FC_SHUFFLE2(r[i], r[i + 1], vi, 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int i = 0; i < 8; i += 4) {
-        u[i] = __builtin_shuffle(t[i], t[i + 2], s44);
-        u[i + 1] = __builtin_shuffle(t[i], t[i + 2], sEE);
-        u[i + 2] = __builtin_shuffle(t[i + 1], t[i + 3], s44);
-        u[i + 3] = __builtin_shuffle(t[i + 1], t[i + 3], sEE);
+        u[i] = FC_SHUFFLE2(t[i], t[i + 2], vi, 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = FC_SHUFFLE2(t[i], t[i + 2], vi, 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = FC_SHUFFLE2(t[i + 1], t[i + 3], vi, 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = FC_SHUFFLE2(t[i + 1], t[i + 3], vi, 2, 3, 10, 11, 6, 7, 14, 15);
     }
     for (int i = 0; i < 4; ++i) {
-        r[i] = __builtin_shuffle(u[i], u[i + 4], p20);
-        r[i + 4] = __builtin_shuffle(u[i], u[i + 4], p31);
+        r[i] = FC_SHUFFLE2(u[i], u[i + 4], vi, 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = FC_SHUFFLE2(u[i], u[i + 4], vi, 4, 5, 6, 7, 12, 13, 14, 15);
     }
 #endif
 }
@@ -2179,11 +2183,11 @@ FC_INLINE unsigned FC_NAME(fc_memm_grp)(const fc_real *emb, const ptrdiff_t *pos
         memcpy(&yw, y + pos[k0], sizeof yw);
         yv = __builtin_convertvector(yw, vi);
 #if FC_REAL_DOUBLE
-        cfv = __builtin_shuffle(yv, (vi){0, 0, 1, 2});
-        cbv = __builtin_shuffle(yv, (vi){1, 2, 3, 3});
+        cfv = FC_SHUFFLE1(yv, vi, 0, 0, 1, 2);
+        cbv = FC_SHUFFLE1(yv, vi, 1, 2, 3, 3);
 #else
-        cfv = __builtin_shuffle(yv, (vi){0, 0, 1, 2, 3, 4, 5, 6});
-        cbv = __builtin_shuffle(yv, (vi){1, 2, 3, 4, 5, 6, 7, 7});
+        cfv = FC_SHUFFLE1(yv, vi, 0, 0, 1, 2, 3, 4, 5, 6);
+        cbv = FC_SHUFFLE1(yv, vi, 1, 2, 3, 4, 5, 6, 7, 7);
 #endif
         cfv[0] = (li)prev;
         cbv[W - 1] = (li)next;
@@ -2445,7 +2449,7 @@ static FC_MULTIVERSION double FC_NAME(fc_memm_seq)(const fc_real *emb, const fc_
 }
 #endif
 
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
 /* The exp tables of fc_memm_nll from G2 ((2 (K + 1), Kp) rows, -inf padded): EG rows
  * exp(row - rm) (0 in the padding and for an all -inf row), rm the row maxima, and when
  * EGT != NULL their transpose for the token lanes, EGT[(d K + j) Cp + c] = EG[(d (K + 1) + c) Kp + j]
@@ -2496,7 +2500,7 @@ static FC_MULTIVERSION void FC_NAME(fc_memm_tables)(const fc_real *G2, ptrdiff_t
  * fc_memm_seq does not apply (the per-direction loop with the CRF padding is used). */
 FC_INLINE ptrdiff_t FC_NAME(fc_memm_stride)(ptrdiff_t K)
 {
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
     ptrdiff_t nv = (K + FC_VLEN - 1) / FC_VLEN;
     if (nv <= 8) return nv * FC_VLEN;
     nv = FC_NAME(fc_crf_kp)(K) / FC_VLEN;
@@ -2534,8 +2538,8 @@ static void FC_NAME(fc_memm_nll_team)(void *arg)
     fc_real *g_em = job->g_em;
     const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K, Kp = job->Kp, T1 = job->T1, nchunk = job->nchunk, accn = job->accn;
     const int bidir = job->bidir, grad = job->grad, fused = job->fused, blk = job->blk;
-#if !defined(__GNUC__)
-    (void)EG; (void)rm; (void)EGT;
+#if !FC_VECTOR_EXT
+    (void)EG; (void)rm; (void)EGT; (void)fused; /* no fused path: blk is 0 */
 #endif
     /* this thread's buffers, one allocation: positions, two rows, and with blk the block
      * accumulators and their counts (zeroed; NULL otherwise) */
@@ -2561,7 +2565,7 @@ static void FC_NAME(fc_memm_nll_team)(void *arg)
             ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
             double wb = grad ? weight[b] : 0.0;
             double c = bidir ? 0.5 * wb : wb;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
             if (fused) {
                 ll[b] = FC_NAME(fc_memm_seq)(emb, Gp, GTp, pos, n, Tn, yb, K, Kp, bidir, c, ge, cacc, facc,
                                              cnt, EG, rm, EGT);
@@ -2577,8 +2581,10 @@ static void FC_NAME(fc_memm_nll_team)(void *arg)
             }
             ll[b] = lf;
         }
+#if FC_VECTOR_EXT
         if (blk) /* the chunk's partial blocks: results do not depend on the thread count */
             FC_NAME(fc_memm_flush_all)(facc, cacc, cnt, K, Kp);
+#endif
     }
     free(pos);
 }
@@ -2633,12 +2639,14 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
      * EGT: their transpose for the token lanes (fc_memm_grp) */
     int tabs = 0;
     ptrdiff_t Cp = 0, negt = 0;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
     if (fused && B * Tn >= 4 * (K + 1)) {
         tabs = 1;
         Cp = Kp + FC_VLEN;
         negt = K <= FC_MEMM_LK ? 2 * K * Cp : 0;
     }
+#else
+    (void)Cp;
 #endif
     /* one allocation: G and G^T padded to (K + 1, Kp) (row K is the "no conditioning label"
      * row of zeros), then the tables */
@@ -2657,7 +2665,7 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         for (ptrdiff_t j = K; j < Kp; ++j) g[j] = gt[j] = -FC_INF;
     }
     fc_real *EG = NULL, *rm = NULL, *EGT = NULL;
-#if defined(__GNUC__)
+#if FC_VECTOR_EXT
     if (tabs) {
         EG = G2 + ng2;
         rm = EG + 2 * (K + 1) * Kp;

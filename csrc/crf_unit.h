@@ -6,6 +6,7 @@
 
 #include "crf.h"
 #include "fc_parallel.h"
+#include "fc_simd.h"
 
 /* ranks of fc_crf_check at most (a pass over the emissions: a few ranks saturate memory) */
 #define FC_CRF_CHECK_RANKS 64

@@ -9,6 +9,7 @@
 
 #include "fc_math.h"
 #include "fc_parallel.h"
+#include "fc_simd.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* the 32-byte vector helpers below are always inlined: no ABI is involved */
@@ -104,6 +105,7 @@ FC_INLINE uint64_t order_key(double c)
 }
 
 /* ------------------------------------------------------------------ vector helpers */
+#if FC_VECTOR_EXT
 /* GCC vector extensions: the compiler does not vectorise a floating-point min/max
  * reduction without -ffinite-math-only, so the blend is written out (lowered to SSE2 in
  * the baseline clone, AVX in the others). */
@@ -169,6 +171,28 @@ FC_INLINE double row_max_abs(const double *c, ptrdiff_t m)
     }
     return nb == 0.0 ? r : NAN;
 }
+#else
+/* the plain-C backend (fc_simd.h): the same answers, one element at a time */
+FC_INLINE double row_min_diff(const double *c, const double *p, ptrdiff_t m)
+{
+    double r = INFINITY;
+    for (ptrdiff_t j = 0; j < m; j++) {
+        double t = c[j] - p[j];
+        r = t < r ? t : r;
+    }
+    return r;
+}
+
+FC_INLINE double row_max_abs(const double *c, ptrdiff_t m)
+{
+    double r = 0.0, nb = 0.0;
+    for (ptrdiff_t j = 0; j < m; j++) {
+        r = fabs(c[j]) > r ? fabs(c[j]) : r;
+        nb += c[j] * 0.0;
+    }
+    return nb == 0.0 ? r : NAN;
+}
+#endif
 
 FC_INLINE double sq_dist(const double *x, const double *y, ptrdiff_t d)
 {
@@ -341,13 +365,16 @@ static void ns_recompute_potentials(fc_ns *s)
 static FC_MULTIVERSION void greedy_scan_full(const double *C, ptrdiff_t ldc, ptrdiff_t n, ptrdiff_t m,
                                              fc_cand *cand, double *colmin, int32_t *colarg, double *colargd)
 {
+#if FC_VECTOR_EXT
     const fc_v4d four = {4, 4, 4, 4}, pinf = {INFINITY, INFINITY, INFINITY, INFINITY};
+#endif
     for (ptrdiff_t q = 0; q < m; q++) { colmin[q] = INFINITY; colargd[q] = -1.0; }
     for (ptrdiff_t i = 0; i < n; i++) {
         const double *Ci = C + i * ldc;
         double di = (double)i;
-        fc_v4d vi = {di, di, di, di}, b4 = pinf, bq4 = {0, 0, 0, 0}, jx = {0, 1, 2, 3};
         ptrdiff_t q = 0;
+#if FC_VECTOR_EXT
+        fc_v4d vi = {di, di, di, di}, b4 = pinf, bq4 = {0, 0, 0, 0}, jx = {0, 1, 2, 3};
         for (; q + 4 <= m; q += 4, jx += four) {
             fc_v4d c = v4_load(Ci + q), cm = v4_load(colmin + q), ca = v4_load(colargd + q);
             fc_v4l lt = c < cm, lb = c < b4;
@@ -358,6 +385,9 @@ static FC_MULTIVERSION void greedy_scan_full(const double *C, ptrdiff_t ldc, ptr
             b4 = (fc_v4d)(((fc_v4l)c & lb) | ((fc_v4l)b4 & ~lb));
             bq4 = (fc_v4d)(((fc_v4l)jx & lb) | ((fc_v4l)bq4 & ~lb));
         }
+#else
+        double b4[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, bq4[4] = {0, 0, 0, 0};
+#endif
         /* lanes: lowest value, then lowest column; the tail columns come after them */
         double best = INFINITY, bq = 0.0;
         for (int l = 0; l < 4; l++) {
@@ -836,8 +866,10 @@ static FC_MULTIVERSION int lsap_solve(ptrdiff_t n, const double *C, ptrdiff_t ld
 {
     double *u = dwork, *v = u + n, *dist = v + n, *fin = dist + n, *pred = fin + n, *busy = pred + n;
     int32_t *row4col = iwork, *rows_seen = iwork + n, *cols_seen = iwork + 2 * n;
+#if FC_VECTOR_EXT
     const fc_v4d ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
     const fc_v4d pinf = {INFINITY, INFINITY, INFINITY, INFINITY};
+#endif
     for (ptrdiff_t t = 0; t < n; t++) { u[t] = 0.0; v[t] = 0.0; busy[t] = 0.0; pred[t] = 0.0; }
     for (ptrdiff_t t = 0; t < n; t++) { row4col[t] = -1; col4row[t] = -1; }
     /* column reduction (as in Jonker-Volgenant): v_j = min_i C_ij keeps the duals
@@ -869,10 +901,11 @@ static FC_MULTIVERSION int lsap_solve(ptrdiff_t n, const double *C, ptrdiff_t ld
             rows_seen[nrs++] = i;
             const double *Ci = C + (ptrdiff_t)i * ldc;
             double base = dmin - u[i], di = (double)i;
+            ptrdiff_t j = 0;
+#if FC_VECTOR_EXT
             fc_v4d vb = {base, base, base, base}, vi = {di, di, di, di}, lo4 = pinf, lf4 = pinf;
             fc_v4d jx = {0, 1, 2, 3}, at4 = {-1, -1, -1, -1}, af4 = at4;
             const fc_v4d four = {4, 4, 4, 4};
-            ptrdiff_t j = 0;
             for (; j + 4 <= n; j += 4, jx += four) {
                 fc_v4d r = vb + v4_load(Ci + j) - v4_load(v + j), d = v4_load(dist + j), p = v4_load(pred + j);
                 fc_v4l up = r < d;
@@ -887,7 +920,11 @@ static FC_MULTIVERSION int lsap_solve(ptrdiff_t n, const double *C, ptrdiff_t ld
                 lf4 = (fc_v4d)(((fc_v4l)df & ltf) | ((fc_v4l)lf4 & ~ltf));
                 af4 = (fc_v4d)(((fc_v4l)jx & ltf) | ((fc_v4l)af4 & ~ltf));
             }
-            for (; j < n; j++) {  /* tail columns, same rules */
+#else
+            double lo4[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, lf4[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+            double at4[4] = {-1, -1, -1, -1}, af4[4] = {-1, -1, -1, -1};
+#endif
+            for (; j < n; j++) {  /* tail columns, same rules (every column in the plain-C backend) */
                 double r = base + Ci[j] - v[j], d = dist[j];
                 int up = r < d;
                 d = up ? r : d;
@@ -952,6 +989,14 @@ typedef struct {
     double *G;
     ptrdiff_t ldg;
 } fc_plan_out;
+
+/* The cost from its rows' sums, in row order (both paths of emd_core). */
+static double sum_rows(const double *rowsum, ptrdiff_t n)
+{
+    double total = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++) total += rowsum[i];
+    return total;
+}
 
 static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M, ptrdiff_t ldm,
                     fc_plan_out *out, double *u, double *v, double *cost, long long max_iter, long long *n_iter)
@@ -1021,10 +1066,11 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
             status = lsap_solve(nn, s.C, s.ldc, iwork + 3 * nn, work, iwork);
             if (status == FC_NON_FINITE) goto done;
             if (status == FC_OK) {
-                /* the same sum, in the same order, as the simplex path below */
-                double total = 0.0;
-                for (ptrdiff_t i = 0; i < nn; i++) total += ab[0] * s.C[i * s.ldc + iwork[3 * nn + i]];
-                *cost = total;
+                /* the same sum, in the same order, as the simplex path below: the rounded
+                 * products first (stored, so that no compiler fuses them into the sum with an
+                 * FMA, which the simplex path's row sums cannot get), then sum_rows */
+                for (ptrdiff_t i = 0; i < nn; i++) work[i] = ab[0] * s.C[i * s.ldc + iwork[3 * nn + i]];
+                *cost = sum_rows(work, nn);
                 goto done;
             }
             free(iwork); free(work);  /* overflowing reduced costs (|C| near DBL_MAX): simplex */
@@ -1048,7 +1094,7 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
     {
         /* sum_i (sum over row i's arcs): row by row, so that a problem with one arc per
          * row (an assignment) sums in the same order as lsap_solve's */
-        double total = 0.0, *rowsum = work + 2 * (nn + mm + 1);
+        double *rowsum = work + 2 * (nn + mm + 1);
         int32_t R = NS_ROOT(&s), n32 = (int32_t)nn;
         for (ptrdiff_t i = 0; i < nn; i++) rowsum[i] = 0.0;
         for (int32_t x = 0; x < R; x++) {
@@ -1067,8 +1113,7 @@ static int emd_core(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, 
                 out->nnz++;
             }
         }
-        for (ptrdiff_t i = 0; i < nn; i++) total += rowsum[i];
-        *cost = total;
+        *cost = sum_rows(rowsum, nn);
     }
 duals:
     if (u || v) {
@@ -1194,6 +1239,7 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
 }
 
 /* ------------------------------------------------------------------ documents */
+#if FC_VECTOR_EXT
 FC_INLINE double v4_sum(fc_v4d v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 
 /* One R x Q block (R <= 3, Q <= 4, compile-time constants once inlined) of G = X Y^T:
@@ -1276,6 +1322,18 @@ FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, 
         else gram_tile(d, X, Y, i, j, 1, 1, G, m);
     }
 }
+#else
+/* G = X Y^T, the plain-C backend (fc_simd.h) */
+FC_INLINE void gram(ptrdiff_t d, const double *X, ptrdiff_t n, const double *Y, ptrdiff_t m, double *G)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        for (ptrdiff_t j = 0; j < m; j++) {
+            double r = 0.0;
+            for (ptrdiff_t k = 0; k < d; k++) r += X[i * d + k] * Y[j * d + k];
+            G[i * m + j] = r;
+        }
+}
+#endif
 
 /* Di[j] = sqrt(max(nxi + ny[j] - 2 Di[j], 0)) */
 FC_INLINE void dist_row(double *restrict Di, const double *restrict ny, double nxi, ptrdiff_t m)

@@ -16,13 +16,7 @@
 #include <string.h>
 #include <math.h>
 
-/* Force inlining, so that a helper called from an FC_MULTIVERSION function is
- * compiled for that clone's instruction set (an out-of-line helper is baseline). */
-#if defined(__GNUC__) || defined(__clang__)
-#define FC_INLINE static inline __attribute__((always_inline))
-#else
-#define FC_INLINE static inline
-#endif
+#include "fc_simd.h" /* FC_INLINE */
 
 static inline float fc_bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
 static inline uint32_t fc_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, sizeof u); return u; }

@@ -1,4 +1,4 @@
-/* Threads and instruction sets, in one place.
+/* Threads, in one place (the instruction sets: fc_simd.h).
  *
  * fc_team(n, fn, arg)  runs fn(arg) once for each rank 0 .. n-1 of a team of n; inside fn,
  *                     fc_thread_id() is the rank and fc_thread_count() is n.  The ranks are
@@ -16,12 +16,6 @@
  * fc_claim(&next)                    dynamic scheduling: the next index of a shared counter.
  * FC_OMP_FAIL(status, code)          a rank records a failure in the shared status.
  * fc_atomic_load_int(&x)             reads a value that other ranks may write.
- * FC_MULTIVERSION     put before a hot function (its helpers must be FC_INLINE, fc_math.h): GCC on x86-64 Linux compiles it
- *                     three times (x86-64-v4 = AVX-512, x86-64-v3 = AVX2+FMA, and
- *                     the baseline) and picks one at load time, so wheels stay
- *                     portable (no -march=native) yet use the machine's vector
- *                     width.  Empty elsewhere, with FASTCORE_NATIVE builds and
- *                     under sanitizers.
  *
  * The pool uses the platform's threads (pthreads, or Win32 threads on Windows), not OpenMP:
  * an OpenMP fork-join region ends in a barrier that waits for every thread of the team,
@@ -33,6 +27,8 @@
 #define FC_PARALLEL_H
 
 #include <stddef.h>
+
+#include "fc_simd.h" /* FC_MULTIVERSION, FC_INLINE */
 
 /* ---- atomics: GCC/Clang builtins, or MSVC's interlocked intrinsics (64-bit targets) ---- */
 #if defined(_MSC_VER) && !defined(__clang__)
@@ -117,12 +113,5 @@ static inline int fc_clamp_threads(int n_threads, ptrdiff_t work)
     if (work < 1) return 1;
     return (ptrdiff_t)n_threads > work ? (int)work : (n_threads < 1 ? 1 : n_threads);
 }
-
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) \
-    && defined(__linux__) && !defined(FC_NO_MULTIVERSION) && !defined(__SANITIZE_ADDRESS__)
-#define FC_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FC_MULTIVERSION
-#endif
 
 #endif /* FC_PARALLEL_H */

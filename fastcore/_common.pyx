@@ -65,30 +65,57 @@ cdef extern from *:
     #endif
     int fastcore_threadpool_marker(void) { return 1; }
 
-    /* The instruction set the multiversioned kernels (FC_MULTIVERSION) run on this CPU. */
+    #include "fc_simd.h"
+
+    /* The code path of the kernels on this CPU: the SIMD backend (csrc/fc_simd.h) and, with
+     * the multiversioned clones (FC_MULTIVERSION), the instruction set picked at load time. */
     static const char *fc_simd_path(void)
     {
-    #if defined(FC_NO_MULTIVERSION) || defined(__SANITIZE_ADDRESS__)
-        return "native build (no multiversioning)";
-    #elif defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && defined(__linux__)
+    #if !FC_VECTOR_EXT
+        return "plain C (portable backend, no vector extensions)";
+    #elif FC_MULTIVERSION_CLONES
         __builtin_cpu_init();
         if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (AVX-512)";
         if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2 + FMA)";
         return "x86-64 baseline (SSE2)";
+    #elif defined(FC_NO_MULTIVERSION) || defined(__SANITIZE_ADDRESS__)
+        return "native build (no multiversioning)";
     #elif defined(__aarch64__) || defined(_M_ARM64)
         return "aarch64 (NEON)";
+    #elif defined(__AVX2__)
+        return "compiler flags (AVX2, no multiversioning)";
     #else
-        return "compiler default (no multiversioning)";
+        return "target baseline (no multiversioning)";
+    #endif
+    }
+
+    /* The compiler that built the kernels. */
+    static const char *fc_compiler(void)
+    {
+    #if defined(__clang__)
+        return "Clang " __clang_version__;
+    #elif defined(__GNUC__)
+        return "GCC " __VERSION__;
+    #elif defined(_MSC_VER)
+        return "MSVC";
+    #else
+        return "unknown";
     #endif
     }
     """
     int fastcore_threadpool_marker()
     const char *fc_simd_path()
+    const char *fc_compiler()
 
 
 def simd_path():
     """The instruction set the multiversioned C kernels use on this CPU (x86-64-v4, v3, ...)."""
     return fc_simd_path().decode("ascii")
+
+
+def compiler():
+    """The C compiler the kernels were built with (name and version)."""
+    return fc_compiler().decode("ascii", "replace").strip()
 
 
 def threads_backend():

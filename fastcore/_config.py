@@ -3,7 +3,7 @@ every benchmark table."""
 import platform
 
 from fastcore import _threads
-from fastcore._common import simd_path, threads_backend
+from fastcore._common import compiler, simd_path, threads_backend
 from fastcore._version import __version__
 
 
@@ -15,6 +15,7 @@ def config():
         "machine": platform.machine(),
         "cpu": _cpu_name(),
         "simd_path": simd_path(),
+        "compiler": compiler(),
         "threads_backend": threads_backend(),
         "available_cores": _threads.available_cores(),
         "OMP_NUM_THREADS": _threads._ENV_LIMIT,
@@ -35,7 +36,7 @@ def show_config():
     c = config()
     print(f"fastcore {c['version']} (fastcore-kernels), Python {c['python']}, {c['machine']}")
     print(f"  cpu:      {c['cpu']}")
-    print(f"  kernels:  {c['simd_path']}")
+    print(f"  kernels:  {c['simd_path']}, built by {c['compiler']}")
     print(f"  threads:  {c['default_threads']} by default ({c['threads_backend']} pool; "
           f"{c['available_cores']} core(s) available, OMP_NUM_THREADS={c['OMP_NUM_THREADS']}, "
           f"set_num_threads/threadpoolctl limit={c['thread_limit']})")

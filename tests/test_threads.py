@@ -82,6 +82,7 @@ def test_show_config_names_cpu_path_and_threads(capsys):
     fastcore.show_config()
     out = capsys.readouterr().out
     assert "kernels:" in out and "threads:" in out and fastcore.__version__ in out
+    assert "built by " in out  # the compiler, e.g. "GCC 12.2.0" or "Clang 19.1.0"
 
 
 def _problems(rng):
