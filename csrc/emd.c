@@ -841,6 +841,7 @@ static int ns_solve(fc_ns *s, const double *a, const double *b, long long max_it
         if (status != FC_OK) break;
         it++;
         if (it % refresh == 0) ns_recompute_potentials(s);
+        if (it % 1024 == 0 && fc_interrupted()) { status = FC_INTERRUPTED; break; } /* Ctrl-C */
     }
     s->iters = it;
     return status;
@@ -1154,6 +1155,7 @@ int fc_emd(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const dou
            double *G, double *u, double *v, double *cost, long long max_iter, long long *n_iter)
 {
     fc_plan_out out = {NULL, NULL, NULL, 0, G, m};
+    fc_interrupt_begin();
     return emd_core(n, m, a, b, M, ldm, G ? &out : NULL, u, v, cost, max_iter, n_iter);
 }
 
@@ -1188,6 +1190,7 @@ static int emd_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *
 int fc_emd2_checked(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, const double *M,
                     double mass_rtol, double *cost)
 {
+    fc_interrupt_begin();
     return emd_checked(n, m, a, b, M, mass_rtol, cost, 0, NULL);
 }
 
@@ -1197,6 +1200,7 @@ int fc_emd_sparse(ptrdiff_t n, ptrdiff_t m, const double *a, const double *b, co
 {
     if (!rows || !cols || !vals || !nnz) return FC_BAD_ARGUMENT;
     fc_plan_out out = {rows, cols, vals, 0, NULL, 0};
+    fc_interrupt_begin();
     int st = emd_core(n, m, a, b, M, ldm, &out, u, v, cost, max_iter, n_iter);
     *nnz = out.nnz;
     return st;
@@ -1216,6 +1220,7 @@ static void emd_batch_team(void *arg)
 {
     fc_emd_batch_job *j = arg;
     for (ptrdiff_t k; (k = fc_claim(&j->next)) < j->n_problems;) {
+        if (fc_interrupted()) { j->status[k] = FC_INTERRUPTED; continue; } /* Ctrl-C: mark the rest */
         long long it = 0;
         j->status[k] = emd_checked(j->ns[k], j->ms[k], j->as[k], j->bs[k], j->Ms[k], j->mass_rtol, &j->costs[k],
                                    j->max_iter, &it);
@@ -1234,8 +1239,9 @@ int fc_emd2_batch(ptrdiff_t n_problems, const ptrdiff_t *ns, const ptrdiff_t *ms
     fc_emd_batch_job job = {.ns = ns, .ms = ms, .as = as, .bs = bs, .Ms = Ms, .mass_rtol = mass_rtol,
                             .costs = costs, .status = status, .iters = iters, .max_iter = max_iter,
                             .n_problems = n_problems, .next = 0};
+    fc_interrupt_begin();
     fc_team(fc_clamp_threads(n_threads, n_problems), emd_batch_team, &job);
-    return FC_OK;
+    return fc_interrupt_pending() ? FC_INTERRUPTED : FC_OK;
 }
 
 /* ------------------------------------------------------------------ documents */
@@ -1451,6 +1457,7 @@ static void doc_pairwise_team(void *arg)
     double *D = malloc(sizeof(double) * (size_t)(j->la * j->lb + 1));
     int st_local = D ? FC_OK : FC_OUT_OF_MEMORY;
     for (ptrdiff_t ch; (ch = fc_claim(&j->next)) * FC_DOC_PAIR_CHUNK < total;) {
+        if (fc_interrupted()) { st_local = FC_INTERRUPTED; break; } /* Ctrl-C */
         ptrdiff_t t1 = (ch + 1) * FC_DOC_PAIR_CHUNK < total ? (ch + 1) * FC_DOC_PAIR_CHUNK : total;
         for (ptrdiff_t t = ch * FC_DOC_PAIR_CHUNK; t < t1; t++) {
             ptrdiff_t ka = t / nb, kb = t % nb;
@@ -1485,6 +1492,7 @@ int fc_doc_pairwise(int metric, ptrdiff_t d,
     fc_doc_job job = {.metric = metric, .d = d, .XA = XA, .wa = wa, .XB = XB, .wb = wb, .nrmA = nrmA,
                       .nrmB = nrmB, .offa = offa, .offb = offb, .na = na, .nb = nb, .la = max_len(offa, na),
                       .lb = max_len(offb, nb), .next = 0, .out = out, .status = FC_OK};
+    fc_interrupt_begin();
     fc_team(fc_clamp_threads(n_threads, (total + FC_DOC_PAIR_CHUNK - 1) / FC_DOC_PAIR_CHUNK), doc_pairwise_team,
             &job);
     free(nrmA); free(nrmB);
@@ -1519,6 +1527,7 @@ static void doc_knn_team(void *arg)
     fc_cand *order = malloc(sizeof(fc_cand) * (size_t)nc);
     int st_local = (D && order) ? FC_OK : FC_OUT_OF_MEMORY;
     for (ptrdiff_t qk; (qk = fc_claim(&j->next)) < nq;) {
+        if (st_local == FC_OK && fc_interrupted()) st_local = FC_INTERRUPTED; /* Ctrl-C */
         if (st_local != FC_OK) continue;
         double *dk = j->dist + qk * k;
         int64_t *ik = j->idx + qk * k;
@@ -1580,6 +1589,7 @@ int fc_doc_knn(int metric, ptrdiff_t d,
                       .nrmB = nrmC, .cent_q = cent_q, .cent_c = cent_c, .offa = offq, .offb = offc, .na = nq,
                       .nb = nc, .la = max_len(offq, nq), .lb = max_len(offc, nc), .next = 0, .dist = dist,
                       .idx = idx, .n_exact = n_exact, .n_rwmd = n_rwmd, .prune = prune, .status = FC_OK};
+    fc_interrupt_begin();
     fc_team(fc_clamp_threads(n_threads, nq), doc_knn_team, &job);
     free(nrmQ); free(nrmC);
     return job.status;

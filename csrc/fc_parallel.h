@@ -90,6 +90,24 @@ void fc_team(int n, void (*fn)(void *), void *arg);
 int fc_thread_id(void);
 int fc_thread_count(void);
 
+/* ---- Ctrl-C (fc_pool.c) ----
+ * fc_interrupt_begin()  at the start of an entry point whose loops check for signals: forgets
+ *                       an earlier interruption and starts this thread's check interval.
+ * fc_interrupted()      1 once a signal raised in the calling Python thread (Ctrl-C's
+ *                       KeyboardInterrupt), or another rank of the module saw one: long loops
+ *                       call it between steps (every ~1 ms of work or more) and stop with
+ *                       FC_INTERRUPTED.  Cheap: a thread-local read and a clock read; at most
+ *                       every FC_INTERRUPT_EVERY_NS the thread that called the kernel asks the
+ *                       binding (which takes the GIL and runs Python's signal handlers: a
+ *                       handler that raises leaves its exception pending for the binding).
+ *                       Pool workers never call into Python; they see the shared flag.
+ * fc_interrupt_pending() whether the flag is set (the entry point's status at its end).
+ * fc_set_signal_check(fn) the binding's check (0: no signal raised); NULL: never interrupted. */
+void fc_interrupt_begin(void);
+int fc_interrupted(void);
+int fc_interrupt_pending(void);
+void fc_set_signal_check(int (*check)(void));
+
 /* fn(ctx, lo, hi) on the chunks of a static split of [0, n) into n_threads ranks (fc_team):
  * the common case of independent rows. */
 void fc_parallel_range(int n_threads, ptrdiff_t n, void (*fn)(void *ctx, ptrdiff_t lo, ptrdiff_t hi), void *ctx);

@@ -114,7 +114,7 @@ typedef struct {
 
 static fc_pool_t fc_pool = {FC_MUTEX_INIT, FC_COND_INIT, FC_COND_INIT, 0, 0, 0, 0, 0, NULL, NULL, 0};
 
-static FC_THREAD_LOCAL int fc_rank = 0, fc_nranks = 1, fc_in_team = 0;
+static FC_THREAD_LOCAL int fc_rank = 0, fc_nranks = 1, fc_in_team = 0, fc_is_worker = 0;
 
 int fc_thread_id(void) { return fc_rank; }
 int fc_thread_count(void) { return fc_nranks; }
@@ -158,6 +158,7 @@ static int fc_pool_run_one(void)
 static void fc_pool_worker(void)
 {
     fc_in_team = 1; /* a team started from inside a rank runs on that thread */
+    fc_is_worker = 1;
     for (;;) {
         if (fc_pool_run_one()) continue;
         int found = 0;
@@ -308,4 +309,37 @@ void fc_parallel_range(int n_threads, ptrdiff_t n, void (*fn)(void *ctx, ptrdiff
 {
     fc_range_job job = {fn, ctx, n};
     fc_team(fc_clamp_threads(n_threads, n), fc_range_team, &job);
+}
+
+/* ------------------------------------------------------------------ Ctrl-C (fc_parallel.h) */
+/* How often the thread that called a kernel asks the binding for signals: 20 per second keeps
+ * Ctrl-C well under the 0.5 s users expect, and the GIL round trip out of the hot loops. */
+#ifndef FC_INTERRUPT_EVERY_NS
+#define FC_INTERRUPT_EVERY_NS 50000000LL
+#endif
+
+static int (*fc_signal_check)(void);
+static int fc_interrupt_flag;
+static FC_THREAD_LOCAL long long fc_next_signal_check;
+
+void fc_set_signal_check(int (*check)(void)) { fc_signal_check = check; }
+
+void fc_interrupt_begin(void)
+{
+    fc_atomic_store_int(&fc_interrupt_flag, 0);
+    fc_next_signal_check = fc_now_ns() + FC_INTERRUPT_EVERY_NS;
+}
+
+int fc_interrupt_pending(void) { return fc_atomic_load_int(&fc_interrupt_flag); }
+
+int fc_interrupted(void)
+{
+    if (fc_atomic_load_int(&fc_interrupt_flag)) return 1;
+    if (fc_is_worker || fc_signal_check == NULL) return 0;
+    const long long now = fc_now_ns();
+    if (now < fc_next_signal_check) return 0;
+    fc_next_signal_check = now + FC_INTERRUPT_EVERY_NS;
+    if (!fc_signal_check()) return 0;
+    fc_atomic_store_int(&fc_interrupt_flag, 1);
+    return 1;
 }

@@ -12,6 +12,7 @@ const char *fc_status_message(int status)
     case FC_INFEASIBLE: return "problem is infeasible";
     case FC_UNBOUNDED: return "problem is unbounded";
     case FC_INTERNAL: return "internal error (please report this as a bug)";
+    case FC_INTERRUPTED: return "interrupted by a signal (Ctrl-C)";
     default: return "unknown status";
     }
 }

@@ -20,7 +20,8 @@ typedef enum fc_status {
     FC_NON_FINITE = 5,       /* NaN or infinity met where it is not allowed */
     FC_INFEASIBLE = 6,       /* the problem has no feasible solution */
     FC_UNBOUNDED = 7,        /* the problem is unbounded */
-    FC_INTERNAL = 8          /* an invariant of the algorithm broke: a bug, please report */
+    FC_INTERNAL = 8,         /* an invariant of the algorithm broke: a bug, please report */
+    FC_INTERRUPTED = 9       /* a signal (Ctrl-C) raised while the kernel ran: it stopped early */
 } fc_status;
 
 /* A static, human-readable description of a status code (never NULL). */

@@ -395,6 +395,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
     int *stall = malloc((size_t)k * sizeof(int));
     int *plain = malloc((size_t)k * sizeof(int)); /* auto over-relaxation given up */
     int status = FC_OK;
+    fc_interrupt_begin();
     if (!part || !tbuf || !colsum || !work || !la || !inv_reg || !flag || !act || !stage || !it_stage
         || !rowerr || !omega || !e_ref || !e_best || !stall || !plain) {
         status = FC_OUT_OF_MEMORY;
@@ -423,6 +424,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdiff
     }
 
     for (;;) {
+        if (fc_interrupted()) { status = FC_INTERRUPTED; goto done; } /* Ctrl-C */
         ptrdiff_t nact = 0;
         for (ptrdiff_t h = 0; h < k; ++h)
             if (state[h] < 0) {
@@ -643,6 +645,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
     double *uprev = malloc((size_t)k * (size_t)n * sizeof(double));
     ptrdiff_t *act = malloc((size_t)k * sizeof(ptrdiff_t));
     int status = FC_OK;
+    fc_interrupt_begin();
     if (!K || !part || !colsum || !uprev || !act) {
         status = FC_OUT_OF_MEMORY;
         goto done;
@@ -661,6 +664,7 @@ int FC_NAME(fc_sinkhorn_knopp)(const fc_real *M, ptrdiff_t n, ptrdiff_t m, ptrdi
     }
     int first = 1;
     for (;;) {
+        if (fc_interrupted()) { status = FC_INTERRUPTED; goto done; } /* Ctrl-C */
         ptrdiff_t nact = 0;
         for (ptrdiff_t h = 0; h < k; ++h)
             if (state[h] < 0) {

@@ -5,6 +5,8 @@ Every C entry point returns an ``fc_status`` code (``csrc/fc_status.h``).  This
 module is the only place that maps those codes to Python: bindings call
 :func:`check_status` right after leaving ``nogil``.
 """
+from cpython.exc cimport PyErr_Occurred
+
 from fastcore._errors import ConvergenceError, ConvergenceWarning, InternalError, warn_user
 
 # The codes, for the Python layer (e.g. POT-style ``result_code`` in logs).
@@ -17,6 +19,7 @@ NON_FINITE = FC_NON_FINITE
 INFEASIBLE = FC_INFEASIBLE
 UNBOUNDED = FC_UNBOUNDED
 INTERNAL = FC_INTERNAL
+INTERRUPTED = FC_INTERRUPTED
 
 
 def status_message(int status):
@@ -27,13 +30,19 @@ def status_message(int status):
 cdef int check_status(int status, str where, bint warn_on_limit=True) except -1:
     """Raise (or warn) for a non-OK status; return the status otherwise.
 
-    ``FC_NOT_CONVERGED`` and ``FC_MAX_ITER_REACHED`` give a
+    An exception left pending by a signal handler during the call (Ctrl-C) is re-raised
+    first, whatever the status.  ``FC_NOT_CONVERGED`` and ``FC_MAX_ITER_REACHED`` give a
     :class:`ConvergenceWarning` when ``warn_on_limit`` is true (the caller keeps
     the code, e.g. for a ``log`` dict) and a :class:`ConvergenceError` otherwise.
     """
+    if PyErr_Occurred():
+        # a signal handler raised while the kernel ran (python_signal_check): re-raise it
+        return -1
     if status == FC_OK:
         return 0
     msg = f"{where}: {status_message(status)}"
+    if status == FC_INTERRUPTED:
+        raise KeyboardInterrupt(msg)
     if status == FC_BAD_ARGUMENT:
         raise ValueError(msg)
     if status == FC_OUT_OF_MEMORY:
@@ -46,6 +55,14 @@ cdef int check_status(int status, str where, bint warn_on_limit=True) except -1:
     if status == FC_NON_FINITE or status == FC_INFEASIBLE or status == FC_UNBOUNDED:
         raise ValueError(msg)
     raise InternalError(f"{msg} (status {status})")
+
+
+cdef int raise_if_signalled() except -1:
+    """Re-raise what a signal handler raised while a kernel ran (for bindings that handle a
+    status themselves instead of calling :func:`check_status`)."""
+    if PyErr_Occurred():
+        return -1
+    return 0
 
 
 def raise_for_status(int status, str where, bint warn_on_limit=True):

@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
 
-from fastcore._common cimport check_status
+from fastcore._common cimport check_status, fc_set_signal_check, python_signal_check, raise_if_signalled
 
 cdef extern from "emd.h" nogil:
     int fc_emd(Py_ssize_t n, Py_ssize_t m, const double *a, const double *b, const double *M,
@@ -30,6 +30,7 @@ cdef extern from "emd.h" nogil:
                    int64_t *idx, double *dist, int64_t *n_exact, int64_t *n_rwmd, int n_threads)
 
 MAX_ITER_REACHED = 4
+fc_set_signal_check(python_signal_check)  # long solves stop on Ctrl-C
 cdef int FC_OK_ = 0
 _float64 = np.float64
 _ndarray = np.ndarray
@@ -101,6 +102,7 @@ def emd2_fast(object a, object b, object M, double mass_rtol):
             PyBuffer_Release(&ab)
         if has_b:
             PyBuffer_Release(&bb)
+    raise_if_signalled()
     if status != FC_OK_:
         return None
     return _float64(cost)
@@ -135,6 +137,7 @@ def emd(const double[::1] a, const double[::1] b, const double[:, ::1] M, bint w
         vp = &v[0]
     with nogil:
         status = fc_emd(n, m, &a[0], &b[0], &M[0, 0], m, gp, up, vp, &cost, max_iter, &n_iter)
+    raise_if_signalled()
     if status != MAX_ITER_REACHED:
         check_status(status, "emd")
     return plan, cost, uo, vo, status, n_iter

@@ -4,7 +4,9 @@ Validation happens in fastcore/sinkhorn.py; shapes are checked again here only a
 as memory safety needs."""
 from cython cimport floating
 
-from fastcore._common cimport check_status
+from fastcore._common cimport check_status, fc_set_signal_check, python_signal_check
+
+fc_set_signal_check(python_signal_check)  # the iterations stop on Ctrl-C
 
 cdef extern from "sinkhorn.h" nogil:
     int FC_SK_CONVERGED
