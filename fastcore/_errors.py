@@ -4,8 +4,12 @@ import sys
 import warnings
 
 
-class ConvergenceWarning(RuntimeWarning):
-    """An iterative kernel stopped before reaching its tolerance (result is usable but inexact)."""
+class ConvergenceWarning(UserWarning, RuntimeWarning):
+    """An iterative kernel stopped before reaching its tolerance (result is usable but inexact).
+
+    A ``UserWarning`` as in POT and scikit-learn (so ``pytest.warns(UserWarning)`` and
+    ``filterwarnings`` written for them catch it), and a ``RuntimeWarning`` as in earlier
+    fastcore releases."""
 
 
 class ConvergenceError(RuntimeError):

@@ -6,7 +6,7 @@ conventions so that it can stand in for ``ot`` in user code, with these
 differences, on purpose:
 
 - the solver runs to optimality by default (``numItermax=None``); a limit that is
-  given and hit gives a :class:`~fastcore.ConvergenceWarning` (a ``RuntimeWarning``)
+  given and hit gives a :class:`~fastcore.ConvergenceWarning` (a ``UserWarning``, as in POT)
   and ``result_code`` 3 in the log, or a :class:`~fastcore.ConvergenceError` with
   ``raise_on_limit=True``;
 - float32 input works: computed in float64, returned in the dtype of ``M``;
@@ -218,7 +218,8 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
         one C call, ``numThreads`` threads over the columns (results do not depend
         on it).
     log : bool
-        Also return the log dict of :func:`emd` (a list of them when ``b`` is 2-d).
+        Also return the log dict of :func:`emd`.  With a 2-d ``b``, POT's structure: a
+        list with one ``[cost, log]`` per column.
     return_matrix : bool
         Put the plan in ``log["G"]`` (needs ``log=True``, as in POT).
     numThreads : int or "max", default 1
@@ -230,7 +231,8 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
     Returns
     -------
     cost : float (a scalar of ``M``'s dtype), or ndarray of shape (k,) for 2-d ``b``
-    log : dict or list of dict, only if ``log=True``
+        (POT returns a list there; the array holds the same values)
+    log : dict, only if ``log=True`` (for 2-d ``b``, see ``log`` above)
     """
     if not log and numItermax is None:
         cost = _emd.emd2_fast(a, b, M, MASS_RTOL)  # None: not applicable, or bad input
@@ -243,17 +245,10 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
             raise ValueError(f"emd2: b must have shape ({M.shape[1]}, k) to match M, got {bb.shape}")
         if not log:
             return _emd2_columns(a, bb, M, out_dtype, numItermax, numThreads, raise_on_limit)
-        costs, logs = [], []
-        for col in range(bb.shape[1]):
-            r = emd2(a, np.ascontiguousarray(bb[:, col]), M, numItermax=numItermax, log=log,
-                     return_matrix=return_matrix, center_dual=center_dual, raise_on_limit=raise_on_limit)
-            if log:
-                costs.append(r[0])
-                logs.append(r[1])
-            else:
-                costs.append(r)
-        costs = np.asarray(costs, dtype=out_dtype)
-        return (costs, logs) if log else costs
+        # POT's structure: one [cost, log] per column
+        return [list(emd2(a, np.ascontiguousarray(bb[:, col]), M, numItermax=numItermax, log=True,
+                          return_matrix=return_matrix, center_dual=center_dual, raise_on_limit=raise_on_limit))
+                for col in range(bb.shape[1])]
     want_plan = bool(log and return_matrix)
     G, cost, lg = _solve(a, b, M, "emd2", numItermax, raise_on_limit, want_plan, log, center_dual)
     cost = out_dtype.type(cost)
@@ -284,8 +279,8 @@ def _emd2_columns(a, bb, M, out_dtype, numItermax, numThreads, raise_on_limit):
     if hit.size:
         from fastcore._common import raise_for_status
 
-        raise_for_status(int(status[hit[0]]), f"{fname} ({hit.size} column(s) of b, first {hit[0]})",
-                         warn_on_limit=not raise_on_limit)
+        raise_for_status(int(status[hit[0]]), f"{fname} ({hit.size} column(s) of b, first {hit[0]}): "
+                         "numItermax reached before optimality", warn_on_limit=not raise_on_limit)
     return costs.astype(out_dtype, copy=False)
 
 
@@ -614,7 +609,8 @@ def emd2_batch(problems, numItermax=None, n_threads=None, *, raise_on_limit=Fals
     if hit.size:
         from fastcore._common import raise_for_status
 
-        raise_for_status(int(status[hit[0]]), f"emd2_batch ({hit.size} problem(s), first {hit[0]})",
+        raise_for_status(int(status[hit[0]]), f"emd2_batch ({hit.size} problem(s), first {hit[0]}): "
+                         "numItermax reached before optimality",
                          warn_on_limit=not raise_on_limit)
     return costs
 

@@ -35,6 +35,7 @@ def test_iteration_limits_warn_or_raise():
         with pytest.raises(fastcore.ConvergenceError):
             _common.raise_for_status(code, "solver", False)
     assert issubclass(fastcore.ConvergenceWarning, RuntimeWarning)
+    assert issubclass(fastcore.ConvergenceWarning, UserWarning)  # as POT's and scikit-learn's
 
 
 def test_convergence_warnings_point_at_the_caller(rng):

@@ -284,9 +284,12 @@ def test_emd2_multiple_b_columns(rng):
     assert costs.shape == (3,)
     for k in range(3):
         assert costs[k] == ot.emd2(a, B[:, k], M)
-    costs2, logs = ot.emd2(a, B, M, log=True)
-    np.testing.assert_array_equal(costs, costs2)
-    assert len(logs) == 3 and logs[1]["cost"] == costs[1]
+    res = ot.emd2(a, B, M, log=True, return_matrix=True)  # POT's structure: [[cost, log], ...]
+    assert isinstance(res, list) and len(res) == 3
+    for k, item in enumerate(res):
+        assert isinstance(item, list) and len(item) == 2
+        assert item[0] == costs[k] and item[1]["cost"] == costs[k]
+        np.testing.assert_array_equal(item[1]["G"], ot.emd(a, B[:, k], M))
 
 
 def test_emd2_2d_b_in_one_call_equals_column_loop(rng):

@@ -345,6 +345,7 @@ def test_non_convergence_warns_and_is_logged(rng):
     with pytest.warns(fastcore.ConvergenceWarning):
         sinkhorn2(a, b, M, 0.001, numItermax=3)  # POT's sinkhorn2 is silent here
     assert issubclass(fastcore.ConvergenceWarning, RuntimeWarning)
+    assert issubclass(fastcore.ConvergenceWarning, UserWarning)  # as POT's and scikit-learn's
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sinkhorn(a, b, M, 0.001, numItermax=3, warn=False)
