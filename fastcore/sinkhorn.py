@@ -203,7 +203,7 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
         _sinkhorn.sinkhorn_log(M, a, B, regs, numInnerItermax, inner, numItermax, stopThr, relax, alpha,
                                beta, niter, err, state, hist, n_threads)
     info = {"niter": niter, "err": err, "state": state, "hist": hist, "multi": multi, "M": M,
-            "method": method, "regs": regs}
+            "method": method, "regs": regs, "reg": reg}  # reg: the validated Python float
     if method == "sinkhorn":
         info.update(plan=plan, cost=cost, plogp=plogp)
     return alpha, beta, info
@@ -347,7 +347,7 @@ def sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9,
     if verbose:
         _verbose(info)
     _report(info, warn)
-    plan, cost, _ = _plan_and_costs(info["M"], alpha, beta, reg, not info["multi"], n_threads, info)
+    plan, cost, _ = _plan_and_costs(info["M"], alpha, beta, info["reg"], not info["multi"], n_threads, info)
     res = cost if info["multi"] else plan
     if log:
         return res, _log_dict(alpha, beta, info)
@@ -386,8 +386,8 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9
     if verbose:
         _verbose(info)
     _report(info, warn)
-    _, cost, plogp = _plan_and_costs(info["M"], alpha, beta, reg, False, n_threads, info)
-    val = cost if objective == "cost" else cost + reg * plogp
+    _, cost, plogp = _plan_and_costs(info["M"], alpha, beta, info["reg"], False, n_threads, info)
+    val = cost if objective == "cost" else cost + info["reg"] * plogp
     res = val if info["multi"] else val[0]
     if log:
         return res, _log_dict(alpha, beta, info)

@@ -421,3 +421,18 @@ def test_masses_within_tolerance_are_accepted(rng):
     # unnormalised but equal masses are fine
     P = sinkhorn(3 * a, 3 * b, M, 0.1)
     np.testing.assert_allclose(P.sum(1), 3 * a, rtol=1e-12)
+
+
+@pytest.mark.parametrize("scalar", [np.float16, np.float32, np.float64])
+def test_reg_as_numpy_scalar_is_its_value(rng, scalar):
+    # issue 28 item 3: the plan was built from 1/reg in the scalar's own dtype (float16: 0.1948 vs 0.1969)
+    M = rng.random((6, 6))
+    a = np.full(6, 1 / 6)
+    reg = scalar(0.05)
+    for method in ("sinkhorn_log", "sinkhorn", "sinkhorn_epsilon_scaling"):
+        expect = sinkhorn2(a, a, M, float(reg), method=method, warn=False)
+        assert sinkhorn2(a, a, M, reg, method=method, warn=False) == expect
+        np.testing.assert_array_equal(sinkhorn(a, a, M, reg, method=method, warn=False),
+                                      sinkhorn(a, a, M, float(reg), method=method, warn=False))
+        assert sinkhorn2(a, a, M, reg, method=method, warn=False, objective="entropic") == \
+            sinkhorn2(a, a, M, float(reg), method=method, warn=False, objective="entropic")
