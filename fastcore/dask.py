@@ -8,6 +8,8 @@ the decoded paths): never a cost matrix.
 
 Requires the optional extra ``pip install "fastcore-kernels[dask]"``.
 """
+import numbers
+
 try:
     import dask
     import dask.array as da
@@ -128,7 +130,14 @@ def knn(queries, corpus, k, metric="wmd", prune=True, client=None, partition_siz
 def _single_chunked(x, name, axes):
     """Rechunk so that only axis 0 is split (one block spans the others)."""
     if not isinstance(x, da.Array):
-        x = da.from_array(np.asarray(x), chunks=(x.shape[0],) + tuple(x.shape[1:]))
+        x = np.asarray(x)
+        if x.ndim != 1 + len(axes):
+            raise ValueError(f"{name} must be a (B, T, K) array, got shape {x.shape}")
+        x = da.from_array(x, chunks=(x.shape[0],) + tuple(x.shape[1:]))
+    if x.ndim != 1 + len(axes):
+        raise ValueError(f"{name} must be a (B, T, K) dask array, got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
     chunks = {ax: -1 for ax in axes}
     return x.rechunk(chunks) if any(len(x.chunks[ax]) > 1 for ax in axes) else x
 
@@ -148,14 +157,22 @@ def _aligned(x, emissions, name):
 
 def _blocks(emissions, mask, lengths):
     emissions = _single_chunked(emissions, "emissions", (1, 2))
-    if emissions.ndim != 3:
-        raise ValueError(f"emissions must be a (B, T, K) dask array, got shape {emissions.shape}")
     mask = _aligned(mask, emissions, "mask")
     lengths = _aligned(lengths, emissions, "lengths")
     em_blocks = emissions.to_delayed().ravel()
     m_blocks = mask.to_delayed().ravel() if mask is not None else [None] * len(em_blocks)
     l_blocks = lengths.to_delayed().ravel() if lengths is not None else [None] * len(em_blocks)
     return emissions, list(zip(em_blocks, m_blocks, l_blocks))
+
+
+def _check_params(emissions, transitions, start, end):
+    """The small parameters, checked here rather than in every task (errors at the call, not at
+    compute time)."""
+    dtype = np.float32 if emissions.dtype == np.float32 else np.float64
+    K = emissions.shape[2]
+    _crf._transitions(transitions, dtype, K)
+    _crf._scores(start, "start", dtype, (K,))
+    _crf._scores(end, "end", dtype, (K,))
 
 
 def _viterbi_block(em, mask, lengths, transitions, start, end, top_k):
@@ -182,6 +199,9 @@ def viterbi(emissions, transitions, start=None, end=None, *, mask=None, lengths=
         Both lazy; computing them together runs each block once.
     """
     emissions, blocks = _blocks(emissions, mask, lengths)
+    _check_params(emissions, transitions, start, end)
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
     B, T, K = emissions.shape
     transitions = np.asarray(transitions)
     path_parts, score_parts = [], []
@@ -201,6 +221,7 @@ def _ll_block(em, mask, lengths, tags, transitions, start, end):
 def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, mask=None, lengths=None):
     """:func:`fastcore.crf.crf_log_likelihood` (per sequence, shape (B,)) over a dask array."""
     emissions, blocks = _blocks(emissions, mask, lengths)
+    _check_params(emissions, transitions, start, end)
     tags = _aligned(tags, emissions, "tags")
     tag_blocks = tags.to_delayed().ravel()
     transitions = np.asarray(transitions)

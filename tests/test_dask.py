@@ -155,3 +155,34 @@ def test_worker_killed_mid_run_still_gives_the_full_answer(rng):
 
 def test_import_without_dask_gives_a_clear_message(tmp_path):
     assert_import_fails_clearly(tmp_path, "dask", "fastcore.dask", "fastcore.dask needs Dask: pip install 'fastcore-kernels[dask]'")
+
+
+def test_crf_bad_input_is_rejected_at_the_call(rng):
+    # issue 28 item 13: IndexError / AttributeError before fastcore's own checks, or errors
+    # only at compute time from inside a task
+    import dask.array as da
+
+    import fastcore.dask as fdask
+    from fastcore import crf
+
+    em = rng.standard_normal((4, 5, 3))
+    tr = rng.standard_normal((3, 3))
+    tags = rng.integers(0, 3, (4, 5))
+    with pytest.raises(ValueError, match="emissions"):
+        fdask.viterbi([[1.0, 2.0]], tr)
+    with pytest.raises(ValueError, match="emissions"):
+        fdask.viterbi(np.zeros(3), tr)
+    with pytest.raises(TypeError, match="emissions"):
+        fdask.viterbi(em.astype(object), tr)
+    with pytest.raises(TypeError, match="transitions"):
+        fdask.viterbi(em, None)
+    with pytest.raises(ValueError, match="transitions"):
+        fdask.crf_log_likelihood(em, tags, tr[:2])
+    with pytest.raises(ValueError, match="start"):
+        fdask.viterbi(em, tr, start=np.zeros(4))
+    with pytest.raises(ValueError, match="top_k"):
+        fdask.viterbi(em, tr, top_k=0)
+    paths, scores = fdask.viterbi(da.from_array(em, chunks=(2, 5, 3)), tr)
+    ref_paths, ref_scores = crf.viterbi(em, tr)
+    np.testing.assert_array_equal(paths.compute(), ref_paths)
+    np.testing.assert_array_equal(scores.compute(), ref_scores)
