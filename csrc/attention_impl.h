@@ -693,11 +693,11 @@ static void FC_NAME(fc_att_fwd_team)(void *arg)
     if (sb == NULL || mb == NULL || lb == NULL || (!mix && qs == NULL)) {
         job->failed[tid] = 1;
     } else if (mix) {
-        for (ptrdiff_t w; (w = fc_claim(&job->next)) < work;)
+        for (ptrdiff_t w; !fc_interrupted() && (w = fc_claim(&job->next)) < work;)
             FC_NAME(fc_att_mix_item)(c, w / nqt, w % nqt, sb, sb + tile * (size_t)H, sb + 2 * tile * (size_t)H, mb,
                                      lb, mb + H * FC_ATTN_BQ);
     } else {
-        for (ptrdiff_t w; (w = fc_claim(&job->next)) < work;)
+        for (ptrdiff_t w; !fc_interrupted() && (w = fc_claim(&job->next)) < work;)
             FC_NAME(fc_att_fwd_item)(c, w / nqg, w % nqg, sb, mb, lb, qs, qs + FC_ATT_QG * FC_ATTN_BQ * dk);
     }
     free(qs);
@@ -748,10 +748,12 @@ int FC_NAME(fc_attention)(const fc_real *q, const fc_real *k, const fc_real *v, 
     }
     FC_NAME(fc_att_fwd_job) job = {.c = &c, .failed = failed, .work = work, .nqt = nqt, .nqg = nqg, .mix = mix,
                                    .next = 0};
+    fc_interrupt_begin();
     fc_team(nt, FC_NAME(fc_att_fwd_team), &job);
     st = FC_OK;
     for (int t = 0; t < nt; ++t)
         if (failed[t]) st = FC_OUT_OF_MEMORY;
+    if (fc_interrupt_pending()) st = FC_INTERRUPTED; /* Ctrl-C */
     free(failed);
     free(kt);
     return st;
@@ -1067,7 +1069,7 @@ static void FC_NAME(fc_att_bwd_team)(void *arg)
     if (buf == NULL || D == NULL) {
         job->failed[tid] = 1;
     } else {
-        for (ptrdiff_t w; (w = fc_claim(&job->next)) < work;) {
+        for (ptrdiff_t w; !fc_interrupted() && (w = fc_claim(&job->next)) < work;) {
             const ptrdiff_t gb = w / ngh, gh = w % ngh;
             const ptrdiff_t b0 = bshare ? 0 : gb, b1 = bshare ? B : gb + 1;
             for (ptrdiff_t b = b0; b < b1; ++b) {
@@ -1150,10 +1152,12 @@ int FC_NAME(fc_attention_backward)(const fc_real *q, const fc_real *k, const fc_
     FC_NAME(fc_att_bwd_job) job = {.c = &c, .failed = failed, .part = part, .dbias = dbias, .work = work,
                                    .ngh = ngh, .next = 0, .mix = mix, .bshare = bshare,
                                    .dpre = dpre != NULL, .dpost = dpost != NULL};
+    fc_interrupt_begin();
     fc_team(nt, FC_NAME(fc_att_bwd_team), &job);
     st = FC_OK;
     for (int t = 0; t < nt; ++t)
         if (failed[t]) st = FC_OUT_OF_MEMORY;
+    if (fc_interrupt_pending()) st = FC_INTERRUPTED; /* Ctrl-C */
     if (mix && st == FC_OK)
         for (ptrdiff_t w = 0; w < work; ++w)
             for (ptrdiff_t x = 0; x < H * H; ++x) {

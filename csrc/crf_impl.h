@@ -1120,7 +1120,7 @@ static void FC_NAME(fc_crf_forward_team)(void *arg)
     if (!ok) {
         FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
     }
-    for (ptrdiff_t b; ok && (b = fc_claim(&job->next)) < B;) {
+    for (ptrdiff_t b; ok && !fc_interrupted() && (b = fc_claim(&job->next)) < B;) {
         const fc_real *emb = job->em + b * Tn * K;
         ptrdiff_t n = FC_NAME(fc_crf_positions)(job->mask, b, Tn, ws.pos);
         double z = 0.0;
@@ -1153,7 +1153,9 @@ int FC_NAME(fc_crf_forward)(const fc_real *em, const fc_real *trans, const fc_re
     FC_NAME(fc_crf_job) job = {.tb = &tb, .em = em, .trans = trans, .start = start, .end = end, .mask = mask,
                                    .tags = tags, .logz = logz, .score = score, .B = B, .Tn = Tn, .K = K,
                                    .status = FC_OK, .next = 0};
+    fc_interrupt_begin();
     fc_team(fc_crf_threads(n_threads, B, B * Tn, K), FC_NAME(fc_crf_forward_team), &job);
+    if (fc_interrupt_pending()) job.status = FC_INTERRUPTED; /* Ctrl-C */
     FC_NAME(fc_crf_tab_free)(&tb);
     return job.status;
 }
@@ -1176,7 +1178,7 @@ static void FC_NAME(fc_crf_fb_team)(void *arg)
     if (!ok) {
         FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
     }
-    for (ptrdiff_t ch; ok && (ch = fc_claim(&job->next)) < nchunk;) {
+    for (ptrdiff_t ch; ok && !fc_interrupted() && (ch = fc_claim(&job->next)) < nchunk;) {
         double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
         if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
         ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
@@ -1284,7 +1286,9 @@ int FC_NAME(fc_crf_fb)(const fc_real *em, const fc_real *trans, const fc_real *s
         .weight = weight, .logz = logz, .score = score, .chunk_acc = chunk_acc, .node = node, .pair = pair,
         .g_em = g_em, .B = B, .Tn = Tn, .K = K, .Kp = Kp, .accn = accn, .nchunk = nchunk, .grad = grad,
         .status = FC_OK, .next = 0};
+    fc_interrupt_begin();
     fc_team(fc_crf_threads(n_threads, nchunk, B * Tn, K), FC_NAME(fc_crf_fb_team), &job);
+    if (fc_interrupt_pending()) job.status = FC_INTERRUPTED; /* Ctrl-C */
     const int status = job.status;
     if (status == FC_OK && grad) {
         /* reduce chunks in order */
@@ -1632,7 +1636,7 @@ static void FC_NAME(fc_crf_viterbi_team)(void *arg)
     if (!ok) {
         FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
     }
-    for (ptrdiff_t b; ok && (b = fc_claim(&job->next)) < B;) {
+    for (ptrdiff_t b; ok && !fc_interrupted() && (b = fc_claim(&job->next)) < B;) {
         const fc_real *emb = em + b * Tn * K;
         int64_t *pb = paths + b * top_k * Tn;
         double *sb = scores + b * top_k;
@@ -1670,7 +1674,9 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
     FC_NAME(fc_crf_vit_job) job = {.em = em, .trans = trans, .start = start, .end = end, .TP = TP, .mask = mask,
                                    .paths = paths, .scores = scores, .B = B, .Tn = Tn, .K = K, .Kp = Kp,
                                    .T1 = Tn > 0 ? Tn : 1, .top_k = top_k, .status = FC_OK, .next = 0};
+    fc_interrupt_begin();
     fc_team(fc_crf_threads(n_threads, B, B * Tn * top_k, K), FC_NAME(fc_crf_viterbi_team), &job);
+    if (fc_interrupt_pending()) job.status = FC_INTERRUPTED; /* Ctrl-C */
     free(TP);
     return job.status;
 }
@@ -2554,7 +2560,7 @@ static void FC_NAME(fc_memm_nll_team)(void *arg)
         memset(facc, 0, sizeof(fc_real) * nfa);
         memset(cnt, 0, sizeof(int) * ncnt);
     }
-    for (ptrdiff_t ch; pos != NULL && (ch = fc_claim(&job->next)) < nchunk;) {
+    for (ptrdiff_t ch; pos != NULL && !fc_interrupted() && (ch = fc_claim(&job->next)) < nchunk;) {
         double *cacc = chunk_acc ? chunk_acc + ch * accn : NULL;
         if (cacc != NULL) memset(cacc, 0, sizeof(double) * accn);
         ptrdiff_t b1 = (ch + 1) * FC_CRF_CHUNK < B ? (ch + 1) * FC_CRF_CHUNK : B;
@@ -2689,7 +2695,9 @@ int FC_NAME(fc_memm_nll)(const fc_real *em, const fc_real *trans, const uint8_t 
         .weight = weight, .ll = ll, .chunk_acc = chunk_acc, .g_em = g_em, .g_trans = g_trans, .B = B,
         .Tn = Tn, .K = K, .Kp = Kp, .T1 = T1, .nchunk = nchunk, .accn = accn, .bidir = bidir, .grad = grad,
         .fused = fused, .blk = blk, .status = FC_OK, .next = 0};
+    fc_interrupt_begin();
     fc_team(nt, FC_NAME(fc_memm_nll_team), &job);
+    if (fc_interrupt_pending()) job.status = FC_INTERRUPTED; /* Ctrl-C */
     if (job.status == FC_OK && g_trans != NULL && chunk_acc != NULL) {
         fc_team(fc_clamp_threads(nt, bidir ? 2 * K : K), FC_NAME(fc_memm_sum_chunks_team), &job);
         fc_team(fc_clamp_threads(nt, K), FC_NAME(fc_memm_gtrans_team), &job);

@@ -434,6 +434,10 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
     for (ptrdiff_t j = 0; j < m; j++) cols[j] = (int32_t)j;
 
     while (nr > 0 && nc > 0) {
+        if (fc_interrupted()) { /* Ctrl-C: a round scans every remaining cost once */
+            free(cand);
+            return FC_INTERRUPTED;
+        }
         ptrdiff_t kk = nc < K ? nc : K, nca = 0;
         for (ptrdiff_t q = 0; q < nc; q++) { colmin[q] = INFINITY; colarg[q] = -1; }
         if (kk == 1 && nr == n && nc == m) {

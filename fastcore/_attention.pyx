@@ -8,7 +8,9 @@ from cython cimport floating
 from libc.stdint cimport uint8_t, int64_t
 from libc.string cimport memset
 
-from fastcore._common cimport check_status
+from fastcore._common cimport check_status, fc_set_signal_check, python_signal_check
+
+fc_set_signal_check(python_signal_check)  # Ctrl-C stops long sequences
 
 cdef extern from "attention.h" nogil:
     ctypedef struct fc_attn_mask:

@@ -15,7 +15,9 @@ from libc.stdlib cimport malloc, free
 
 import numpy as np
 
-from fastcore._common cimport check_status
+from fastcore._common cimport check_status, fc_set_signal_check, python_signal_check
+
+fc_set_signal_check(python_signal_check)  # Ctrl-C stops large batches
 
 cdef extern from "crf.h" nogil:
     int fc_crf_forward_f32(const float *em, const float *trans, const float *start, const float *end,
