@@ -348,6 +348,9 @@ static void ns_recompute_potentials(fc_ns *s)
 #ifndef ROW_BLOCK_FACTOR_SMALL
 #define ROW_BLOCK_FACTOR_SMALL 8.0
 #endif
+#ifndef GREEDY_MIN_CLOSE
+#define GREEDY_MIN_CLOSE 16 /* a greedy round that closes under 1/16 of the open rows and columns is the last */
+#endif
 #ifndef GREEDY_K_SMALL
 #define GREEDY_K_SMALL 1 /* per row when whole rows are priced (small problems) */
 #endif
@@ -510,12 +513,28 @@ static int ns_greedy(fc_ns *s, const double *a, const double *b, int32_t *ei, in
             ei[ne] = i; ej[ne] = j; ef[ne] = f; ne++;
             if (ne >= n + m) break; /* cannot happen: a forest has < n + m edges */
         }
-        ptrdiff_t w = 0;
+        ptrdiff_t w = 0, open0 = nr + nc;
         for (ptrdiff_t p = 0; p < nr; p++) if (ra[rows[p]] > 0.0) rows[w++] = rows[p];
         nr = w;
         w = 0;
         for (ptrdiff_t q = 0; q < nc; q++) if (rb[cols[q]] > 0.0) cols[w++] = cols[q];
         nc = w;
+        if (nr > 0 && nc > 0 && (open0 - nr - nc) * GREEDY_MIN_CLOSE < open0) {
+            /* slow progress (everyone wants the same few cheap cells, e.g. shifted clouds: one
+             * round per ~1% of the rows, each a scan of what is left): pair what is left in
+             * order instead (north-west corner).  Every edge here and above joins two open
+             * nodes and closes one, so each component keeps at most one open node and the
+             * edges stay a forest. */
+            for (ptrdiff_t p = 0, q = 0; p < nr && q < nc && ne < n + m;) {
+                int32_t i = rows[p], j = cols[q];
+                double x = ra[i], y = rb[j], f = x <= y ? x : y;
+                ei[ne] = i; ej[ne] = j; ef[ne] = f; ne++;
+                if (x <= y) { ra[i] = 0.0; rb[j] = y - x > 0.0 ? y - x : 0.0; p++; }
+                else { rb[j] = 0.0; ra[i] = x - y; q++; }
+                if (q < nc && rb[cols[q]] <= 0.0 && x <= y) q++;
+            }
+            break;
+        }
     }
     free(cand);
     *n_edges = ne;
