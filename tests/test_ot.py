@@ -82,6 +82,27 @@ def test_rectangular_and_degenerate_shapes(rng, n, m):
         check_solution(a, b, M, G, lg, ot_linprog_cost(a, b, M))
 
 
+@pytest.mark.parametrize("weights", ["uniform", "random", "integer"])
+@pytest.mark.parametrize("n,m", [(150, 160), (200, 180)])  # large enough for the early stop
+def test_shifted_clouds_greedy_completion_matches_linprog(rng, weights, n, m):
+    # clouds far apart: every row wants the same few columns, the greedy start stops early
+    # and pairs the rest north-west-corner style (ties in mass with integer weights)
+    X, Y = rng.random((n, 2)), rng.random((m, 2)) + 1.0
+    M = np.sqrt(((X[:, None] - Y[None]) ** 2).sum(-1))
+    if weights == "uniform":
+        a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    elif weights == "random":
+        a, b = rng.random(n), rng.random(m)
+        a, b = a / a.sum(), b / b.sum()
+    else:
+        a, b = rng.integers(1, 4, n) / 2.0 ** 8, rng.integers(1, 4, m).astype(float)  # exact, many ties
+        b *= a.sum() / b.sum()
+    ref = ot_linprog_cost(a, b, M)
+    G, lg = ot.emd(a, b, M, log=True)
+    check_solution(a, b, M, G, lg, ref)
+    assert ot.emd2(a, b, M) == pytest.approx(ref, rel=1e-9)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_small_rectangular_matches_linprog(rng, kind):
     # the small-problem simplex (whole-row pricing in large blocks, 4-wide first greedy
