@@ -95,6 +95,29 @@ def grad_pointers(list grads, const Py_ssize_t[::1] shape_flat, const Py_ssize_t
     return addr
 
 
+def first_overlap(const Py_ssize_t[::1] addr, const Py_ssize_t[::1] nbytes, const Py_ssize_t[::1] span_lo,
+                  const Py_ssize_t[::1] span_hi, const Py_ssize_t[::1] span_id):
+    """(k, j) for the first gradient k (at ``addr[k]``, ``nbytes[k]`` bytes) whose bytes meet
+    parameter j's (the parameters' disjoint spans sorted by start: [span_lo, span_hi), index
+    span_id), or None.  A binary search per gradient."""
+    cdef Py_ssize_t n = addr.shape[0], ns = span_lo.shape[0], k, lo, hi, mid, end
+    for k in range(n):
+        if nbytes[k] <= 0:
+            continue
+        end = addr[k] + nbytes[k]
+        lo = 0
+        hi = ns  # the last span starting before end: index lo - 1 after the search
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if span_lo[mid] < end:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo > 0 and span_hi[lo - 1] > addr[k]:
+            return k, span_id[lo - 1]
+    return None
+
+
 cdef inline const double *_dptr(const double[::1] x):
     return &x[0] if x is not None and x.shape[0] > 0 else NULL
 

@@ -272,6 +272,13 @@ class _Optimizer:
         self._double = self._dtype == np.float64
         self._addr, self._sizes = _optim.pointers(self._params, True)
         _check_no_overlap(self._addr, self._sizes, self._dtype.itemsize, "params")
+        # the params' byte spans sorted by address, for the grads' overlap check at each step
+        self._nbytes = np.asarray(self._sizes, dtype=np.intp) * self._dtype.itemsize
+        order = np.argsort(np.asarray(self._addr, dtype=np.intp), kind="stable")
+        order = order[self._nbytes[order] > 0]  # empty arrays hold no memory
+        self._span_id = np.ascontiguousarray(order, dtype=np.intp)
+        self._span_lo = np.ascontiguousarray(np.asarray(self._addr, dtype=np.intp)[order])
+        self._span_hi = self._span_lo + self._nbytes[order]
         self._shapes = [p.shape for p in self._params]
         self._shape_flat = np.array([s for shp in self._shapes for s in shp], dtype=np.intp)
         self._ndims = np.array([len(shp) for shp in self._shapes], dtype=np.intp)
@@ -359,6 +366,13 @@ class _Optimizer:
         same = np.flatnonzero(addr == self._addr)
         if same.size:
             raise ValueError(f"grads[{same[0]}] is params[{same[0]}] itself")
+        # a gradient that shares memory with any parameter would change while the step
+        # writes it (the update would depend on the order of the arrays): refuse it
+        hit = _optim.first_overlap(np.ascontiguousarray(addr, dtype=np.intp), self._nbytes, self._span_lo,
+                                   self._span_hi, self._span_id)
+        if hit is not None:
+            raise ValueError(f"grads[{hit[0]}] shares memory with params[{hit[1]}]: "
+                             "pass gradients held in arrays of their own")
         return addr
 
     def _check_grads(self, grads):

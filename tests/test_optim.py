@@ -558,3 +558,25 @@ def test_tour_runs(capsys):
     optim.tour_optim(Show())
     out = capsys.readouterr().out
     assert "AdamW" in out and "skipped=True" in out
+
+
+@pytest.mark.parametrize("opt_cls", [SGD, AdamW])
+def test_gradient_sharing_memory_with_another_parameter_is_refused(opt_cls):
+    # issue 28 item 11: step([p[1], p[0]]) updated p[0] and then read the changed p[0] as p[1]'s
+    # gradient (an order-dependent update); a gradient overlapping a parameter is now an error
+    p = [np.ones(4), np.full(4, 2.0), np.zeros(0), np.full(3, 3.0)]
+    opt = opt_cls(p, 0.1)
+    before = [x.copy() for x in p]
+    cases = [
+        [p[1], p[0], np.zeros(0), np.ones(3)],                      # swapped
+        [np.ones(4), np.ones(4), np.zeros(0), p[0][:3]],            # a view into another parameter
+        [np.ones(4), p[1], np.zeros(0), np.ones(3)],                 # the parameter itself
+    ]
+    for grads in cases:
+        with pytest.raises(ValueError, match=r"grads\[\d\] (shares memory with|is) params\[\d\]"):
+            opt.step(grads)
+        for x, y in zip(p, before):
+            np.testing.assert_array_equal(x, y)  # nothing written
+    buf = np.ones(12)  # gradients sharing one buffer with each other (not with params) are fine
+    opt.step([buf[:4], buf[4:8], np.zeros(0), buf[8:11]])
+    assert not np.array_equal(p[0], before[0])
