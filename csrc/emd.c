@@ -1568,6 +1568,7 @@ static void doc_knn_team(void *arg)
         }
         if (prune) cand_sort(order, nc);
         for (ptrdiff_t t = 0; t < nc; t++) {
+            if (t % 64 == 63 && fc_interrupted()) { st_local = FC_INTERRUPTED; break; } /* Ctrl-C */
             int32_t c = order[t].i;
             double kth = cnt == k ? dk[k - 1] : INFINITY;
             double margin = kth + slack * fabs(kth) + 1e-300;

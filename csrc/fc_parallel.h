@@ -91,17 +91,20 @@ int fc_thread_id(void);
 int fc_thread_count(void);
 
 /* ---- Ctrl-C (fc_pool.c) ----
- * fc_interrupt_begin()  at the start of an entry point whose loops check for signals: forgets
- *                       an earlier interruption and starts this thread's check interval.
- * fc_interrupted()      1 once a signal raised in the calling Python thread (Ctrl-C's
- *                       KeyboardInterrupt), or another rank of the module saw one: long loops
- *                       call it between steps (every ~1 ms of work or more) and stop with
- *                       FC_INTERRUPTED.  Cheap: a thread-local read and a clock read; at most
- *                       every FC_INTERRUPT_EVERY_NS the thread that called the kernel asks the
- *                       binding (which takes the GIL and runs Python's signal handlers: a
- *                       handler that raises leaves its exception pending for the binding).
- *                       Pool workers never call into Python; they see the shared flag.
- * fc_interrupt_pending() whether the flag is set (the entry point's status at its end).
+ * fc_interrupt_begin()  at the start of an entry point whose loops check for signals (and whose
+ *                       binding maps FC_INTERRUPTED): clears this call's flag, starts the
+ *                       thread's check interval, and lets the next fc_team wait interruptibly.
+ * fc_interrupted()      1 once a signal handler raised in the thread that called the kernel
+ *                       (Ctrl-C's KeyboardInterrupt): long loops call it between steps (every
+ *                       ~1 ms of work or more) and stop with FC_INTERRUPTED.  Cheap: a read of
+ *                       the call's flag and a clock read; at most every FC_INTERRUPT_EVERY_NS the
+ *                       calling thread asks the binding (which takes the GIL and runs Python's
+ *                       signal handlers: one that raises leaves its exception pending for the
+ *                       binding).  Pool workers never call into Python: their ranks read the flag
+ *                       of the call they work for (one flag per calling thread, so a Ctrl-C
+ *                       stops the main thread's call and no other thread's).  A caller waiting
+ *                       for workers asks every FC_INTERRUPT_WAIT_MS.
+ * fc_interrupt_pending() whether this thread's call was interrupted (for the status at its end).
  * fc_set_signal_check(fn) the binding's check (0: no signal raised); NULL: never interrupted. */
 void fc_interrupt_begin(void);
 int fc_interrupted(void);

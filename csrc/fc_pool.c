@@ -27,6 +27,7 @@ typedef CONDITION_VARIABLE fc_cond;
 #define fc_mutex_lock(m) AcquireSRWLockExclusive(m)
 #define fc_mutex_unlock(m) ReleaseSRWLockExclusive(m)
 #define fc_cond_wait(c, m) SleepConditionVariableSRW((c), (m), INFINITE, 0)
+#define fc_cond_wait_ms(c, m, ms) SleepConditionVariableSRW((c), (m), (DWORD)(ms), 0)
 #define fc_cond_broadcast(c) WakeAllConditionVariable(c)
 #define fc_cpu_relax() YieldProcessor()
 #define fc_yield() SwitchToThread()
@@ -41,6 +42,18 @@ typedef pthread_cond_t fc_cond;
 #define fc_mutex_lock(m) pthread_mutex_lock(m)
 #define fc_mutex_unlock(m) pthread_mutex_unlock(m)
 #define fc_cond_wait(c, m) pthread_cond_wait((c), (m))
+static void fc_cond_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t); /* the condition variable's default clock */
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec += 1;
+        t.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(c, m, &t);
+}
 #define fc_cond_broadcast(c) pthread_cond_broadcast(c)
 #if defined(__x86_64__) || defined(__i386__)
 #define fc_cpu_relax() __builtin_ia32_pause()
@@ -109,17 +122,31 @@ typedef struct {
     int busy;               /* a caller owns the pool (0 / 1) */
     unsigned long long ticket;
     void *fn, *arg;         /* the team's body (a function pointer stored as void *) and its state */
+    void *flag;             /* the calling thread's interrupt flag (int *), for the workers' ranks */
     int done;               /* ranks finished */
 } fc_pool_t;
 
-static fc_pool_t fc_pool = {FC_MUTEX_INIT, FC_COND_INIT, FC_COND_INIT, 0, 0, 0, 0, 0, NULL, NULL, 0};
+static fc_pool_t fc_pool = {FC_MUTEX_INIT, FC_COND_INIT, FC_COND_INIT, 0, 0, 0, 0, 0, NULL, NULL, NULL, 0};
 
 static FC_THREAD_LOCAL int fc_rank = 0, fc_nranks = 1, fc_in_team = 0, fc_is_worker = 0;
+/* Ctrl-C (see the end of this file): each thread that calls a kernel owns a flag for that call;
+ * a worker running one of its ranks points at it. */
+static FC_THREAD_LOCAL int fc_call_flag = 0;
+static FC_THREAD_LOCAL int *fc_rank_flag = NULL;
+static int *fc_current_flag(void) { return fc_is_worker ? fc_rank_flag : &fc_call_flag; }
+/* set by fc_interrupt_begin, taken by the next fc_team of this thread: only the team of an
+ * entry point that checks for signals (and maps FC_INTERRUPTED) may ask while it waits */
+static FC_THREAD_LOCAL int fc_ask_next_team = 0;
 
 int fc_thread_id(void) { return fc_rank; }
 int fc_thread_count(void) { return fc_nranks; }
 
 typedef void (*fc_body)(void *);
+
+static int fc_interrupt_can_ask(void);
+#ifndef FC_INTERRUPT_WAIT_MS
+#define FC_INTERRUPT_WAIT_MS 20 /* a caller waiting for workers asks for signals this often */
+#endif
 
 static void fc_run_rank(fc_body fn, void *arg, int rank, int n)
 {
@@ -143,9 +170,13 @@ static int fc_pool_run_one(void)
         if (!fc_ticket_open(t)) return 0;
         fc_body fn = (fc_body)fc_atomic_load_ptr(&fc_pool.fn);
         void *arg = fc_atomic_load_ptr(&fc_pool.arg);
+        int *flag = (int *)fc_atomic_load_ptr(&fc_pool.flag);
         if (!fc_atomic_cas_u64(&fc_pool.ticket, t, t + 1)) continue; /* taken, or a newer team */
         const int n = (int)((t >> 16) & 0xffffu);
+        int *const flag0 = fc_rank_flag;
+        if (fc_is_worker) fc_rank_flag = flag;
         fc_run_rank(fn, arg, (int)(t & 0xffffu), n);
+        fc_rank_flag = flag0;
         if (fc_atomic_fetch_add_int(&fc_pool.done, 1) + 1 == n) {
             fc_mutex_lock(&fc_pool.lock);
             fc_cond_broadcast(&fc_pool.finished);
@@ -253,6 +284,8 @@ static int fc_pool_grow(int want)
 
 void fc_team(int n, void (*fn)(void *), void *arg)
 {
+    const int ask = fc_ask_next_team;
+    fc_ask_next_team = 0;
     if (n > FC_POOL_RANKS) n = FC_POOL_RANKS;
     if (n <= 1 || fc_in_team || !fc_atomic_cas_int(&fc_pool.busy, 0, 1)) {
         for (int r = 0; r < (n < 1 ? 1 : n); ++r) fc_run_rank(fn, arg, r, n < 1 ? 1 : n);
@@ -266,6 +299,7 @@ void fc_team(int n, void (*fn)(void *), void *arg)
     /* publish: the body, a zero count, then the ticket of a new generation */
     fc_atomic_store_ptr(&fc_pool.fn, (void *)fn);
     fc_atomic_store_ptr(&fc_pool.arg, arg);
+    fc_atomic_store_ptr(&fc_pool.flag, (void *)fc_current_flag());
     fc_atomic_store_int(&fc_pool.done, 0);
     unsigned long long gen = (fc_atomic_load_u64(&fc_pool.ticket) >> 32) + 1;
     fc_atomic_store_u64(&fc_pool.ticket, (gen << 32) | ((unsigned long long)n << 16));
@@ -284,8 +318,22 @@ void fc_team(int n, void (*fn)(void *), void *arg)
         if (i % FC_POOL_YIELD == 0 && fc_now_ns() > until) break;
     }
     if (fc_atomic_load_int(&fc_pool.done) < n) {
+        /* a caller that waits still notices Ctrl-C (fc_interrupted sets its flag, which the
+         * workers' ranks read): it wakes every FC_INTERRUPT_WAIT_MS to ask */
+        const int asking = ask && fc_interrupt_can_ask();
         fc_mutex_lock(&fc_pool.lock);
-        while (fc_atomic_load_int(&fc_pool.done) < n) fc_cond_wait(&fc_pool.finished, &fc_pool.lock);
+        while (fc_atomic_load_int(&fc_pool.done) < n) {
+            if (!asking) {
+                fc_cond_wait(&fc_pool.finished, &fc_pool.lock);
+                continue;
+            }
+            fc_cond_wait_ms(&fc_pool.finished, &fc_pool.lock, FC_INTERRUPT_WAIT_MS);
+            if (fc_atomic_load_int(&fc_pool.done) < n) {
+                fc_mutex_unlock(&fc_pool.lock); /* never call into Python holding the pool's lock */
+                (void)fc_interrupted();
+                fc_mutex_lock(&fc_pool.lock);
+            }
+        }
         fc_mutex_unlock(&fc_pool.lock);
     }
     fc_atomic_store_int(&fc_pool.busy, 0);
@@ -319,27 +367,30 @@ void fc_parallel_range(int n_threads, ptrdiff_t n, void (*fn)(void *ctx, ptrdiff
 #endif
 
 static int (*fc_signal_check)(void);
-static int fc_interrupt_flag;
 static FC_THREAD_LOCAL long long fc_next_signal_check;
 
 void fc_set_signal_check(int (*check)(void)) { fc_signal_check = check; }
 
+static int fc_interrupt_can_ask(void) { return !fc_is_worker && fc_signal_check != NULL; }
+
 void fc_interrupt_begin(void)
 {
-    fc_atomic_store_int(&fc_interrupt_flag, 0);
+    fc_atomic_store_int(&fc_call_flag, 0);
     fc_next_signal_check = fc_now_ns() + FC_INTERRUPT_EVERY_NS;
+    fc_ask_next_team = 1;
 }
 
-int fc_interrupt_pending(void) { return fc_atomic_load_int(&fc_interrupt_flag); }
+int fc_interrupt_pending(void) { return fc_atomic_load_int(&fc_call_flag); }
 
 int fc_interrupted(void)
 {
-    if (fc_atomic_load_int(&fc_interrupt_flag)) return 1;
-    if (fc_is_worker || fc_signal_check == NULL) return 0;
+    int *flag = fc_current_flag();
+    if (flag != NULL && fc_atomic_load_int(flag)) return 1;
+    if (!fc_interrupt_can_ask()) return 0;
     const long long now = fc_now_ns();
     if (now < fc_next_signal_check) return 0;
     fc_next_signal_check = now + FC_INTERRUPT_EVERY_NS;
     if (!fc_signal_check()) return 0;
-    fc_atomic_store_int(&fc_interrupt_flag, 1);
+    fc_atomic_store_int(&fc_call_flag, 1);
     return 1;
 }

@@ -8,8 +8,6 @@ the decoded paths): never a cost matrix.
 
 Requires the optional extra ``pip install "fastcore-kernels[dask]"``.
 """
-import numbers
-
 try:
     import dask
     import dask.array as da
@@ -165,14 +163,12 @@ def _blocks(emissions, mask, lengths):
     return emissions, list(zip(em_blocks, m_blocks, l_blocks))
 
 
-def _check_params(emissions, transitions, start, end):
-    """The small parameters, checked here rather than in every task (errors at the call, not at
-    compute time)."""
-    dtype = np.float32 if emissions.dtype == np.float32 else np.float64
-    K = emissions.shape[2]
-    _crf._transitions(transitions, dtype, K)
-    _crf._scores(start, "start", dtype, (K,))
-    _crf._scores(end, "end", dtype, (K,))
+def _probe(fn, emissions, *args, **kwargs):
+    """``fn`` (a fastcore.crf function) on one token of one sequence of the emissions' dtype:
+    the parameters are checked here, by the same code as the tasks', so errors come at the
+    call and not at compute time; returns the result (its dtypes are the tasks')."""
+    em = np.zeros((1, 1, emissions.shape[2]), dtype=emissions.dtype)
+    return fn(em, *args, n_threads=1, **kwargs)
 
 
 def _viterbi_block(em, mask, lengths, transitions, start, end, top_k):
@@ -199,9 +195,7 @@ def viterbi(emissions, transitions, start=None, end=None, *, mask=None, lengths=
         Both lazy; computing them together runs each block once.
     """
     emissions, blocks = _blocks(emissions, mask, lengths)
-    _check_params(emissions, transitions, start, end)
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
-        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    probe = _probe(_crf.viterbi, emissions, transitions, start, end, top_k=top_k)
     B, T, K = emissions.shape
     transitions = np.asarray(transitions)
     path_parts, score_parts = [], []
@@ -210,7 +204,7 @@ def viterbi(emissions, transitions, start=None, end=None, *, mask=None, lengths=
         pshape = (nb, T) if top_k == 1 else (nb, top_k, T)
         sshape = (nb,) if top_k == 1 else (nb, top_k)
         path_parts.append(da.from_delayed(res[0], pshape, dtype=np.int64))
-        score_parts.append(da.from_delayed(res[1], sshape, dtype=emissions.dtype))
+        score_parts.append(da.from_delayed(res[1], sshape, dtype=probe[1].dtype))
     return da.concatenate(path_parts, axis=0), da.concatenate(score_parts, axis=0)
 
 
@@ -221,12 +215,12 @@ def _ll_block(em, mask, lengths, tags, transitions, start, end):
 def crf_log_likelihood(emissions, tags, transitions, start=None, end=None, *, mask=None, lengths=None):
     """:func:`fastcore.crf.crf_log_likelihood` (per sequence, shape (B,)) over a dask array."""
     emissions, blocks = _blocks(emissions, mask, lengths)
-    _check_params(emissions, transitions, start, end)
+    probe = _probe(_crf.crf_log_likelihood, emissions, np.zeros((1, 1), dtype=np.int64), transitions, start, end)
     tags = _aligned(tags, emissions, "tags")
     tag_blocks = tags.to_delayed().ravel()
     transitions = np.asarray(transitions)
     parts = []
     for (em, m, ln), tg, nb in zip(blocks, tag_blocks, emissions.chunks[0]):
         res = dask.delayed(_ll_block)(em, m, ln, tg, transitions, start, end)
-        parts.append(da.from_delayed(res, (nb,), dtype=emissions.dtype))
+        parts.append(da.from_delayed(res, (nb,), dtype=probe.dtype))
     return da.concatenate(parts, axis=0)

@@ -62,12 +62,34 @@ def ot_linprog_cost(a, b, M):
     return res.fun
 
 
+def fastcore_parent():
+    """The folder holding the fastcore these tests import (installed, or an in-place build)."""
+    import fastcore
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastcore.__file__)))
+
+
+def run_python(code, *args, path_first=None, cwd=None, timeout=120, **env):
+    """``python -c code args...`` in a child that imports the same fastcore as the tests (the
+    clone's root, first on a ``-c`` child's path, would shadow an installed package: the child
+    runs in ``cwd``, by default this folder).  ``path_first``: a folder put before it on the path;
+    ``env``: variables to set (None removes one).  Returns the CompletedProcess."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (path_first, fastcore_parent()) if p)
+    for k, v in env.items():
+        if v is None:
+            e.pop(k, None)
+        else:
+            e[k] = v
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
+                          env=e, cwd=cwd or os.path.dirname(os.path.abspath(__file__)))
+
+
 def assert_import_fails_clearly(tmp_path, missing, module, message):
     """Importing ``module`` with a broken ``missing`` package first on the path fails with ``message``."""
     fake = tmp_path / missing
     fake.mkdir()
     (fake / "__init__.py").write_text(f"raise ImportError('no {missing} here')\n")
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, cwd=tmp_path)
+    proc = run_python(f"import {module}", path_first=str(tmp_path), cwd=tmp_path)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr

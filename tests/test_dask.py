@@ -182,6 +182,13 @@ def test_crf_bad_input_is_rejected_at_the_call(rng):
         fdask.viterbi(em, tr, start=np.zeros(4))
     with pytest.raises(ValueError, match="top_k"):
         fdask.viterbi(em, tr, top_k=0)
+    with pytest.raises(TypeError, match="top_k"):
+        fdask.viterbi(em, tr, top_k=1.5)
+    for dt in (np.float16, np.int32, np.float32):  # declared dtypes are those the tasks return
+        paths, scores = fdask.viterbi(em.astype(dt), tr)
+        assert scores.dtype == scores.compute().dtype == crf.viterbi(em.astype(dt), tr)[1].dtype
+        ll = fdask.crf_log_likelihood(em.astype(dt), tags, tr)
+        assert ll.dtype == ll.compute().dtype
     paths, scores = fdask.viterbi(da.from_array(em, chunks=(2, 5, 3)), tr)
     ref_paths, ref_scores = crf.viterbi(em, tr)
     np.testing.assert_array_equal(paths.compute(), ref_paths)

@@ -2,11 +2,12 @@
 a kernel runs (a solve that would otherwise take minutes or forever), and must see
 KeyboardInterrupt soon after, then get correct answers from the same kernels again."""
 import json
-import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from _helpers import run_python
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -102,8 +103,7 @@ CHILD = textwrap.dedent(
 
 
 def run_child(name, handler="default"):
-    proc = subprocess.run([sys.executable, "-c", CHILD, name, handler], capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python(CHILD, name, handler)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

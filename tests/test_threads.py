@@ -3,8 +3,6 @@ threadpoolctl, set_num_threads), results independent of the thread count, many P
 at once, fork() after the threads were used, and idle threads that sleep."""
 import multiprocessing
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -16,15 +14,11 @@ from fastcore import crf, ot
 from fastcore._threads import available_cores, resolve_n_threads
 from fastcore.attention import attention, attention_backward
 from fastcore.sinkhorn import sinkhorn
+from _helpers import run_python
 
 
 def _run(code, **env):
-    e = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    # the fastcore this test imported (installed, or an in-place build), not another one
-    e["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(fastcore.__file__)))
-    e.update(env)
-    r = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=120,
-                       cwd=os.path.dirname(os.path.abspath(__file__)))
+    r = run_python(code, **{"OMP_NUM_THREADS": None, **env})
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
