@@ -142,9 +142,11 @@ def _relax(overrelaxation, method):
 
 
 def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_start, reg_ratio,
-           numInnerItermax, stopThrInner, overrelaxation, want_plan=False):
+           numInnerItermax, stopThrInner, overrelaxation, want_plan=False, want_hist=False):
     """Run the C solver.  Returns (alpha (k, n), beta (k, m), info dict).  The scaling method
-    also puts the plan (if want_plan and k == 1), cost and plogp in info (from its kernel)."""
+    also puts the plan (if want_plan and k == 1), cost and plogp in info (from its kernel).
+    want_hist: keep the error of every iteration (for log / verbose: numItermax doubles per
+    histogram, so not otherwise; info["hist"] is None then)."""
     a, B, M, reg, method, numItermax, stopThr, multi, ws = _prepare(
         a, b, M, reg, method, numItermax, stopThr, warmstart)
     n, m = M.shape
@@ -170,7 +172,7 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
             raise ValueError("warmstart[0] overflows exp() for method='sinkhorn' (the scaling u is "
                              "infinite); use method='sinkhorn_log'")
         v = np.empty((k, m))
-        hist = np.zeros((k, numItermax))
+        hist = np.zeros((k, numItermax)) if want_hist else None
         plan = np.empty(M.shape, dtype=M.dtype) if want_plan and not multi else None
         cost, plogp = np.empty(k), np.empty(k)
         _sinkhorn.sinkhorn_knopp(M, a, B, reg, numItermax, stopThr, u, v, niter, err, state, hist,
@@ -199,7 +201,7 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
         alpha = np.ascontiguousarray(alpha)
         beta = np.empty((k, m))
         cap = (len(regs) - 1) * numInnerItermax + numItermax
-        hist = np.zeros((k, cap))
+        hist = np.zeros((k, cap)) if want_hist else None
         _sinkhorn.sinkhorn_log(M, a, B, regs, numInnerItermax, inner, numItermax, stopThr, relax, alpha,
                                beta, niter, err, state, hist, n_threads)
     info = {"niter": niter, "err": err, "state": state, "hist": hist, "multi": multi, "M": M,
@@ -343,7 +345,7 @@ def sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9,
     n_threads = resolve_n_threads(n_threads)
     alpha, beta, info = _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads,
                                reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation,
-                               want_plan=True)
+                               want_plan=True, want_hist=bool(log or verbose))
     if verbose:
         _verbose(info)
     _report(info, warn)
@@ -382,7 +384,8 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9
         raise ValueError(f"objective must be 'cost' or 'entropic', got {objective!r}")
     n_threads = resolve_n_threads(n_threads)
     alpha, beta, info = _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads,
-                               reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation)
+                               reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation,
+                               want_hist=bool(log or verbose))
     if verbose:
         _verbose(info)
     _report(info, warn)

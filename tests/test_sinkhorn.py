@@ -436,3 +436,14 @@ def test_reg_as_numpy_scalar_is_its_value(rng, scalar):
                                       sinkhorn(a, a, M, float(reg), method=method, warn=False))
         assert sinkhorn2(a, a, M, reg, method=method, warn=False, objective="entropic") == \
             sinkhorn2(a, a, M, float(reg), method=method, warn=False, objective="entropic")
+
+
+@pytest.mark.parametrize("method", ["sinkhorn_log", "sinkhorn", "sinkhorn_epsilon_scaling"])
+def test_huge_iteration_budget_allocates_nothing_for_it(rng, method):
+    # the per-iteration error history (numItermax doubles) is kept only for log / verbose: a budget
+    # of 10**12 iterations was an 8 TB np.zeros (MemoryError; seconds under ASan at 10**9)
+    M = rng.random((20, 20))
+    a = np.full(20, 1 / 20)
+    assert sinkhorn2(a, a, M, 0.5, method=method, numItermax=10**12) == sinkhorn2(a, a, M, 0.5, method=method)
+    P = sinkhorn(a, a, M, 0.5, method=method, numItermax=10**12)
+    np.testing.assert_array_equal(P, sinkhorn(a, a, M, 0.5, method=method))
