@@ -78,11 +78,18 @@ extern "C" {
                                ptrdiff_t *niter, double *err, int *state, double *err_hist,   \
                                ptrdiff_t hist_cap, T *plan, double *cost, double *plogp,      \
                                int n_threads);                                                \
-    /* P_ij = exp(alpha_i + beta_j - M_ij * inv_reg) for each histogram: cost[h] = <P, M>, \
-     * plogp[h] = sum P log P (0 log 0 = 0); plan (n, m) written when not NULL (k == 1). */ \
+    /* The plan of one more row update from beta (the returned plan: its rows sum to a   \
+     * exactly, as after POT's last u update): P_ij = a_i exp(beta_j - M_ij * inv_reg)      \
+     * / sum_l exp(beta_l - M_il * inv_reg), computed shifted by the row's log-sum-exp, so  \
+     * that it keeps its accuracy where alpha_i + beta_j - M_ij / reg loses digits (tiny   \
+     * reg: potentials ~ |M| / reg).  alpha: in, the last log_u (a shift hint); out, that   \
+     * row update's log_u.  Per histogram: cost[h] = <P, M>, plogp[h] = sum P log P         \
+     * (0 log 0 = 0), err[h] = the plan's marginal error ||P^T 1 - b_h||_2 (plus the mass   \
+     * of rows the columns cannot take); the plan (n, m) written when not NULL (k == 1). */ \
     int fc_sinkhorn_plan##SUF(const T *M, ptrdiff_t n, ptrdiff_t m, ptrdiff_t k,              \
-                              const double *alpha, const double *beta, double inv_reg,        \
-                              T *plan, double *cost, double *plogp, int n_threads);
+                              const double *a, const double *b, double *alpha,                \
+                              const double *beta, double inv_reg, T *plan, double *cost,      \
+                              double *plogp, double *err, int n_threads);
 
 FC_SINKHORN_DECLARE(float, _f32)
 FC_SINKHORN_DECLARE(double, _f64)

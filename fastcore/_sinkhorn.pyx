@@ -37,11 +37,13 @@ cdef extern from "sinkhorn.h" nogil:
                               Py_ssize_t hist_cap, double *plan, double *cost, double *plogp,
                               int n_threads)
     int fc_sinkhorn_plan_f32(const float *M, Py_ssize_t n, Py_ssize_t m, Py_ssize_t k,
-                             const double *alpha, const double *beta, double inv_reg,
-                             float *plan, double *cost, double *plogp, int n_threads)
+                             const double *a, const double *b, double *alpha, const double *beta,
+                             double inv_reg, float *plan, double *cost, double *plogp, double *err,
+                             int n_threads)
     int fc_sinkhorn_plan_f64(const double *M, Py_ssize_t n, Py_ssize_t m, Py_ssize_t k,
-                             const double *alpha, const double *beta, double inv_reg,
-                             double *plan, double *cost, double *plogp, int n_threads)
+                             const double *a, const double *b, double *alpha, const double *beta,
+                             double inv_reg, double *plan, double *cost, double *plogp, double *err,
+                             int n_threads)
 
 CONVERGED = FC_SK_CONVERGED
 MAX_ITER = FC_SK_MAX_ITER
@@ -117,15 +119,18 @@ def sinkhorn_knopp(const floating[:, ::1] M, const double[::1] a, const double[:
     check_status(status, "sinkhorn")
 
 
-def sinkhorn_plan(const floating[:, ::1] M, const double[:, ::1] alpha, const double[:, ::1] beta,
-                  double inv_reg, floating[:, ::1] plan, double[::1] cost, double[::1] plogp,
+def sinkhorn_plan(const floating[:, ::1] M, const double[::1] a, const double[:, ::1] b,
+                  double[:, ::1] alpha, const double[:, ::1] beta, double inv_reg,
+                  floating[:, ::1] plan, double[::1] cost, double[::1] plogp, double[::1] err,
                   int n_threads):
-    """Plan (k == 1, optional) and per-histogram <P, M> and sum P log P."""
+    """The plan of one more row update (k == 1, optional), alpha refreshed to it, and per
+    histogram <P, M>, sum P log P and the plan's marginal error."""
     cdef Py_ssize_t n = M.shape[0], m = M.shape[1], k = alpha.shape[0]
     cdef floating *pp = NULL
     cdef int status
     if alpha.shape[1] != n or beta.shape[0] != k or beta.shape[1] != m or cost.shape[0] != k \
-            or plogp.shape[0] != k:
+            or plogp.shape[0] != k or err.shape[0] != k or a.shape[0] != n or b.shape[0] != k \
+            or b.shape[1] != m:
         raise ValueError("sinkhorn: internal shape mismatch (plan)")
     if plan is not None:
         if plan.shape[0] != n or plan.shape[1] != m or k != 1:
@@ -133,9 +138,9 @@ def sinkhorn_plan(const floating[:, ::1] M, const double[:, ::1] alpha, const do
         pp = &plan[0, 0]
     with nogil:
         if floating is float:
-            status = fc_sinkhorn_plan_f32(&M[0, 0], n, m, k, &alpha[0, 0], &beta[0, 0], inv_reg,
-                                          pp, &cost[0], &plogp[0], n_threads)
+            status = fc_sinkhorn_plan_f32(&M[0, 0], n, m, k, &a[0], &b[0, 0], &alpha[0, 0], &beta[0, 0],
+                                          inv_reg, pp, &cost[0], &plogp[0], &err[0], n_threads)
         else:
-            status = fc_sinkhorn_plan_f64(&M[0, 0], n, m, k, &alpha[0, 0], &beta[0, 0], inv_reg,
-                                          pp, &cost[0], &plogp[0], n_threads)
+            status = fc_sinkhorn_plan_f64(&M[0, 0], n, m, k, &a[0], &b[0, 0], &alpha[0, 0], &beta[0, 0],
+                                          inv_reg, pp, &cost[0], &plogp[0], &err[0], n_threads)
     check_status(status, "sinkhorn")

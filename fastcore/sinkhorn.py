@@ -79,6 +79,11 @@ def _prepare(a, b, M, reg, method, numItermax, stopThr, warmstart):
         raise ValueError(f"M must be non-empty, got shape ({n}, {m})")
     check_finite(M, "M")
     reg = _positive_float(reg, "reg")
+    with np.errstate(over="ignore"):
+        spread = float(np.abs(M).max()) / reg
+    if not (np.isfinite(spread) and np.isfinite(1.0 / reg)):
+        raise ValueError(f"reg={reg:g} is too small for M (max |M| = {float(np.abs(M).max()):g}): the "
+                         f"potentials M / reg overflow float64; use reg > max|M| * 1e-300")
     numItermax = _positive_int(numItermax, "numItermax")
     stopThr = _positive_float(stopThr, "stopThr", allow_zero=True)
     a = _weights(a, "a", n)
@@ -205,7 +210,9 @@ def _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads, reg_
         _sinkhorn.sinkhorn_log(M, a, B, regs, numInnerItermax, inner, numItermax, stopThr, relax, alpha,
                                beta, niter, err, state, hist, n_threads)
     info = {"niter": niter, "err": err, "state": state, "hist": hist, "multi": multi, "M": M,
-            "method": method, "regs": regs, "reg": reg}  # reg: the validated Python float
+            "method": method, "regs": regs, "reg": reg,  # reg: the validated Python float
+            "a": np.ascontiguousarray(a, dtype=np.float64), "B": np.ascontiguousarray(B, dtype=np.float64),
+            "stopThr": stopThr}
     if method == "sinkhorn":
         info.update(plan=plan, cost=cost, plogp=plogp)
     return alpha, beta, info
@@ -217,7 +224,12 @@ def _report(info, warn):
         return
     h = int(np.argmax(state != _sinkhorn.CONVERGED))
     which = f" (histogram {h})" if info["multi"] else ""
-    if state[h] == _sinkhorn.BREAKDOWN:
+    if state[h] == _PRECISION:
+        msg = (f"sinkhorn: the last iterate met stopThr={info['stopThr']:g}, but the plan returned (one "
+               f"more row update) has a marginal error of {info['err'][h]:.3g}{which}: the iterations "
+               f"stalled at the precision float64 leaves at reg={info['reg']:g} (max|M|/reg = "
+               f"{info['spread']:.3g}). Increase reg or stopThr.")
+    elif state[h] == _sinkhorn.BREAKDOWN:
         msg = (f"sinkhorn: numerical breakdown after {info['niter'][h]} iterations{which}: the scalings "
                f"u, v left the floating-point range (reg is too small for the kernel exp(-M/reg)); "
                f"the last finite iterate is returned. Use method='sinkhorn_log'.")
@@ -228,14 +240,28 @@ def _report(info, warn):
     warn_user(msg, ConvergenceWarning)
 
 
-def _plan_and_costs(M, alpha, beta, reg, want_plan, n_threads, info):
+_PRECISION = -2  # a state of this module: converged iterations, a returned plan outside stopThr
+
+
+def _plan_and_costs(alpha, beta, want_plan, n_threads, info):
+    """The returned plan (when want_plan), <P, M> and sum P log P per histogram.  For the
+    log-domain methods the plan is one more row update from beta (alpha is refreshed to
+    it), computed so that it stays exact where alpha + beta - M / reg loses digits, and its
+    measured marginal error replaces info["err"]: a run whose iterations met stopThr while
+    the plan it returns does not is reported as not converged (state _PRECISION)."""
     if "cost" in info:  # the scaling method computed them from its kernel
         return info["plan"], info["cost"], info["plogp"]
-    k = alpha.shape[0]
+    M, k = info["M"], alpha.shape[0]
     plan = np.empty(M.shape, dtype=M.dtype) if want_plan else None
-    cost = np.empty(k)
-    plogp = np.empty(k)
-    _sinkhorn.sinkhorn_plan(M, alpha, beta, 1.0 / reg, plan, cost, plogp, n_threads)
+    cost, plogp, err = np.empty(k), np.empty(k), np.empty(k)
+    _sinkhorn.sinkhorn_plan(M, info["a"], info["B"], alpha, beta, 1.0 / info["reg"], plan, cost, plogp,
+                            err, n_threads)
+    info["err"] = err
+    state = info["state"]
+    lost = (state == _sinkhorn.CONVERGED) & ~(err < info["stopThr"])
+    if lost.any():
+        state[lost] = _PRECISION
+        info["spread"] = float(np.abs(M).max()) / info["reg"]
     return plan, cost, plogp
 
 
@@ -286,7 +312,11 @@ _DOC_PARAMS = """
     reg : float > 0
         Entropic regularisation.
     method : {"sinkhorn_log", "sinkhorn", "sinkhorn_epsilon_scaling"}
-        ``"sinkhorn_log"`` (default): log domain, stable for any ``reg``.  ``"sinkhorn"``:
+        ``"sinkhorn_log"`` (default): log domain, no overflow for any ``reg`` above
+        ``max|M| * 1e-300`` (ValueError below); the plan returned is one more row update,
+        computed shifted by each row's log-sum-exp (its rows sum to ``a``), and convergence is
+        judged on its measured marginals (below ``reg`` ~ ``1e-10 * max|M|`` float64 leaves the
+        potentials too few digits for ``stopThr = 1e-9``: a ConvergenceWarning says so).  ``"sinkhorn"``:
         scaling form on ``exp(-M/reg)`` (ValueError if that kernel underflows; a ConvergenceWarning
         and the last finite iterate if the scalings leave the float range later).
         ``"sinkhorn_epsilon_scaling"``: log domain with ``reg`` annealed geometrically
@@ -348,8 +378,8 @@ def sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9,
                                want_plan=True, want_hist=bool(log or verbose))
     if verbose:
         _verbose(info)
+    plan, cost, _ = _plan_and_costs(alpha, beta, not info["multi"], n_threads, info)
     _report(info, warn)
-    plan, cost, _ = _plan_and_costs(info["M"], alpha, beta, info["reg"], not info["multi"], n_threads, info)
     res = cost if info["multi"] else plan
     if log:
         return res, _log_dict(alpha, beta, info)
@@ -388,8 +418,8 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9
                                want_hist=bool(log or verbose))
     if verbose:
         _verbose(info)
+    _, cost, plogp = _plan_and_costs(alpha, beta, False, n_threads, info)
     _report(info, warn)
-    _, cost, plogp = _plan_and_costs(info["M"], alpha, beta, info["reg"], False, n_threads, info)
     val = cost if objective == "cost" else cost + info["reg"] * plogp
     res = val if info["multi"] else val[0]
     if log:

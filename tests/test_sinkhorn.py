@@ -173,8 +173,9 @@ def test_epsilon_scaling_stall_regression():
     # 15x the range of M / reg, costing 4 digits in log_u + log_v - M / reg)
     lim = 2.0 * M.max() / reg
     assert np.abs(lg["log_u"]).max() < lim and np.abs(lg["log_v"]).max() < lim
+    # (the plan drops entries below exp(-600) times its row's largest: no subnormal arithmetic)
     P1 = np.exp(lg["log_u"][:, None] + lg["log_v"][None, :] - M / reg)
-    np.testing.assert_allclose(P1, P, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(P1, P, rtol=1e-12, atol=1e-250)
 
 
 def test_overrelaxation_same_fixed_point(rng):
@@ -447,3 +448,65 @@ def test_huge_iteration_budget_allocates_nothing_for_it(rng, method):
     assert sinkhorn2(a, a, M, 0.5, method=method, numItermax=10**12) == sinkhorn2(a, a, M, 0.5, method=method)
     P = sinkhorn(a, a, M, 0.5, method=method, numItermax=10**12)
     np.testing.assert_array_equal(P, sinkhorn(a, a, M, 0.5, method=method))
+
+
+@pytest.mark.parametrize("method", ["sinkhorn_log", "sinkhorn_epsilon_scaling"])
+@pytest.mark.parametrize("reg", [1e-8, 1e-12, 1e-15, 1e-20])
+def test_converged_means_the_returned_plan_meets_stopThr(method, reg):
+    # issue 28 items 2 and 7: at tiny reg the plan exp(log_u + log_v - M / reg) lost digits
+    # (potentials ~ |M| / reg): epsilon scaling said converged with err 0.0 while the plan's
+    # column sums were off by 4e-6 (reg 1e-12) to 2.5 (reg 1e-15, costs ~100), and reg = 1e-20
+    # gave inf entries.  The returned plan is now one more row update computed shifted by its
+    # row's log-sum-exp, and "converged" is decided on its measured marginals.
+    n_conv = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n, m = 6, 5 + seed % 3
+        a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+        if seed % 2:
+            a, b = rng.random(n) + 0.1, rng.random(m) + 0.1
+            a, b = a / a.sum(), b / b.sum()
+        M = rng.random((n, m)) * (100.0 if seed % 3 == 2 else 1.0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            P, lg = sinkhorn(a, b, M, reg, method=method, log=True)
+        warned = any(issubclass(w.category, fastcore.ConvergenceWarning) for w in caught)
+        assert np.isfinite(P).all() and (P >= 0).all()
+        np.testing.assert_allclose(P.sum(1), a, rtol=1e-12)  # rows exact by construction
+        col_err = np.linalg.norm(P.sum(0) - b)
+        assert warned == (not lg["converged"])
+        if lg["converged"]:
+            n_conv += 1
+            assert col_err < 1e-9
+            # and the cost is that of an exact optimal plan (reg this small: the LP's optimum)
+            assert sinkhorn2(a, b, M, reg, method=method, warn=False) == pytest.approx(
+                ot_linprog_cost(a, b, M), rel=1e-7, abs=1e-12)
+    if method == "sinkhorn_epsilon_scaling" and reg == 1e-8:
+        assert n_conv >= 6  # annealing reaches such reg; below it float64 runs out of digits
+        # (potentials ~ 1e12 are known to ~1e-4: most runs stall at marginal errors ~1e-7 and say so)
+
+
+def test_reg_too_small_for_the_costs_is_an_error():
+    a = np.full(4, 0.25)
+    M = np.random.default_rng(0).random((4, 4))
+    for reg, scale in ((5e-324, 1.0), (1e-9, 1e300)):
+        with pytest.raises(ValueError, match="reg=.* too small for M"):
+            sinkhorn(a, a, M * scale, reg)
+
+
+def test_plan_outside_stopThr_is_not_converged():
+    # the guard behind "converged": iterations below stopThr whose returned plan is not
+    # (simulated: potentials perturbed after the solve) give a ConvergenceWarning
+    from fastcore import sinkhorn as mod
+
+    rng = np.random.default_rng(3)
+    a = np.full(8, 1 / 8)
+    M = rng.random((8, 8))
+    alpha, beta, info = mod._solve(a, a, M, 0.1, "sinkhorn_log", 1000, 1e-9, None, 1, None, 0.5, 100,
+                                   None, None)
+    assert (info["state"] == mod._sinkhorn.CONVERGED).all()
+    beta[0, 0] += 1e-3
+    mod._plan_and_costs(alpha, beta, False, 1, info)
+    assert info["state"][0] == mod._PRECISION and info["err"][0] > 1e-9
+    with pytest.warns(fastcore.ConvergenceWarning, match="one more row update"):
+        mod._report(info, True)
