@@ -1682,18 +1682,6 @@ int FC_NAME(fc_crf_viterbi)(const fc_real *em, const fc_real *trans, const fc_re
 }
 
 /* ---------------------------------------------------------------- MEMM */
-/* log-sum-exp of r[0..K) (r finite or -inf), exps written to ex (may alias nothing). */
-FC_INLINE double FC_NAME(fc_memm_lse)(const fc_real *r, fc_real *ex, ptrdiff_t K)
-{
-    fc_real m = -FC_INF;
-    for (ptrdiff_t j = 0; j < K; ++j) m = r[j] > m ? r[j] : m;
-    if (m == -FC_INF) return -INFINITY;
-    for (ptrdiff_t j = 0; j < K; ++j) ex[j] = FC_EXP(r[j] - m);
-    double s = 0.0;
-    for (ptrdiff_t j = 0; j < K; ++j) s += (double)ex[j];
-    return (double)m + log(s);
-}
-
 /* Teacher-forced log-likelihood of one direction of a MEMM.  Gp: (K+1, Kp) rows
  * indexed by the conditioning label (G for left-to-right, G^T for right-to-left),
  * row K all zeros (no conditioning label); padding columns are -inf.  r, ex: (Kp)
@@ -2717,7 +2705,33 @@ typedef struct {
     int status; /* FC_OMP_FAIL */
 } FC_NAME(fc_memm_pot_job);
 
-/* One thread of fc_memm_potentials (all of them run this, see fc_team). */
+/* log-sum-exp of r[0..K) (r finite or -inf), exps written to ex. */
+FC_INLINE double FC_NAME(fc_memm_lse)(const fc_real *r, fc_real *ex, ptrdiff_t K)
+{
+    fc_real m = -FC_INF;
+    for (ptrdiff_t j = 0; j < K; ++j) m = r[j] > m ? r[j] : m;
+    if (m == -FC_INF) return -INFINITY;
+    for (ptrdiff_t j = 0; j < K; ++j) ex[j] = FC_EXP(r[j] - m);
+    double s = 0.0;
+    for (ptrdiff_t j = 0; j < K; ++j) s += (double)ex[j];
+    return (double)m + log(s);
+}
+
+/* The largest of e[0..K), in double. */
+FC_INLINE double FC_NAME(fc_memm_max_d)(const fc_real *e, ptrdiff_t K)
+{
+    double m = (double)e[0];
+    for (ptrdiff_t j = 1; j < K; ++j) m = (double)e[j] > m ? (double)e[j] : m;
+    return m;
+}
+
+/* One thread of fc_memm_potentials (all of them run this, see fc_team).  Every emission
+ * row enters shifted by its own maximum F_k (the difference taken in double): the unary of position k is
+ * f_k - F_k minus the normalisers that depend on its label, each of them also computed
+ * from shifted emissions (the F_j cancel along any path, since wf + wb = 1).  The
+ * potentials, and so the Viterbi sums over them, then hold log-probability-sized
+ * numbers, not |f| + |normaliser|: with |f| ~ 1e8 in float32 the unshifted ones lost
+ * every digit below 8 and the decode could miss the MAP (issue 28). */
 static void FC_NAME(fc_memm_potentials_team)(void *arg)
 {
     FC_NAME(fc_memm_pot_job) *job = arg;
@@ -2728,11 +2742,12 @@ static void FC_NAME(fc_memm_potentials_team)(void *arg)
     const ptrdiff_t B = job->B, Tn = job->Tn, K = job->K, T1 = job->T1;
     ptrdiff_t *pos = malloc(sizeof(ptrdiff_t) * T1);
     double *acc = malloc(sizeof(double) * K);
-    fc_real *r = malloc(sizeof(fc_real) * 2 * K);
+    fc_real *r = malloc(sizeof(fc_real) * 3 * K);
     int ok = pos && acc && r;
     if (!ok) {
         FC_OMP_FAIL(job->status, FC_OUT_OF_MEMORY);
     }
+    fc_real *fs = r + K, *ex = r + 2 * K; /* f_j - F_j of the row in use; exps */
     ptrdiff_t lo, hi;
     fc_split(B, fc_thread_count(), fc_thread_id(), &lo, &hi);
     for (ptrdiff_t b = lo; ok && b < hi; ++b) {
@@ -2742,28 +2757,32 @@ static void FC_NAME(fc_memm_potentials_team)(void *arg)
         ptrdiff_t n = FC_NAME(fc_crf_positions)(mask, b, Tn, pos);
         for (ptrdiff_t k = 0; k < n; ++k) {
             const fc_real *e = emb + pos[k] * K;
-            for (ptrdiff_t y = 0; y < K; ++y) acc[y] = (double)e[y];
-            if (k == 0 && wf != 0.0) {
-                double l = FC_NAME(fc_memm_lse)(e, r + K, K);
-                for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wf * l;
+            const double F = FC_NAME(fc_memm_max_d)(e, K);
+            for (ptrdiff_t y = 0; y < K; ++y) {
+                acc[y] = (double)e[y] - F;
+                fs[y] = (fc_real)acc[y];
             }
-            if (k == n - 1 && wb != 0.0) {
-                double l = FC_NAME(fc_memm_lse)(e, r + K, K);
-                for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wb * l;
-            }
-            if (k < n - 1 && wf != 0.0) { /* L_{k+1}(y) = lse_c(G[y,c] + f_{k+1}(c)) */
+            /* the first (forward) and last (backward) positions' own normalisers */
+            double own = (k == 0 && wf != 0.0) || (k == n - 1 && wb != 0.0) ? FC_NAME(fc_memm_lse)(fs, ex, K) : 0.0;
+            double wown = (k == 0 ? wf : 0.0) + (k == n - 1 ? wb : 0.0);
+            for (ptrdiff_t y = 0; y < K; ++y) acc[y] -= wown * own;
+            if (k < n - 1 && wf != 0.0) { /* L_{k+1}(y) = lse_c(G[y,c] + f_{k+1}(c) - F_{k+1}) */
                 const fc_real *en = emb + pos[k + 1] * K;
+                const double Fn = FC_NAME(fc_memm_max_d)(en, K);
+                for (ptrdiff_t c = 0; c < K; ++c) fs[c] = (fc_real)((double)en[c] - Fn);
                 for (ptrdiff_t y = 0; y < K; ++y) {
-                    for (ptrdiff_t c = 0; c < K; ++c) r[c] = trans[y * K + c] + en[c];
-                    double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                    for (ptrdiff_t c = 0; c < K; ++c) r[c] = trans[y * K + c] + fs[c];
+                    double l = FC_NAME(fc_memm_lse)(r, ex, K);
                     acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wf * l;
                 }
             }
-            if (k > 0 && wb != 0.0) { /* M_{k-1}(y) = lse_a(G[a,y] + f_{k-1}(a)) */
+            if (k > 0 && wb != 0.0) { /* M_{k-1}(y) = lse_a(G[a,y] + f_{k-1}(a) - F_{k-1}) */
                 const fc_real *ep = emb + pos[k - 1] * K;
+                const double Fp = FC_NAME(fc_memm_max_d)(ep, K);
+                for (ptrdiff_t a = 0; a < K; ++a) fs[a] = (fc_real)((double)ep[a] - Fp);
                 for (ptrdiff_t y = 0; y < K; ++y) {
-                    for (ptrdiff_t a = 0; a < K; ++a) r[a] = trans[a * K + y] + ep[a];
-                    double l = FC_NAME(fc_memm_lse)(r, r + K, K);
+                    for (ptrdiff_t a = 0; a < K; ++a) r[a] = trans[a * K + y] + fs[a];
+                    double l = FC_NAME(fc_memm_lse)(r, ex, K);
                     acc[y] = l == -INFINITY ? -INFINITY : acc[y] - wb * l;
                 }
             }
