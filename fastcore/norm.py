@@ -52,12 +52,15 @@ def batch_norm_forward(x, gamma=None, beta=None, running_mean=None, running_var=
         float32 or float64 (other types: see the dtype policy of masked_softmax).
     gamma, beta : array_like of shape (C,) or None
         Scale and shift (None = 1 and 0), converted to x's dtype.
-    running_mean, running_var : ndarray of shape (C,) and x's dtype, or None
-        **Updated in place** when ``training`` (that is part of this function's job,
-        as in torch): ``new = (1 - momentum) * old + momentum * batch_stat`` with the
-        **unbiased** batch variance ``var * M/(M-1)`` (M = N*L), exactly torch's
-        convention (note momentum weighs the *new* value).  Required when not training;
-        may be None when training (no running statistics kept).
+    running_mean, running_var : ndarray of shape (C,), or None
+        When ``training``: C-contiguous, writable arrays of x's dtype, **updated in
+        place** (that is part of this function's job, as in torch):
+        ``new = (1 - momentum) * old + momentum * batch_stat`` with the **unbiased**
+        batch variance ``var * M/(M-1)`` (M = N*L), exactly torch's convention (note
+        momentum weighs the *new* value); may be None (no running statistics kept).
+        When not training: required, only read, so any array_like (read-only, e.g. a
+        checkpoint loaded with ``np.load(mmap_mode="r")``, strided, another float
+        dtype), converted to x's dtype like ``gamma``.
     training : bool, default True
         True: normalise with the batch statistics (biased variance); False: with the
         running statistics.
@@ -92,8 +95,9 @@ def batch_norm_forward(x, gamma=None, beta=None, running_mean=None, running_var=
     training = bool(training)
     gamma = _vector(gamma, "gamma", c, x.dtype)
     beta = _vector(beta, "beta", c, x.dtype)
-    running_mean = _vector(running_mean, "running_mean", c, x.dtype, inplace=True)
-    running_var = _vector(running_var, "running_var", c, x.dtype, inplace=True)
+    # updated in place when training; only read otherwise (checked for finiteness below)
+    running_mean = _vector(running_mean, "running_mean", c, x.dtype, inplace=training)
+    running_var = _vector(running_var, "running_var", c, x.dtype, inplace=training)
     if training and n * length < 2:
         raise ValueError(f"training batch norm needs more than one value per channel, got x of shape {x.shape}")
     if not training and (running_mean is None or running_var is None):
@@ -103,6 +107,9 @@ def batch_norm_forward(x, gamma=None, beta=None, running_mean=None, running_var=
         check_finite(running_var, "running_var")
         if c and running_var.min() < 0:
             raise ValueError("running_var has negative entries")
+        # the binding's buffers are writable ones (the kernel writes them when training only)
+        running_mean = np.require(running_mean, requirements=["C", "W"])
+        running_var = np.require(running_var, requirements=["C", "W"])
     y = np.empty_like(x)
     saved_mean = np.empty(c, dtype=x.dtype)
     saved_invstd = np.empty(c, dtype=x.dtype)

@@ -50,8 +50,9 @@ _F64 = np.dtype(np.float64)
 
 
 # ------------------------------------------------------------------ validation
-def _weights(w, n, name, fname):
-    """float64 1-d nonnegative finite weights of length n (empty/None = uniform)."""
+def _weights(w, n, name, fname, against="M"):
+    """float64 1-d nonnegative finite weights of length n (empty/None = uniform); against names
+    the argument n comes from."""
     if w is None:
         return np.full(n, 1.0 / n)
     w = np.asarray(w)
@@ -59,7 +60,7 @@ def _weights(w, n, name, fname):
         return np.full(n, 1.0 / n)
     w = as_float_array(w, name, dtype=np.float64, ndim=1)
     if w.shape[0] != n:
-        raise ValueError(f"{fname}: {name} must have length {n} to match M, got {w.shape[0]}")
+        raise ValueError(f"{fname}: {name} must have length {n} to match {against}, got {w.shape[0]}")
     _check_weights(w, name, fname)
     return w
 
@@ -341,8 +342,8 @@ def _emd_1d_core(x_a, x_b, a, b, metric, p, fname):
     if metric not in _METRICS_1D:
         raise ValueError(f"{fname}: metric must be one of {_METRICS_1D}, got {metric!r}")
     p = _check_p(p, fname)
-    a = _weights(a, xa.shape[0], "a", fname)
-    b = _balance(a, _weights(b, xb.shape[0], "b", fname), fname)
+    a = _weights(a, xa.shape[0], "a", fname, "x_a")
+    b = _balance(a, _weights(b, xb.shape[0], "b", fname, "x_b"), fname)
     out_dtype = np.result_type(xa.dtype, xb.dtype)
     i, j, f = _plan_1d(xa.astype(np.float64), xb.astype(np.float64), a, b)
     d = np.abs(xa.astype(np.float64)[i] - xb.astype(np.float64)[j])
@@ -430,8 +431,8 @@ def wasserstein_1d(u_values, v_values, u_weights=None, v_weights=None, p=1, requ
     xu = _values_1d(u_values, "u_values", fname)
     xv = _values_1d(v_values, "v_values", fname)
     p = _check_p(p, fname)
-    wu = _weights(u_weights, xu.shape[0], "u_weights", fname)
-    wv = _weights(v_weights, xv.shape[0], "v_weights", fname)
+    wu = _weights(u_weights, xu.shape[0], "u_weights", fname, "u_values")
+    wv = _weights(v_weights, xv.shape[0], "v_weights", fname, "v_values")
     wu = wu / wu.sum()
     wv = wv / wv.sum()
     i, j, f = _plan_1d(xu.astype(np.float64), xv.astype(np.float64), wu, wv * (wu.sum() / wv.sum()))
@@ -627,9 +628,14 @@ def _plain_vector(w, n):
 def _batch_prepare(pb, k):
     a, b, M = pb
     fname = f"emd2_batch: problems[{k}]"
-    M, _ = _cost_matrix(M, fname)
-    a = _weights(a, M.shape[0], "a", fname)
-    b = _balance(a, _weights(b, M.shape[1], "b", fname), fname, rescale=False)
+    try:
+        M, _ = _cost_matrix(M, fname)
+        a = _weights(a, M.shape[0], "a", fname)
+        b = _balance(a, _weights(b, M.shape[1], "b", fname), fname, rescale=False)
+    except (TypeError, ValueError) as e:  # the shared checks name the array, not the problem
+        if str(e).startswith(fname):
+            raise
+        raise type(e)(f"{fname}: {e}") from None
     return a, b, M
 
 
