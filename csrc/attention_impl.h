@@ -393,19 +393,27 @@ FC_INLINE int64_t FC_NAME(fc_att_qseg_max)(const FC_ATT_CTX *c, ptrdiff_t b, ptr
     return m;
 }
 
-/* out rows /= l (0 when l = 0), lse = m + log l (-inf when l = 0). */
+/* lse = m + log l of a finished row: -inf when nothing was visible (l = 0); NaN when a
+ * logit overflowed to +inf or was NaN (inf - inf in a dot product), which leaves l NaN
+ * (exp(inf - inf)): the wrappers turn that into an error. */
+FC_INLINE fc_real FC_NAME(fc_att_row_lse)(fc_real m, double l)
+{
+    if (l > 0.0) return (fc_real)((double)m + log(l));
+    return l == 0.0 ? -FC_INF : (fc_real)NAN;
+}
+
+/* out rows /= l (0 when l = 0, NaN after an overflow), lse as fc_att_row_lse. */
 FC_INLINE void FC_NAME(fc_att_finish)(fc_real *O, fc_real *lse, const fc_real *m, const double *l,
                                       ptrdiff_t mq, ptrdiff_t dv)
 {
     for (ptrdiff_t r = 0; r < mq; ++r) {
         fc_real *o = O + r * dv;
+        lse[r] = FC_NAME(fc_att_row_lse)(m[r], l[r]);
         if (l[r] > 0.0) {
             fc_real inv = (fc_real)(1.0 / l[r]);
             for (ptrdiff_t d = 0; d < dv; ++d) o[d] *= inv;
-            lse[r] = (fc_real)((double)m[r] + log(l[r]));
         } else {
-            for (ptrdiff_t d = 0; d < dv; ++d) o[d] = (fc_real)0;
-            lse[r] = -FC_INF;
+            for (ptrdiff_t d = 0; d < dv; ++d) o[d] = l[r] == 0.0 ? (fc_real)0 : (fc_real)NAN;
         }
     }
 }
@@ -608,7 +616,7 @@ static FC_MULTIVERSION void FC_NAME(fc_att_mix_item)(const FC_ATT_CTX *c, ptrdif
             for (ptrdiff_t h = 0; h < H; ++h)
                 for (ptrdiff_t r = 0; r < mq; ++r) {
                     ptrdiff_t x = h * FC_ATTN_BQ + r;
-                    lt[x] = l[x] > 0.0 ? (fc_real)((double)m[x] + log(l[x])) : -FC_INF;
+                    lt[x] = FC_NAME(fc_att_row_lse)(m[x], l[x]);
                 }
         }
     }

@@ -246,7 +246,9 @@ def attention(q, k, v, *, lengths=None, causal=False, segment_ids=None, order=No
     Notes
     -----
     All masks given are combined with AND.  A query row with no visible key gives
-    ``out = 0`` and ``lse = -inf`` (never NaN).  Memory beyond the outputs: per-thread
+    ``out = 0`` and ``lse = -inf`` (never NaN).  Logits that overflow the dtype (a
+    ``+inf`` or NaN ``scale * q.k``) raise ValueError; logits that all overflow to
+    ``-inf`` are indistinguishable from masked keys (the row is treated as invisible).  Memory beyond the outputs: per-thread
     tiles, the gathered copies for ``order`` and, with ``pre_mix`` / ``post_mix``, a
     tiled transposed copy of ``k``: O(B H S dk).  Exponential sums are accumulated in float64; dot products
     in the computation dtype.
@@ -267,9 +269,26 @@ def attention(q, k, v, *, lengths=None, causal=False, segment_ids=None, order=No
     _attention.forward(q.reshape(-1), k.reshape(-1), v.reshape(-1), out.reshape(-1), lse.reshape(-1),
                        dims, scale, mk, bias_arr, _empty(dtype) if pre is None else pre,
                        _empty(dtype) if post is None else post, n_threads)
+    _check_overflow(lse, dtype, "attention")
     if perm is not None:
         out, lse = _gather_seq(out, perm[1]), _gather_seq(lse, perm[1])
     return (out, lse) if return_lse else out
+
+
+def _check_overflow(res, dtype, fname):
+    """The kernels mark a row whose logits overflowed (a +inf or NaN logit: scale * q.k, plus
+    bias or pre_mix, beyond the dtype's range) with NaN; the inputs themselves are finite."""
+    bad = np.isnan(res) | np.isposinf(res)
+    if bad.any():
+        b, h, i = np.unravel_index(int(np.argmax(bad.reshape(-1))), bad.shape)[:3]
+        raise ValueError(
+            f"{fname}: the logits overflow {np.dtype(dtype).name} (batch {b}, head {h}, query {i}): "
+            f"scale * q.k (plus bias / pre_mix) reaches +-inf; q and k are too large for this dtype "
+            f"({_remedy(dtype)})")
+
+
+def _remedy(dtype):
+    return "use float64, or scale them down" if np.dtype(dtype) == np.float32 else "scale them down"
 
 
 AttentionGrads = namedtuple("AttentionGrads", ["dq", "dk", "dv", "dpre_mix", "dpost_mix", "dbias"])
@@ -361,6 +380,11 @@ def attention_backward(dout, q, k, v, out, lse, *, lengths=None, causal=False, s
                         lse.reshape(-1), dq.reshape(-1), dk_.reshape(-1), dv_.reshape(-1), dims, scale,
                         mk, bias_arr, _empty(dtype) if pre is None else pre,
                         _empty(dtype) if post is None else post, dpre, dpost, dbias, n_threads)
+    for g, name in ((dq, "dq"), (dk_, "dk"), (dv_, "dv")):
+        if not np.isfinite(g).all():  # the inputs are finite: something overflowed
+            raise ValueError(
+                f"attention_backward: {name} is not finite: the logits scale * q.k (plus bias / pre_mix) "
+                f"or their products with dout overflow {np.dtype(dtype).name} ({_remedy(dtype)})")
     if perm is not None:
         r = perm[1]
         dq, dk_, dv_ = _gather_seq(dq, r), _gather_seq(dk_, r), _gather_seq(dv_, r)

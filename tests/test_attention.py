@@ -820,3 +820,30 @@ def test_long_sequences_several_query_groups(rng, dtype):
         np.testing.assert_array_equal(out, attention(q, k, v, n_threads=1, **kw))
     out = attention(q[:, :, :100], k, v, causal=True)
     assert_close(out, ref_attention(q[:, :, :100], k, v, ref_keep(B, H, 100, T, causal=True))[0], dtype)
+
+
+@pytest.mark.parametrize("dtype,big", [(np.float32, 1e20), (np.float64, 1e160)])
+@pytest.mark.parametrize("mix", [None, "pre_mix", "post_mix"])
+def test_overflowing_logits_raise(dtype, big, mix):
+    # issue 28 item 5: q.k ~ 1e40 in float32 (1e320 in float64) overflowed to +inf and the row
+    # came back as "no visible key" (out 0, lse -inf), silently
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((1, 2, 3, 4)).astype(dtype)
+    k = rng.standard_normal((1, 2, 5, 4)).astype(dtype)
+    v = rng.standard_normal((1, 2, 5, 4)).astype(dtype)
+    kw = {} if mix is None else {mix: np.eye(2, dtype=dtype)}
+    q[0, 1, 2] = big
+    k[0, 1, 3] = big
+    # (pre_mix: 0 * inf makes the other head's logits NaN as well, and it is reported first)
+    where = "head [01]" if mix == "pre_mix" else "head 1"
+    with pytest.raises(ValueError, match=rf"attention: the logits overflow .*{where}, query 2"):
+        attention(q, k, v, **kw)
+    # large but finite logits are fine: the largest key wins
+    out = attention(q / big * 1e3, k, v, **kw)
+    assert np.isfinite(out).all()
+    if mix is None:
+        np.testing.assert_allclose(out[0, 1, 2], v[0, 1, 3], rtol=1e-6)
+    # the backward recomputes the logits: the same inputs are an error there too
+    out, lse = attention(q / big, k, v, return_lse=True, **kw)
+    with pytest.raises(ValueError, match="attention_backward: d[qkv] is not finite"):
+        attention_backward(np.ones_like(out), q, k, v, out, lse, **kw)
