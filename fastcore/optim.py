@@ -237,13 +237,20 @@ def weissi(weights, lam1, lam2, *, n_threads=None):
     weights = _array_list(weights, "weights", convert=True)
     if not weights:
         return 0.0, []
-    a, b, value = _weissi_coefficients(weights, lam1, lam2, n_threads, "weights", range(len(weights)))
-    grads = [float(ak) * w + float(bk) * np.sign(w) for w, ak, bk in zip(weights, a, b)]
+    l2, l1, value = _weissi_norms(weights, lam1, lam2, n_threads, "weights", range(len(weights)))
+    grads = []
+    for w, n2, n1 in zip(weights, l2, l1):
+        # ((lam1 - lam2 ||W||_1/||W||) W/||W|| + lam2 sign(W)) / ||W||: every factor finite
+        # for any ||W|| > 0 (lam1/||W||^2 alone overflows float64 below ||W|| ~ 1e-154)
+        u = w.astype(np.float64) / n2
+        g = ((lam1 - lam2 * (n1 / n2)) * u + lam2 * np.sign(u)) / n2
+        grads.append(g.astype(w.dtype))
     return value, grads
 
 
-def _weissi_coefficients(arrays, lam1, lam2, n_threads, name, labels, addr=None, sizes=None):
-    """Per array (a, b) with grad = a*W + b*sign(W), and the value R."""
+def _weissi_norms(arrays, lam1, lam2, n_threads, name, labels, addr=None, sizes=None):
+    """Per array ||W||_2, ||W||_1 and the value R; the gradient must fit the arrays' dtype:
+    |dR/dW_i| <= (|lam1 - lam2 ||W||_1/||W||| + lam2) / ||W||."""
     if addr is None:
         addr, sizes = _optim.pointers(arrays)
     l2, l1 = _optim.array_norms(addr, sizes, arrays[0].dtype == np.float64, n_threads)
@@ -252,8 +259,27 @@ def _weissi_coefficients(arrays, lam1, lam2, n_threads, name, labels, addr=None,
             raise ValueError(f"{name}[{labels[k]}] contains NaN or infinite values")
         if l2[k] == 0.0:
             raise ValueError(f"{name}[{labels[k]}] is all zeros: WEISSI needs log||W|| (undefined at W = 0)")
+    big = np.finfo(arrays[0].dtype).max
+    with np.errstate(over="ignore"):
+        bound = (np.abs(lam1 - lam2 * (l1 / l2)) + lam2) / l2
+    for k in np.flatnonzero(~(bound <= big)):
+        raise ValueError(f"{name}[{labels[k]}] has ||W|| = {l2[k]:.3g}: the WEISSI gradient (up to "
+                         f"{bound[k]:.3g}) overflows {arrays[0].dtype}; WEISSI needs weights away from 0")
     value = float(lam1 * np.sum(np.log(l2)) + lam2 * np.sum(l1 / l2))
-    a = lam1 / l2**2 - lam2 * l1 / l2**3
+    return l2, l1, value
+
+
+def _weissi_coefficients(arrays, lam1, lam2, n_threads, name, labels, addr=None, sizes=None):
+    """Per array (a, b) with grad = a*W + b*sign(W) (the fused steps' form), and the value R."""
+    l2, l1, value = _weissi_norms(arrays, lam1, lam2, n_threads, name, labels, addr, sizes)
+    dtype = arrays[0].dtype
+    with np.errstate(over="ignore"):
+        a = (lam1 - lam2 * (l1 / l2)) / l2 / l2
+    # the kernels take a in the parameters' dtype: 1/||W||^2 can overflow it though a*W would fit
+    for k in np.flatnonzero(~(np.abs(a) <= np.finfo(dtype).max)):
+        raise ValueError(f"{name}[{labels[k]}] has ||W|| = {l2[k]:.3g}: the fused step's WEISSI "
+                         f"coefficient (~1/||W||^2 = {a[k]:.3g}) overflows {dtype}; WEISSI needs weights "
+                         f"away from 0")
     b = lam2 / l2
     return a, b, value
 

@@ -580,3 +580,43 @@ def test_gradient_sharing_memory_with_another_parameter_is_refused(opt_cls):
     buf = np.ones(12)  # gradients sharing one buffer with each other (not with params) are fine
     opt.step([buf[:4], buf[4:8], np.zeros(0), buf[8:11]])
     assert not np.array_equal(p[0], before[0])
+
+
+@pytest.mark.parametrize("dtype,exps,too_small", [(np.float64, (-400, -600, -1000, 600), -1060),
+                                                  (np.float32, (-60, -118, 60), -135)])
+def test_weissi_at_tiny_and_huge_scales(dtype, exps, too_small):
+    # issue 28 item 6: lam1/||W||^2 - lam2 ||W||_1/||W||^3 overflowed float64 below ||W|| ~ 1e-103
+    # (gradient -inf, true value +8e107) and the fused step wrote inf into the parameters.
+    # Reference: R is scale invariant, so dR/dW at 2^e W0 is 2^-e times the one at W0 (exact).
+    rng = np.random.default_rng(3)
+    W0 = rng.standard_normal((3, 4))
+    W0[0, 0] = 0.0  # sign(0) = 0
+    v0, (g0,) = optim.weissi([W0], 0.7, 0.3)
+    for e in exps:
+        W = np.ldexp(W0, e).astype(dtype)
+        v, (g,) = optim.weissi([W], 0.7, 0.3)
+        assert g.dtype == dtype and np.isfinite(g).all()
+        np.testing.assert_allclose(g, np.ldexp(g0, -e), rtol=1e-13 if dtype == np.float64 else 1e-5)
+        assert v == pytest.approx(v0 + 0.7 * e * np.log(2.0), rel=1e-12, abs=1e-9 if dtype == np.float64 else 1e-5)
+    W = np.ldexp(W0, too_small).astype(dtype)
+    assert W.any()
+    with pytest.raises(ValueError, match=r"weights\[0\] has \|\|W\|\| = .* overflows"):
+        optim.weissi([W], 0.7, 0.3)
+
+
+def test_fused_weissi_step_at_tiny_scales():
+    rng = np.random.default_rng(4)
+    W0 = rng.standard_normal((3, 4))
+    # representable coefficient 1/||W||^2: the step is the plain formula's
+    p = np.ldexp(W0, -400)
+    _, (g,) = optim.weissi([p], 0.7, 0.3)
+    expect = p - 1e-3 * g
+    optim.SGD([p], lr=1e-3, regularizer="weissi", reg_lambdas=(0.7, 0.3)).step([np.zeros_like(p)])
+    np.testing.assert_allclose(p, expect, rtol=1e-12)
+    # 1/||W||^2 beyond float64: an error naming the parameter, and nothing written
+    p = np.ldexp(W0, -600)
+    before = p.copy()
+    opt = optim.SGD([p], lr=1e-3, regularizer="weissi", reg_lambdas=(0.7, 0.3))
+    with pytest.raises(ValueError, match=r"params\[0\] has \|\|W\|\| = .*overflows float64"):
+        opt.step([np.zeros_like(p)])
+    assert np.array_equal(p, before) and opt.step_count == 0
