@@ -23,6 +23,8 @@ assignment problems and are solved by shortest augmenting paths instead (no
 degenerate pivots); both solvers sum the cost row by row, so they agree to the bit
 on a unique optimum.
 """
+import math
+
 import numpy as np
 
 from fastcore import _emd
@@ -453,6 +455,28 @@ def _doc(X, name, fname, d=None):
     return X
 
 
+def _doc_scale(arrays):
+    """A power of two f bringing the largest |x| of the arrays near 1 when it lies outside
+    [1e-150, 1e150] (where squares under- or overflow float64), else 1.0.  Distances are
+    homogeneous, so they are computed on f * x (exactly scaled) and divided by f."""
+    s = max((float(np.abs(x).max()) for x in arrays if x.size), default=0.0)
+    if s == 0.0 or 1e-150 <= s <= 1e150:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(s)[1])
+
+
+def _unscale(dist, f, fname):
+    """dist / f (dist computed on vectors scaled by f), an error if that leaves float64."""
+    if f == 1.0:
+        return dist
+    with np.errstate(over="ignore"):
+        out = dist / f
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{fname}: the distance exceeds the float64 range (the vectors reach "
+                         f"{1.0 / f:.3g})")
+    return out
+
+
 def _doc_weights(w, n, name, fname):
     if w is None or (np.ndim(w) == 1 and np.shape(w)[0] == 0):
         return np.full(n, 1.0 / n)  # exactly the weights pairwise/knn use
@@ -463,6 +487,7 @@ def _doc_weights(w, n, name, fname):
 def _wrd_doc(X, name, fname, d=None):
     """(unit vectors, weights proportional to norms) with zero vectors dropped."""
     X = _doc(X, name, fname, d)
+    X = X * _doc_scale([X])  # WRD ignores the scale of a document: keep the norms in range
     norms = np.sqrt(np.einsum("ij,ij->i", X, X))
     keep = norms > 0
     if not keep.any():
@@ -500,7 +525,10 @@ def wmd(X, Y, a=None, b=None):
     """
     X = _doc(X, "X", "wmd")
     Y = _doc(Y, "Y", "wmd", X.shape[1])
-    return _single(0, X, _doc_weights(a, X.shape[0], "a", "wmd"), Y, _doc_weights(b, Y.shape[0], "b", "wmd"))
+    f = _doc_scale([X, Y])
+    a = _doc_weights(a, X.shape[0], "a", "wmd")
+    b = _doc_weights(b, Y.shape[0], "b", "wmd")
+    return float(_unscale(_single(0, X * f, a, Y * f, b), f, "wmd"))
 
 
 def wrd(X, Y):
@@ -539,7 +567,8 @@ def wcd(X, Y, a=None, b=None):
     Y = _doc(Y, "Y", "wcd", X.shape[1])
     a = _doc_weights(a, X.shape[0], "a", "wcd")
     b = _doc_weights(b, Y.shape[0], "b", "wcd")
-    return float(np.linalg.norm(a @ X - b @ Y))
+    f = _doc_scale([X, Y])
+    return float(_unscale(np.linalg.norm(a @ (X * f) - b @ (Y * f)), f, "wcd"))
 
 
 def _euclid(X, Y):
@@ -552,8 +581,9 @@ def rwmd(X, Y, a=None, b=None):
     Y = _doc(Y, "Y", "rwmd", X.shape[1])
     a = _doc_weights(a, X.shape[0], "a", "rwmd")
     b = _doc_weights(b, Y.shape[0], "b", "rwmd")
-    D = _euclid(X, Y)
-    return float(max(a @ D.min(1), b @ D.min(0)))
+    f = _doc_scale([X, Y])
+    D = _euclid(X * f, Y * f)
+    return float(_unscale(max(a @ D.min(1), b @ D.min(0)), f, "rwmd"))
 
 
 def wrd_lower_bound(X, Y):
@@ -702,7 +732,10 @@ def pairwise(docs_a, docs_b=None, metric="wmd", n_threads=None):
         XB, wb, offb, _, d2 = _pack(docs_b, "docs_b", fname, code, d)
         if d is not None and d2 is not None and d != d2:
             raise ValueError(f"{fname}: docs_a and docs_b have different dimensions {d} and {d2}")
-    return _emd.doc_pairwise(code, XA, wa, offa, XB, wb, offb, n_threads)
+    f = _doc_scale([XA, XB]) if code == 0 else 1.0  # (WRD's documents are scaled one by one)
+    if f != 1.0:
+        XA, XB = XA * f, (XA * f if docs_b is None else XB * f)
+    return _unscale(_emd.doc_pairwise(code, XA, wa, offa, XB, wb, offb, n_threads), f, fname)
 
 
 def knn(queries, corpus, k, metric="wmd", prune=True, n_threads=None):
@@ -746,8 +779,11 @@ def knn(queries, corpus, k, metric="wmd", prune=True, n_threads=None):
     if not 1 <= k <= nc:
         raise ValueError(f"{fname}: k must be in [1, {nc}] (corpus size), got {k}")
     XQ, wq, offq, cq, _ = _pack(queries, "queries", fname, code, d)
+    f = _doc_scale([XQ, XC]) if code == 0 else 1.0  # (WRD's documents are scaled one by one)
+    if f != 1.0:
+        XQ, XC, cq, cc = XQ * f, XC * f, cq * f, cc * f
     idx, dist, nex, nrw = _emd.doc_knn(code, XQ, wq, offq, XC, wc, offc, cq, cc, k, bool(prune), n_threads)
-    return idx, dist, {"n_exact": nex, "n_bound": nrw}
+    return idx, _unscale(dist, f, fname), {"n_exact": nex, "n_bound": nrw}
 
 
 # ------------------------------------------------------------------ tour

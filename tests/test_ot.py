@@ -643,3 +643,36 @@ def test_knn_prunes_on_clustered_corpus(rng):
     ref_idx, _, _ = ot.knn(queries, corpus, 3, prune=False)
     np.testing.assert_array_equal(idx, ref_idx)
     assert stats["n_exact"].sum() < 0.5 * 4 * len(corpus)
+
+
+@pytest.mark.parametrize("c", [2.0 ** 600, 2.0 ** -600, 1e160, 1e-160, 1e300, 1e-300])
+def test_document_distances_at_extreme_scales(c):
+    # issue 28 item 8: with np.eye(3) * 1e160 wrd_lower_bound was NaN, wcd/rwmd inf, wrd raised
+    # "pairwise: bad argument" though WRD is scale-invariant, and wmd said "non-finite value" on
+    # finite input.  WMD/WCD/RWMD are homogeneous of degree 1, the WRD family of degree 0.
+    rng = np.random.default_rng(0)
+    X, Y, Z = rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), rng.standard_normal((2, 3))
+    exact = c in (2.0 ** 600, 2.0 ** -600)  # a power of two scales every operation exactly
+    rtol = 0 if exact else 1e-12
+    for name in ("wmd", "wcd", "rwmd"):
+        f = getattr(ot, name)
+        np.testing.assert_allclose(f(X * c, Y * c), f(X, Y) * c, rtol=rtol, err_msg=name)
+    for name in ("wrd", "wrd_similarity", "wrd_lower_bound"):
+        f = getattr(ot, name)
+        np.testing.assert_allclose(f(X * c, Y), f(X, Y), rtol=rtol, atol=1e-15, err_msg=name)
+    for metric, deg in (("wmd", 1), ("wrd", 0)):
+        docs = [X, Y, Z]
+        P0 = ot.pairwise(docs, metric=metric)
+        np.testing.assert_allclose(ot.pairwise([d * c for d in docs], metric=metric), P0 * c ** deg,
+                                   rtol=rtol, atol=1e-15)
+        i0, d0, _ = ot.knn([X], [Y, Z, X[:3]], 2, metric=metric)
+        i1, d1, _ = ot.knn([X * c], [Y * c, Z * c, X[:3] * c], 2, metric=metric)
+        assert np.array_equal(i0, i1)
+        np.testing.assert_allclose(d1, d0 * c ** deg, rtol=rtol, atol=1e-15)
+
+
+def test_document_distance_beyond_float64_is_an_error():
+    X = np.array([[1e308, 0.0]])
+    with pytest.raises(ValueError, match="wmd: the distance exceeds the float64 range"):
+        ot.wmd(X, -X)
+    assert ot.wrd(X, -X) == pytest.approx(2.0)
