@@ -72,19 +72,18 @@ def _check_weights(w, name, fname):
         raise ValueError(f"{fname}: {name} contains NaN or infinite values")
     if (w < 0).any():
         raise ValueError(f"{fname}: {name} has negative weights (min {w.min():g})")
-    s = w.sum()
-    if not s > 0:
+    if not w.any():
         raise ValueError(f"{fname}: {name} has zero total mass")
-    return s
 
 
 def _balance(a, b, fname, aname="a", bname="b", rescale=True):
     """b rescaled to a's mass; ValueError if they differ beyond MASS_RTOL.  The C solver
     rescales itself (rescale=False), identically on every path."""
-    sa, sb = a.sum(), b.sum()
+    f = _mass_scale(a, b)  # (compared scaled by a power of two when the sums would overflow)
+    sa, sb = (a * f).sum(), (b * f).sum()
     if abs(sa - sb) > MASS_RTOL * max(sa, sb):
         raise ValueError(f"{fname}: {aname} and {bname} must have the same total mass "
-                         f"(|sum({aname}) - sum({bname})| <= {MASS_RTOL:g} relative); got {sa!r} and {sb!r}")
+                         f"(|sum({aname}) - sum({bname})| <= {MASS_RTOL:g} relative); got {sa / f!r} and {sb / f!r}")
     if rescale and sa != sb:
         b = b * (sa / sb)
     return b
@@ -121,8 +120,19 @@ def _max_iter(numItermax):
     return k
 
 
+def _mass_scale(a, b):
+    """A power of two f with f * a and f * b summing without overflow (1.0 when they do)."""
+    s = max(float(a.max(initial=0.0)), float(b.max(initial=0.0)))
+    if s * (a.size + b.size) < 1e300:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(s)[1])
+
+
 def _center_dual(u, v, a, b):
-    # POT's center_ot_dual: shift so that the potentials are balanced
+    # POT's center_ot_dual: shift so that the potentials are balanced (invariant to a common
+    # scale of a and b, which keeps the sums finite for masses near the float64 limit)
+    f = _mass_scale(a, b)
+    a, b = a * f, b * f
     c = (b.dot(v) - a.dot(u)) / (a.sum() + b.sum())
     return u + c, v - c
 

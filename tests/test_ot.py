@@ -676,3 +676,23 @@ def test_document_distance_beyond_float64_is_an_error():
     with pytest.raises(ValueError, match="wmd: the distance exceeds the float64 range"):
         ot.wmd(X, -X)
     assert ot.wrd(X, -X) == pytest.approx(2.0)
+
+
+def test_masses_near_the_float64_limit():
+    # issue 28 item 9: a total mass that overflows float64 (weights ~1e308) gave NaN duals (the
+    # centring divided by sum(a) + sum(b) = inf) and RuntimeWarnings from the mass check
+    rng = np.random.default_rng(0)
+    a, b, M = rng.random(5), rng.random(5), rng.random((5, 5))
+    a, b = a / a.sum(), b / b.sum()
+    _, ref = ot.emd(a, b, M, log=True)
+    s = 1.7e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        G, lg = ot.emd(a * s, b * s, M, log=True)
+        np.testing.assert_allclose(lg["u"], ref["u"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(lg["v"], ref["v"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(lg["cost"], ref["cost"] * s, rtol=1e-12)
+        np.testing.assert_allclose(G.sum(1), a * s, rtol=1e-12)
+        np.testing.assert_allclose(ot.emd2(a * s, np.stack([b * s, b * s], 1), M), [ref["cost"] * s] * 2, rtol=1e-12)
+        with pytest.raises(ValueError, match="same total mass"):
+            ot.emd(a * s, b * s * 0.9, M)
