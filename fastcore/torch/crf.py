@@ -16,26 +16,17 @@ autograd tape (memory O(B·T·K)), and ``decode`` can return a tensor.
 CPU tensors only (float32 or float64); contiguous float tensors are passed to C
 without a copy.  Requires PyTorch (``pip install torch``).
 """
-try:
-    import torch
-    from torch import nn
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
-    raise ImportError("fastcore.torch needs PyTorch: pip install torch (the CPU build is enough)") from exc
-
 import numpy as np
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
 
 from fastcore import crf as _crf
+from fastcore.torch._tensors import _np
 
 __all__ = ["CRF"]
 
 _REDUCTIONS = ("none", "sum", "mean", "token_mean")
-
-
-def _np(t):
-    """A NumPy view of a CPU tensor (copy only when it is not contiguous)."""
-    if t.device.type != "cpu":
-        raise ValueError(f"fastcore.torch works on CPU tensors, got a tensor on {t.device}")
-    return t.detach().contiguous().numpy()
 
 
 class _CRFLogLikelihood(torch.autograd.Function):
@@ -62,6 +53,7 @@ class _CRFLogLikelihood(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         g_em, g_tr, g_st, g_en = ctx.saved_tensors
         if ctx.reduction != "none":
