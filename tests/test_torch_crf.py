@@ -76,8 +76,8 @@ def test_gradcheck_float64(rng):
     mask[0, 0] = False  # a masked first token: allowed here, unlike pytorch-crf
     for reduction in ("sum", "none", "token_mean"):
         def f(e, t, s, en):
-            from fastcore.torch import _CRFLogLikelihood
-            return _CRFLogLikelihood.apply(e, t, s, en, tags, mask, reduction)
+            from fastcore.torch.crf import _ChainLogLikelihood
+            return _ChainLogLikelihood.apply("crf", False, reduction, e, tags, mask, t, s, en)
 
         args = (em.clone().requires_grad_(True), model.transitions.detach().clone().requires_grad_(True),
                 model.start_transitions.detach().clone().requires_grad_(True),

@@ -23,6 +23,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError("fastcore.torch needs PyTorch: pip install torch (the CPU build is enough)") from exc
 
-from fastcore.torch.crf import CRF, _CRFLogLikelihood  # noqa: F401
+from fastcore.torch.crf import CRF, MEMM  # noqa: F401
+from fastcore.torch.attention import MultiHeadAttention, attention, logsumexp, masked_softmax  # noqa: F401
 
-__all__ = ["CRF"]
+__all__ = ["CRF", "MEMM", "attention", "MultiHeadAttention", "masked_softmax", "logsumexp"]

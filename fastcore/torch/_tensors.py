@@ -46,3 +46,11 @@ def once_differentiable_note(fname):
     """The message for a second derivative, which the analytic backwards do not provide."""
     return (f"{fname}: double backward is not supported (the backward is an analytic kernel, not an "
             f"autograd graph); use torch's own ops for higher derivatives")
+
+
+def index_array(x, name):
+    """Integer tensors (lengths, segment ids, orders, labels) as NumPy arrays; arrays, lists and
+    None pass through to the NumPy API, which validates their values."""
+    if x is None or not isinstance(x, torch.Tensor):
+        return x
+    return cpu_int(x, name).detach().numpy()
