@@ -219,5 +219,15 @@ def test_errors():
     # second derivatives: the backwards are analytic kernels
     out = attention(q, k, v)
     (gq,) = torch.autograd.grad(out.sum(), q, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+    with pytest.raises(RuntimeError, match="attention: double backward is not supported"):
         gq.sum().backward()
+    x = torch.randn(3, 4, dtype=F64, requires_grad=True)
+    for f in (lambda x: masked_softmax(x).pow(2), lambda x: logsumexp(x)):
+        (gx,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+        with pytest.raises(RuntimeError, match="double backward is not supported"):
+            gx.sum().backward()
+    model = MEMM(3, batch_first=True).double()
+    em = torch.randn(1, 4, 3, dtype=F64, requires_grad=True)
+    (ge,) = torch.autograd.grad(model(em, torch.zeros(1, 4, dtype=torch.int64)), em, create_graph=True)
+    with pytest.raises(RuntimeError, match="CRF/MEMM log-likelihood: double backward"):
+        ge.sum().backward()

@@ -23,7 +23,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
     raise ImportError("fastcore.torch needs PyTorch: pip install torch (the CPU build is enough)") from exc
 
-from fastcore.torch.crf import CRF, MEMM  # noqa: F401
-from fastcore.torch.attention import MultiHeadAttention, attention, logsumexp, masked_softmax  # noqa: F401
+from fastcore.torch.crf import CRF, MEMM  # noqa: E402,F401
+from fastcore.torch.attention import MultiHeadAttention, attention, logsumexp, masked_softmax  # noqa: E402,F401
+from fastcore.torch.ot import emd2, emd2_batch, sinkhorn2, wmd, wrd  # noqa: E402,F401
 
-__all__ = ["CRF", "MEMM", "attention", "MultiHeadAttention", "masked_softmax", "logsumexp"]
+__all__ = ["CRF", "MEMM", "attention", "MultiHeadAttention", "masked_softmax", "logsumexp",
+           "emd2", "emd2_batch", "sinkhorn2", "wmd", "wrd"]

@@ -11,11 +11,10 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from fastcore import attention as _att
 from fastcore import softmax as _sm
-from fastcore.torch._tensors import _np, cpu_float, index_array, to_tensor
+from fastcore.torch._tensors import _np, analytic_backward, cpu_float, index_array, to_tensor
 
 __all__ = ["attention", "MultiHeadAttention", "masked_softmax", "logsumexp"]
 
@@ -47,7 +46,7 @@ class _Attention(torch.autograd.Function):
         return torch.from_numpy(out)
 
     @staticmethod
-    @once_differentiable
+    @analytic_backward("attention")
     def backward(ctx, dout):
         qn, kn, vn, bn, pn, mn, out, lse = ctx.arrays
         want_dbias = bn is not None and ctx.needs_input_grad[3]
@@ -205,7 +204,7 @@ class _MaskedSoftmax(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
+    @analytic_backward("masked_softmax")
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
         gy = g * y  # masked entries and empty rows have y = 0, hence a 0 gradient
@@ -248,7 +247,7 @@ class _LogSumExp(torch.autograd.Function):
         return to_tensor(np.asarray(out), x)
 
     @staticmethod
-    @once_differentiable
+    @analytic_backward("logsumexp")
     def backward(ctx, g):
         xn, mask, dim, keepdim, n_threads = ctx.args
         p = torch.from_numpy(_sm.masked_softmax(xn, mask, axis=dim, n_threads=n_threads))

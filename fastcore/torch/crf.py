@@ -19,10 +19,9 @@ without a copy.  Requires PyTorch (``pip install torch``).
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from fastcore import crf as _crf
-from fastcore.torch._tensors import _np, cpu_float
+from fastcore.torch._tensors import _np, analytic_backward, cpu_float
 
 __all__ = ["CRF", "MEMM"]
 
@@ -65,7 +64,7 @@ class _ChainLogLikelihood(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @analytic_backward("CRF/MEMM log-likelihood")
     def backward(ctx, grad_out):
         g_em, *g_par = ctx.saved_tensors
         none = (None, None, None)
