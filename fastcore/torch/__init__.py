@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
 from fastcore.torch.crf import CRF, MEMM  # noqa: E402,F401
 from fastcore.torch.attention import MultiHeadAttention, attention, logsumexp, masked_softmax  # noqa: E402,F401
 from fastcore.torch.ot import emd2, emd2_batch, sinkhorn2, wmd, wrd  # noqa: E402,F401
+from fastcore.torch import optim  # noqa: E402,F401
 
 __all__ = ["CRF", "MEMM", "attention", "MultiHeadAttention", "masked_softmax", "logsumexp",
-           "emd2", "emd2_batch", "sinkhorn2", "wmd", "wrd"]
+           "emd2", "emd2_batch", "sinkhorn2", "wmd", "wrd", "optim"]
