@@ -8,6 +8,12 @@ cases, used when installed.  pyemd takes one square ground-distance matrix over 
 shared set of bins, so a WMD is given to it, as gensim does, over the union of both
 documents' words (an (n + m) x (n + m) matrix with the two weight vectors padded with
 zeros).
+
+Unequal masses: ``partial_wasserstein2`` (``m`` = half the mass) beside POT's
+``ot.partial.partial_wasserstein2`` (both reduce to an exact EMD with reservoir
+points), and ``fastcore.pyemd.emd`` beside ``pyemd.emd`` on histograms of different
+totals (the EMD-hat's extra-mass penalty): pyemd's default backend (POT, exact) and,
+in pyemd 1.x, its C++ one (integer arithmetic, ~1e-5 relative) at a smaller size.
 """
 import os
 
@@ -222,8 +228,56 @@ def _knn_case():
     return Case("ot", f"knn {nq} queries x {nc} docs, k={k}, d=100", setup, impls, ("query", nq), check)
 
 
+def _unequal_cases():
+    def partial_setup():
+        s = _cloud(1000, 2, False, seed=5, shift=0.5)()
+        s["a"] = s["a"] * 1.5  # totals 1.5 and 1: only m = 0.5 moves
+        return s
+
+    impls = {"fastcore": lambda s: fot.partial_wasserstein2(s["a"], s["b"], s["M"], m=0.5)}
+    if have("ot"):
+        import ot
+        import ot.partial
+
+        impls["POT"] = lambda s: ot.partial.partial_wasserstein2(s["a"], s["b"], s["M"], m=0.5,
+                                                                 numItermax=10**8)
+    out = [Case("ot", "partial_wasserstein2 n=m=1000 d=2, m=0.5 of masses 1.5 and 1", partial_setup, impls,
+                None, _check_close())]
+
+    def hist_setup(n):
+        def setup():
+            rng = np.random.default_rng(6)
+            x = rng.random((n, 2))
+            P, Q = rng.random(n), rng.random(n)
+            return {"P": P / P.sum(), "Q": 1.3 * Q / Q.sum(),  # 0.3 of extra mass
+                    "D": np.sqrt(np.maximum((x * x).sum(1)[:, None] + (x * x).sum(1)[None] - 2 * x @ x.T, 0))}
+
+        return setup
+
+    def check_pyemd(results):
+        ref = results["fastcore"]
+        for name, value in results.items():
+            np.testing.assert_allclose(value, ref, rtol=1e-4 if "C++" in name else 1e-9, err_msg=name)
+
+    from fastcore import pyemd as fpyemd
+
+    for n, cpp in [(1000, False), (200, True)]:
+        impls = {"fastcore": lambda s: fpyemd.emd(s["P"], s["Q"], s["D"])}
+        if have("pyemd"):
+            import inspect
+
+            import pyemd
+
+            impls["pyemd"] = lambda s: pyemd.emd(s["P"], s["Q"], s["D"])
+            if cpp and "backend" in inspect.signature(pyemd.emd).parameters:  # pyemd 1.x
+                impls["pyemd C++ backend"] = lambda s: pyemd.emd(s["P"], s["Q"], s["D"], backend="cpp")
+        out.append(Case("ot", f"pyemd.emd n={n} bins d=2, masses 1 and 1.3", hist_setup(n), impls, None,
+                        check_pyemd))
+    return out
+
+
 def cases():
-    return _emd_cases() + [_overhead_case()] + _batch_cases() + [_knn_case()]
+    return _emd_cases() + [_overhead_case()] + _batch_cases() + [_knn_case()] + _unequal_cases()
 
 
 test_ot = benchmark_tests(cases)

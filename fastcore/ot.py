@@ -1,5 +1,6 @@
 """Exact optimal transport: network-simplex EMD, 1-D OT, WMD / WRD with lower bounds,
-batched solves and exact k-NN document search.
+batched solves, exact k-NN document search and partial OT (``partial_wasserstein``,
+from ``fastcore/ot_partial.py``).
 
 ``fastcore.ot`` follows POT's ``ot.emd`` / ``ot.emd2`` signatures and return
 conventions so that it can stand in for ``ot`` in user code, with these
@@ -37,7 +38,7 @@ __all__ = [
     "emd", "emd2", "emd_1d", "emd2_1d", "wasserstein_1d",
     "wmd", "wrd", "wrd_similarity", "wcd", "rwmd", "wrd_lower_bound",
     "emd2_batch", "pairwise", "knn", "MASS_RTOL",
-    "sinkhorn", "sinkhorn2",
+    "sinkhorn", "sinkhorn2", "partial_wasserstein", "partial_wasserstein2",
 ]
 
 #: Relative tolerance on ``|sum(a) - sum(b)|``; within it ``b`` is rescaled to ``a``'s mass.
@@ -794,6 +795,11 @@ def knn(queries, corpus, k, metric="wmd", prune=True, n_threads=None):
         XQ, XC, cq, cc = XQ * f, XC * f, cq * f, cc * f
     idx, dist, nex, nrw = _emd.doc_knn(code, XQ, wq, offq, XC, wc, offc, cq, cc, k, bool(prune), n_threads)
     return idx, _unscale(dist, f, fname), {"n_exact": nex, "n_bound": nrw}
+
+
+# ------------------------------------------------------------------ partial OT
+# (in fastcore/ot_partial.py, which uses the helpers above; imported last for that reason)
+from fastcore.ot_partial import partial_wasserstein, partial_wasserstein2  # noqa: E402
 
 
 # ------------------------------------------------------------------ tour
