@@ -115,7 +115,7 @@ def test_bad_input(rng):
         model(em, tags, reduction="avg")
     with pytest.raises(ValueError, match="expected last dimension of emissions is 4"):
         model(em[..., :3], tags)
-    with pytest.raises(ValueError, match="the shapes of emissions and tags must match"):
+    with pytest.raises(ValueError, match="the first two dimensions of emissions and tags must match"):
         model(em, tags[:, :2])
     with pytest.raises(ValueError, match="tags"):
         model(em, torch.full_like(tags, 9))
