@@ -35,7 +35,7 @@ from fastcore._validation import MAX_COUNT, as_float_array
 from fastcore.sinkhorn import sinkhorn, sinkhorn2  # noqa: E402  (entropic OT, same module for users)
 
 __all__ = [
-    "emd", "emd2", "emd_1d", "emd2_1d", "wasserstein_1d",
+    "emd", "emd2", "emd_1d", "emd2_1d", "wasserstein_1d", "quantile_function",
     "wmd", "wrd", "wrd_similarity", "wcd", "rwmd", "wrd_lower_bound",
     "emd2_batch", "pairwise", "knn", "MASS_RTOL",
     "sinkhorn", "sinkhorn2", "partial_wasserstein", "partial_wasserstein2",
@@ -150,7 +150,7 @@ def _solve(a, b, M, fname, numItermax, raise_on_limit, want_plan, want_duals, ce
 
         warning = ("numItermax reached before optimality: the plan is feasible but may be "
                    "suboptimal. Increase numItermax or leave it None (no limit).")
-        raise_for_status(status, fname, warn_on_limit=not raise_on_limit)
+        raise_for_status(status, f"{fname} (numItermax={numItermax} pivots)", warn_on_limit=not raise_on_limit)
     if want_duals and center_dual:
         u, v = _center_dual(u, v, a, b)
     log = {
@@ -164,9 +164,27 @@ def _solve(a, b, M, fname, numItermax, raise_on_limit, want_plan, want_duals, ce
     return plan, cost, log
 
 
+def _check_potentials_init(pi, shape, fname, multi=False):
+    """Validate POT's potentials_init=(u, v) (accepted, not used: see emd)."""
+    if pi is None:
+        return
+    if not isinstance(pi, (tuple, list)) or len(pi) != 2:
+        raise TypeError(f"{fname}: potentials_init must be a pair (u, v) of dual potentials")
+    if len(shape) != 2:
+        return  # M's own check names it
+    for k, (x, size) in enumerate(zip(pi, shape)):
+        name = f"potentials_init[{k}]"
+        x = as_float_array(x, name, dtype=np.float64)
+        ok = x.shape[:1] == (size,) and (x.ndim == 1 or (multi and k == 1 and x.ndim == 2))
+        if not ok:
+            raise ValueError(f"{fname}: {name} must have shape ({size},), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"{fname}: {name} contains NaN or infinite values")
+
+
 # ------------------------------------------------------------------ EMD
 def emd(a, b, M, numItermax=None, log=False, center_dual=True, numThreads=1, check_marginals=True,
-        *, raise_on_limit=False):
+        potentials_init=None, *, raise_on_limit=False):
     """Optimal transport plan between histograms ``a`` and ``b`` for the cost ``M``.
 
     Solves ``min_G <G, M>`` subject to ``G >= 0``, ``G 1 = a``, ``G^T 1 = b``
@@ -193,6 +211,11 @@ def emd(a, b, M, numItermax=None, log=False, center_dual=True, numThreads=1, che
     numThreads, check_marginals :
         Accepted for POT compatibility; one problem is solved on one thread and the
         masses are always checked.
+    potentials_init : pair (u, v) of arrays (n,), (m,), optional
+        POT's warm start of the network simplex from dual potentials (e.g. ``log["u"]``,
+        ``log["v"]`` of a run stopped by ``numItermax``).  Checked (shapes, finite values)
+        and otherwise unused: the solve starts from its own greedy tree and reaches the
+        same optimal cost (a warm start only saves pivots).
     raise_on_limit : bool, keyword-only
         Raise :class:`~fastcore.ConvergenceError` instead of warning when
         ``numItermax`` is hit.
@@ -210,6 +233,7 @@ def emd(a, b, M, numItermax=None, log=False, center_dual=True, numThreads=1, che
     the tightest feasible dual value.  Inputs are never modified.
     """
     M, out_dtype = _cost_matrix(M, "emd")
+    _check_potentials_init(potentials_init, M.shape, "emd")
     G, cost, lg = _solve(a, b, M, "emd", numItermax, raise_on_limit, True, log, center_dual)
     if out_dtype != _F64:
         G = G.astype(out_dtype)
@@ -219,13 +243,14 @@ def emd(a, b, M, numItermax=None, log=False, center_dual=True, numThreads=1, che
 
 
 def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, center_dual=True,
-         numThreads=1, check_marginals=True, *, raise_on_limit=False):
+         numThreads=1, check_marginals=True, potentials_init=None, *, raise_on_limit=False):
     """Optimal transport cost ``min_G <G, M>`` (see :func:`emd`); no dense plan is built.
 
     Parameters
     ----------
-    a, M, numItermax, center_dual, raise_on_limit :
-        As in :func:`emd`.
+    a, M, numItermax, center_dual, potentials_init, raise_on_limit :
+        As in :func:`emd` (``potentials_init``: ``u`` of shape (n,), ``v`` of shape (m,) or
+        (m, k) for a 2-d ``b``).
     b : array_like of shape (m,) or (m, k)
         With ``k`` columns, ``k`` problems sharing ``a`` and ``M`` are solved and
         ``k`` costs returned (POT's convention); without ``log`` they are solved in
@@ -248,6 +273,8 @@ def emd2(a, b, M, processes=1, numItermax=None, log=False, return_matrix=False, 
         (POT returns a list there; the array holds the same values)
     log : dict, only if ``log=True`` (for 2-d ``b``, see ``log`` above)
     """
+    if potentials_init is not None:
+        _check_potentials_init(potentials_init, np.shape(M), "emd2", np.ndim(b) == 2)
     if not log and numItermax is None:
         cost = _emd.emd2_fast(a, b, M, MASS_RTOL)  # None: not applicable, or bad input
         if cost is not None:
@@ -364,7 +391,18 @@ def _emd_1d_core(x_a, x_b, a, b, metric, p, fname):
     return i, j, f, cost, (xa.shape[0], xb.shape[0]), out_dtype
 
 
-def emd_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, log=False):
+def _plan_1d_matrix(i, j, f, n, m, dt, dense):
+    if dense:
+        G = np.zeros((n, m), dtype=np.float64)
+        np.add.at(G, (i, j), f)
+        return G.astype(dt, copy=False)
+    import scipy.sparse
+
+    return scipy.sparse.coo_matrix((f.astype(dt), (i, j)), shape=(n, m))
+
+
+def emd_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, log=False,
+           check_marginals=True):
     """Optimal plan between two weighted 1-D samples (POT's ``ot.emd_1d``).
 
     For a ground cost that is a convex function of ``|x - y|`` the monotone
@@ -374,7 +412,8 @@ def emd_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, lo
     Parameters
     ----------
     x_a : array_like of shape (n,) or (n, 1);  x_b : shape (m,) or (m, 1)
-        Finite positions, float32 or float64.
+        Finite positions, float32 or float64.  Other 2-d shapes are a ValueError (POT: an
+        AssertionError).
     a, b : array_like of shape (n,) / (m,), optional
         Weights (None or empty = uniform), equal masses as in :func:`emd`.
     metric : {"sqeuclidean", "euclidean", "cityblock", "minkowski"}
@@ -384,73 +423,210 @@ def emd_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, lo
     dense : bool
         Return a dense (n, m) plan (else a ``scipy.sparse.coo_matrix``).
     log : bool
-        Also return ``{"cost": cost}``.
+        Also return POT's dict: ``cost`` (a scalar of the inputs' float dtype) and
+        ``perms_x_a``, ``perms_x_b`` (int64: the row and column of each stored flow, in the
+        order of the monotone walk).
+    check_marginals : bool
+        Accepted for POT compatibility: the masses are always checked.
 
     Returns
     -------
     G : ndarray (n, m) of the inputs' float dtype, or coo_matrix
+    log : dict, only if ``log=True``
     """
     i, j, f, cost, (n, m), dt = _emd_1d_core(x_a, x_b, a, b, metric, p, "emd_1d")
-    if dense:
-        G = np.zeros((n, m), dtype=np.float64)
-        np.add.at(G, (i, j), f)
-        G = G.astype(dt, copy=False)
-    else:
-        import scipy.sparse
-
-        G = scipy.sparse.coo_matrix((f.astype(dt), (i, j)), shape=(n, m))
+    G = _plan_1d_matrix(i, j, f, n, m, dt, dense)
     if log:
-        return G, {"cost": cost}
+        return G, {"cost": dt.type(cost), "perms_x_a": i.astype(np.int64), "perms_x_b": j.astype(np.int64)}
     return G
 
 
 def emd2_1d(x_a, x_b, a=None, b=None, metric="sqeuclidean", p=1.0, dense=True, log=False):
     """Optimal transport cost between two weighted 1-D samples (POT's ``ot.emd2_1d``).
 
-    Same parameters as :func:`emd_1d`; returns the cost (float of the inputs' dtype)
-    and, with ``log=True``, ``{"G": plan}``.
+    Parameters
+    ----------
+    x_a, x_b, a, b, metric, p :
+        As in :func:`emd_1d`.
+    dense : bool
+        With ``log=True``: ``log["G"]`` is a dense ndarray, else a ``scipy.sparse.coo_matrix``.
+    log : bool
+        Also return ``{"G": plan}``.
+
+    Returns
+    -------
+    cost : scalar of the inputs' float dtype
+    log : dict, only if ``log=True``
     """
     i, j, f, cost, (n, m), dt = _emd_1d_core(x_a, x_b, a, b, metric, p, "emd2_1d")
     cost = dt.type(cost)
     if log:
-        G = np.zeros((n, m))
-        np.add.at(G, (i, j), f)
-        return cost, {"G": G.astype(dt, copy=False)}
+        return cost, {"G": _plan_1d_matrix(i, j, f, n, m, dt, dense)}
     return cost
 
 
-def wasserstein_1d(u_values, v_values, u_weights=None, v_weights=None, p=1, require_sort=True):
-    """``W_p(u, v)^p`` between two weighted 1-D samples (POT's ``ot.wasserstein_1d``).
+def _values_wass(x, name, fname):
+    """Finite float positions of shape (n,) or (n, d), n >= 1."""
+    x = as_float_array(x, name)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{fname}: {name} must have shape (n,) or (n, d), got {x.shape}")
+    if x.shape[0] == 0 or (x.ndim == 2 and x.shape[1] == 0):
+        raise ValueError(f"{fname}: {name} is empty (shape {x.shape})")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{fname}: {name} contains NaN or infinite values")
+    return x
+
+
+def _weights_wass(w, n, d, batched, name, fname, against):
+    """float64 (n, d) weights, each column normalised to sum 1 (None/empty = uniform; shape
+    (n,) is shared by all d columns, as POT broadcasts it)."""
+    if w is None or (np.ndim(w) == 1 and np.shape(w)[0] == 0):
+        return np.full((n, d), 1.0 / n)
+    w = as_float_array(w, name, dtype=np.float64)
+    if w.ndim == 1 or (w.ndim == 2 and batched):
+        if w.shape[0] != n or (w.ndim == 2 and w.shape[1] != d):
+            want = f"({n},)" + (f" or ({n}, {d})" if batched else "")
+            raise ValueError(f"{fname}: {name} must have shape {want} to match {against}, got {w.shape}")
+    else:
+        want = f"({n},)" + (f" or ({n}, {d})" if batched else "")
+        raise ValueError(f"{fname}: {name} must have shape {want} to match {against}, got {w.shape}")
+    W = np.repeat(w[:, None], d, axis=1) if w.ndim == 1 else np.array(w)
+    for k in range(d):
+        _check_weights(W[:, k], name if d == 1 or w.ndim == 1 else f"{name}[:, {k}]", fname)
+    return W / W.sum(axis=0)
+
+
+def wasserstein_1d(u_values, v_values, u_weights=None, v_weights=None, p=1, require_sort=True,
+                   return_plans=False):
+    """``W_p(u, v)^p`` between weighted 1-D samples, or d of them at once (POT's ``ot.wasserstein_1d``).
 
     Like POT, this returns the transport cost for ``|x - y|^p``, i.e. the p-Wasserstein
     distance **raised to the power p** (for ``p = 1`` it equals
-    ``scipy.stats.wasserstein_distance``).  Unlike :func:`emd_1d`, the weights are
-    normalised to sum to 1 each (as SciPy does), so unequal totals are fine.
+    ``scipy.stats.wasserstein_distance``).  Unlike POT (which assumes weights summing to 1),
+    the weights are normalised to sum to 1 in each column (as SciPy does), so unequal totals
+    are fine.
 
     Parameters
     ----------
-    u_values : array_like of shape (n,);  v_values : shape (m,)
-    u_weights, v_weights : array_like, optional
-        Nonnegative weights with positive sums; None = uniform.
+    u_values : array_like of shape (n,) or (n, d)
+        Finite positions.  With shape (n, d), column k is the k-th sample (d independent
+        problems, POT's batched convention); ``v_values`` must then have d columns too.
+    v_values : array_like of shape (m,) or (m, d)
+    u_weights, v_weights : array_like of shape (n,) / (m,), or (n, d) / (m, d), optional
+        Nonnegative weights with positive sums; None (or empty) = uniform.  A 1-d weight
+        vector with 2-d values is shared by all d columns (as in POT).
     p : float >= 1
     require_sort : bool
-        Accepted for POT compatibility (inputs are always sorted internally).
+        Accepted for POT compatibility: the values are always sorted here (POT takes
+        ``False`` to mean "already sorted"; on sorted input both give the same result).
+    return_plans : {False, True, "coo_tuple"}
+        Also return the d optimal (monotone) plans: a list of ``scipy.sparse.coo_matrix``
+        of shape (n, m), or with ``"coo_tuple"`` a list of named tuples
+        ``PlanTuple(data, rows, cols)`` (POT's two forms).  Zero flows are not stored.
 
     Returns
     -------
-    float (of the inputs' float dtype)
+    cost : float of the inputs' float dtype (1-d values), or ndarray of shape (d,)
+    plans : list of d plans, only if ``return_plans``
     """
     fname = "wasserstein_1d"
-    xu = _values_1d(u_values, "u_values", fname)
-    xv = _values_1d(v_values, "v_values", fname)
+    xu = _values_wass(u_values, "u_values", fname)
+    xv = _values_wass(v_values, "v_values", fname)
+    if xu.ndim != xv.ndim or (xu.ndim == 2 and xu.shape[1] != xv.shape[1]):
+        raise ValueError(f"{fname}: u_values and v_values must both be 1-d, or both 2-d with the same "
+                         f"number of columns; got shapes {xu.shape} and {xv.shape}")
     p = _check_p(p, fname)
-    wu = _weights(u_weights, xu.shape[0], "u_weights", fname, "u_values")
-    wv = _weights(v_weights, xv.shape[0], "v_weights", fname, "v_values")
-    wu = wu / wu.sum()
-    wv = wv / wv.sum()
-    i, j, f = _plan_1d(xu.astype(np.float64), xv.astype(np.float64), wu, wv * (wu.sum() / wv.sum()))
-    d = np.abs(xu.astype(np.float64)[i] - xv.astype(np.float64)[j])
-    return np.result_type(xu.dtype, xv.dtype).type(np.dot(f, d ** p if p != 1 else d))
+    if not (return_plans is False or return_plans is True or
+            (isinstance(return_plans, str) and return_plans == "coo_tuple")):
+        raise ValueError(f"{fname}: return_plans must be False, True or 'coo_tuple', got {return_plans!r}")
+    batched = xu.ndim == 2
+    out_dtype = np.result_type(xu.dtype, xv.dtype)
+    U = (xu if batched else xu[:, None]).astype(np.float64)
+    V = (xv if batched else xv[:, None]).astype(np.float64)
+    (n, d), m = U.shape, V.shape[0]
+    WU = _weights_wass(u_weights, n, d, batched, "u_weights", fname, "u_values")
+    WV = _weights_wass(v_weights, m, d, batched, "v_weights", fname, "v_values")
+    costs = np.empty(d)
+    plans = []
+    for k in range(d):
+        wu, wv = WU[:, k], WV[:, k]
+        i, j, f = _plan_1d(U[:, k], V[:, k], wu, wv * (wu.sum() / wv.sum()))
+        dist = np.abs(U[i, k] - V[j, k])
+        costs[k] = np.dot(f, dist ** p if p != 1 else dist)
+        if return_plans is not False:
+            plans.append((f.astype(out_dtype), i, j))
+    res = costs.astype(out_dtype) if batched else out_dtype.type(costs[0])
+    if return_plans is False:
+        return res
+    if return_plans is True:
+        import scipy.sparse
+
+        return res, [scipy.sparse.coo_matrix((f, (i, j)), shape=(n, m)) for f, i, j in plans]
+    return res, [PlanTuple(f, i, j) for f, i, j in plans]
+
+
+class PlanTuple(tuple):
+    """``(data, rows, cols)`` of a sparse 1-D plan, as POT's ``wasserstein_1d(return_plans="coo_tuple")``."""
+
+    __slots__ = ()
+
+    def __new__(cls, data, rows, cols):
+        return tuple.__new__(cls, (data, rows, cols))
+
+    data = property(lambda self: self[0], doc="Flows (the plan's nonzero entries).")
+    rows = property(lambda self: self[1], doc="Row (``u_values``) index of each flow.")
+    cols = property(lambda self: self[2], doc="Column (``v_values``) index of each flow.")
+
+
+def quantile_function(qs, cws, xs, return_index=False):
+    """Quantile function of (batched) empirical distributions (POT's ``ot.lp.solver_1d.quantile_function``).
+
+    For each quantile ``q`` the first position whose cumulative weight is ``>= q``
+    (``searchsorted`` on the left), clipped to the last position.
+
+    Parameters
+    ----------
+    qs : array_like of shape (k,) or (k, ...)
+        Quantiles at which to evaluate.
+    cws : array_like of shape (n,) or (n, ...)
+        Cumulative weights (nondecreasing along axis 0), batched like ``xs``.
+    xs : array_like of shape (n,) or (n, ...)
+        Positions, sorted along axis 0, matching ``cws``.
+    return_index : bool
+        Also return the indices into ``xs``.
+
+    Returns
+    -------
+    q : ndarray of shape (k,) or (k, ...), dtype of ``xs``
+    idx : ndarray of int64, same shape, only if ``return_index``
+    """
+    fname = "quantile_function"
+    qs = as_float_array(qs, "qs")
+    cws = as_float_array(cws, "cws")
+    xs = as_float_array(xs, "xs")
+    if xs.ndim == 0 or xs.shape[0] == 0:
+        raise ValueError(f"{fname}: xs must have shape (n, ...) with n >= 1, got {xs.shape}")
+    if cws.shape != xs.shape:
+        raise ValueError(f"{fname}: cws must have the shape of xs {xs.shape}, got {cws.shape}")
+    if qs.ndim != cws.ndim or qs.shape[1:] != cws.shape[1:]:
+        raise ValueError(f"{fname}: qs must have shape (k,{' ' if cws.ndim > 1 else ''}"
+                         f"{', '.join(map(str, cws.shape[1:]))}) to match cws, got {qs.shape}")
+    for arr, name in ((qs, "qs"), (cws, "cws")):
+        if np.isnan(arr).any():
+            raise ValueError(f"{fname}: {name} contains NaN")
+    n = xs.shape[0]
+    if cws.ndim == 1:
+        idx = np.searchsorted(cws, qs, side="left")
+    else:
+        c2 = cws.reshape(n, -1)
+        q2 = qs.reshape(qs.shape[0], -1)
+        idx = np.empty(q2.shape, dtype=np.int64)
+        for k in range(c2.shape[1]):
+            idx[:, k] = np.searchsorted(c2[:, k], q2[:, k], side="left")
+        idx = idx.reshape(qs.shape)
+    idx = np.clip(idx, 0, n - 1).astype(np.int64, copy=False)
+    q = np.take_along_axis(xs, idx, axis=0)
+    return (q, idx) if return_index else q
 
 
 # ------------------------------------------------------------------ documents

@@ -25,7 +25,7 @@ from fastcore._validation import MAX_COUNT, as_float_array, check_finite
 
 __all__ = ["sinkhorn", "sinkhorn2"]
 
-METHODS = ("sinkhorn", "sinkhorn_log", "sinkhorn_epsilon_scaling")
+METHODS = ("sinkhorn", "sinkhorn_log", "sinkhorn_epsilon_scaling", "sinkhorn_stabilized")
 
 #: relative tolerance on |sum(a) - sum(b)| / max(sum(a), sum(b)); within it, b is rescaled to a's mass
 MASS_RTOL = 1e-6
@@ -123,6 +123,8 @@ def _prepare(a, b, M, reg, method, numItermax, stopThr, warmstart):
         for arr, name in ((wu, "warmstart[0]"), (wv, "warmstart[1]")):
             if np.isnan(arr).any() or np.isposinf(arr).any():
                 raise ValueError(f"{name} contains NaN or +inf")
+        if method == "sinkhorn_stabilized":  # POT's (alpha, beta), in cost units
+            wu, wv = wu / reg, wv / reg
         ws = (np.ascontiguousarray(wu.T if multi else wu[None, :]),
               np.ascontiguousarray(wv.T if multi else wv[None, :]))
     return a, B, M, reg, method, numItermax, stopThr, multi, ws
@@ -283,15 +285,29 @@ def _log_dict(alpha, beta, info):
         out["u"], out["v"] = np.exp(lu), np.exp(lv)
     if info["method"] == "sinkhorn_epsilon_scaling":
         out["reg_schedule"] = info["regs"].copy()
+    if info["method"] == "sinkhorn_stabilized":  # POT's keys: absorbed potentials in cost units
+        reg = info["reg"]
+        out["n_iter"] = out["niter"]
+        out["logu"], out["logv"] = lu.copy(), lv.copy()
+        out["alpha"], out["beta"] = reg * lu, reg * lv
+        out["warmstart"] = (out["alpha"], out["beta"])
     return out
 
 
-def _verbose(info):
+def _verbose(info, print_period):
     for h in range(len(info["niter"])):
         print("{:5s}|{:12s}".format("It.", "Err") + "\n" + "-" * 19)
         for t, e in enumerate(info["hist"][h, : info["niter"][h]]):
-            if t % 10 == 0 or t == info["niter"][h] - 1:
+            if t % print_period == 0 or t == info["niter"][h] - 1:
                 print("{:5d}|{:8e}|".format(t, e))
+
+
+def _pot_extras(tau, print_period, method):
+    """Check POT's ``tau`` (no effect here) and return the verbose print period."""
+    _positive_float(tau, "tau")
+    if print_period is None:
+        return 20 if isinstance(method, str) and method.lower() == "sinkhorn_stabilized" else 10
+    return _positive_int(print_period, "print_period")
 
 
 _DOC_PARAMS = """
@@ -311,7 +327,7 @@ _DOC_PARAMS = """
         potentials, exponentials and sums are computed in float64.
     reg : float > 0
         Entropic regularisation.
-    method : {"sinkhorn_log", "sinkhorn", "sinkhorn_epsilon_scaling"}
+    method : {"sinkhorn_log", "sinkhorn", "sinkhorn_epsilon_scaling", "sinkhorn_stabilized"}
         ``"sinkhorn_log"`` (default): log domain, no overflow for any ``reg`` above
         ``max|M| * 1e-300`` (ValueError below); the plan returned is one more row update,
         computed shifted by each row's log-sum-exp (its rows sum to ``a``), and convergence is
@@ -321,6 +337,11 @@ _DOC_PARAMS = """
         and the last finite iterate if the scalings leave the float range later).
         ``"sinkhorn_epsilon_scaling"``: log domain with ``reg`` annealed geometrically
         (factor ``reg_ratio``) from ``reg_start`` (default ``M.max() - M.min()``) to ``reg``.
+        ``"sinkhorn_stabilized"``: POT's name for its absorbing scaling solver, which exists to
+        survive small ``reg``; solved here by the ``"sinkhorn_log"`` iterations (the same
+        fixed point, stable for any ``reg``), with POT's stabilized interface: ``warmstart`` is
+        ``(alpha, beta)`` in cost units and the log adds ``alpha``, ``beta`` (``reg * log_u``,
+        ``reg * log_v``), ``logu``, ``logv``, ``n_iter`` and ``warmstart = (alpha, beta)``.
     numItermax : int >= 1, default 1000
         Iteration budget at the target ``reg`` (epsilon scaling: plus up to
         ``numInnerItermax`` iterations at each larger ``reg``).
@@ -340,9 +361,16 @@ _DOC_PARAMS = """
     warmstart : pair (log_u, log_v), optional
         Starting dual potentials at the target ``reg``, shapes (n,), (m,) (or (n, k), (m, k)),
         e.g. ``log["log_u"], log["log_v"]`` of an earlier solve.  The first step updates
-        ``log_v`` from ``log_u``, as POT does.
+        ``log_v`` from ``log_u``, as POT does.  For ``"sinkhorn_stabilized"``, POT's
+        ``(alpha, beta) = (reg * log_u, reg * log_v)`` (e.g. ``log["warmstart"]``).
     n_threads : int or None, default None
         Threads (None = all cores).  The result does not depend on it.
+    tau : float > 0, default 1e3
+        POT's absorption threshold of ``"sinkhorn_stabilized"``: accepted (and checked) for
+        compatibility, with no effect (the log-domain iterations never need absorbing).
+    print_period : int >= 1, optional
+        With ``verbose``, print the error every ``print_period`` iterations (default 10,
+        20 for ``"sinkhorn_stabilized"`` as in POT).
     reg_start, reg_ratio, numInnerItermax, stopThrInner :
         Epsilon scaling only: first ``reg`` (default ``M.max() - M.min()``), factor between
         stages (0.5), iteration cap per intermediate stage (100) and its stopping error
@@ -371,13 +399,14 @@ _DOC_PARAMS = """
 
 def sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9, verbose=False,
              log=False, warn=True, warmstart=None, *, n_threads=None, reg_start=None, reg_ratio=0.5,
-             numInnerItermax=100, stopThrInner=None, overrelaxation=None):
+             numInnerItermax=100, stopThrInner=None, overrelaxation=None, tau=1e3, print_period=None):
+    print_period = _pot_extras(tau, print_period, method)
     n_threads = resolve_n_threads(n_threads)
     alpha, beta, info = _solve(a, b, M, reg, method, numItermax, stopThr, warmstart, n_threads,
                                reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation,
                                want_plan=True, want_hist=bool(log or verbose))
     if verbose:
-        _verbose(info)
+        _verbose(info, print_period)
     plan, cost, _ = _plan_and_costs(alpha, beta, not info["multi"], n_threads, info)
     _report(info, warn)
     res = cost if info["multi"] else plan
@@ -409,7 +438,8 @@ sinkhorn.__doc__ = """Entropic optimal transport plan (POT's ``ot.sinkhorn``, st
 def sinkhorn2(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9, verbose=False,
               log=False, warn=True, warmstart=None, *, objective="cost", n_threads=None,
               reg_start=None, reg_ratio=0.5, numInnerItermax=100, stopThrInner=None,
-              overrelaxation=None):
+              overrelaxation=None, tau=1e3, print_period=None):
+    print_period = _pot_extras(tau, print_period, method)
     if objective not in ("cost", "entropic"):
         raise ValueError(f"objective must be 'cost' or 'entropic', got {objective!r}")
     n_threads = resolve_n_threads(n_threads)
@@ -417,7 +447,7 @@ def sinkhorn2(a, b, M, reg, method="sinkhorn_log", numItermax=1000, stopThr=1e-9
                                reg_start, reg_ratio, numInnerItermax, stopThrInner, overrelaxation,
                                want_hist=bool(log or verbose))
     if verbose:
-        _verbose(info)
+        _verbose(info, print_period)
     _, cost, plogp = _plan_and_costs(alpha, beta, False, n_threads, info)
     _report(info, warn)
     val = cost if objective == "cost" else cost + info["reg"] * plogp

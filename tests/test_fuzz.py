@@ -460,6 +460,27 @@ spec(name="wasserstein_1d", fn=ot.wasserstein_1d, make=_1d_make("w"),
      extra=[("p=inf", lambda kw, rng: {**kw, "p": np.inf}, ERR("p")),
             ("unequal-totals", lambda kw, rng: {**kw, "u_weights": kw["u_weights"] * 3}, CLOSE)])  # normalised
 
+spec(name="wasserstein_1d-2d", fn=ot.wasserstein_1d,  # (n, d) values: d problems (POT's batch)
+     make=lambda rng, dt: dict(u_values=_randn(rng, (6, 3), dt), v_values=_randn(rng, (4, 3), dt),
+                               u_weights=rng.random(6) + 0.1, v_weights=rng.random((4, 3)) + 0.1, p=1.5),
+     roles={"u_values": "float", "v_values": "float", "u_weights": "weights", "v_weights": "weights"},
+     expect={("u_values", "trailing+"): ERR("v_values"), ("v_values", "trailing+"): ERR("v_values"),
+             ("u_values", "ndim-"): ERR("v_values"), ("v_values", "ndim-"): ERR("v_values"),
+             ("u_weights", "ndim+"): ERR("u_weights"), ("v_weights", "ndim-"): ERR("v_weights"),
+             ("u_weights", "empty0"): OK(), ("v_weights", "empty0"): ERR("v_weights"),
+             ("u_values", "empty0"): ERR("u_values"), ("v_values", "empty0"): ERR("v_values")},
+     extra=[("return_plans", lambda kw, rng: {**kw, "return_plans": "coo_tuple"}, OK()),
+            ("return_plans=bad", lambda kw, rng: {**kw, "return_plans": "dense"}, ERR("return_plans"))])
+spec(name="quantile_function", fn=ot.quantile_function,
+     make=lambda rng, dt: dict(qs=np.sort(rng.random(5)).astype(dt), cws=np.cumsum(np.full(6, 1 / 6)).astype(dt),
+                               xs=np.sort(_randn(rng, 6, dt)), return_index=True),
+     roles={"qs": "float", "cws": "float", "xs": "float"},
+     nonfinite={"qs": {"nan": ERR("qs"), "+inf": OK(), "-inf": OK()},
+                "cws": {"nan": ERR("cws"), "+inf": OK(), "-inf": OK()},
+                "xs": dict.fromkeys(("nan", "+inf", "-inf"), OK())},  # positions are only looked up
+     expect={("qs", "trailing+"): OK(), ("qs", "empty0"): OK(), ("xs", "ndim+"): ERR("xs", "cws"),
+             ("xs", "trailing+"): ERR("cws"), ("xs", "empty0"): ERR("xs")})
+
 
 def _docs_make(weights):
     def mk(rng, dt):
@@ -560,6 +581,7 @@ for _name, _fn, _method, _multi, _fixed in (
         ("sinkhorn", fastcore.ot.sinkhorn, "sinkhorn_log", False, {"log": True}),
         ("sinkhorn-scaling", fastcore.ot.sinkhorn, "sinkhorn", False, {}),
         ("sinkhorn-eps", fastcore.ot.sinkhorn, "sinkhorn_epsilon_scaling", False, {}),
+        ("sinkhorn-stabilized", fastcore.ot.sinkhorn, "sinkhorn_stabilized", False, {"log": True, "tau": 10.0}),
         ("sinkhorn2", fastcore.ot.sinkhorn2, "sinkhorn_log", False, {}),
         ("sinkhorn2-multi", fastcore.ot.sinkhorn2, "sinkhorn_log", True, {"log": True})):
     spec(name=_name, fn=_fn, make=_sk_make(_method, _multi, **_fixed),
