@@ -285,6 +285,23 @@ def _weissi_coefficients(arrays, lam1, lam2, n_threads, name, labels, addr=None,
 
 
 # ----------------------------------------------------------------- optimisers
+def _step_options(clip, clip_mode, regularizer, reg_lambdas):
+    """The checked (clip, clip_mode, regularizer, reg_lambdas) of a fused step (shared with
+    fastcore.torch.optim)."""
+    clip = _positive(clip, "clip", allow_none=True)
+    clip_mode = _check_mode(clip_mode)
+    if regularizer not in (None, "weissi"):
+        raise ValueError(f"regularizer must be None or 'weissi', got {regularizer!r}")
+    lams = (0.0, 0.0)
+    if regularizer == "weissi":
+        pair = tuple(reg_lambdas) if reg_lambdas is not None else ()
+        if len(pair) != 2:
+            raise ValueError(f"reg_lambdas must be a pair (lam1, lam2), got {reg_lambdas!r}")
+        lams = (_positive(pair[0], "reg_lambdas[0]", allow_zero=True),
+                _positive(pair[1], "reg_lambdas[1]", allow_zero=True))
+    return clip, clip_mode, regularizer, lams
+
+
 class _Optimizer:
     """Shared machinery: parameter list, clipping, WEISSI, step counter, state."""
 
@@ -310,20 +327,11 @@ class _Optimizer:
         self._ndims = np.array([len(shp) for shp in self._shapes], dtype=np.intp)
         self._fmt = "d" if self._double else "f"
         self.lr = lr
-        self.clip = _positive(clip, "clip", allow_none=True)
-        self.clip_mode = _check_mode(clip_mode)
+        self.clip, self.clip_mode, self.regularizer, self.reg_lambdas = _step_options(
+            clip, clip_mode, regularizer, reg_lambdas)
         self.n_threads = n_threads  # resolved at each step (the property below)
-        if regularizer not in (None, "weissi"):
-            raise ValueError(f"regularizer must be None or 'weissi', got {regularizer!r}")
-        self.regularizer = regularizer
         self._reg_idx = np.zeros(0, dtype=np.intp)
-        self.reg_lambdas = (0.0, 0.0)
         if regularizer == "weissi":
-            lams = tuple(reg_lambdas) if reg_lambdas is not None else ()
-            if len(lams) != 2:
-                raise ValueError(f"reg_lambdas must be a pair (lam1, lam2), got {reg_lambdas!r}")
-            self.reg_lambdas = (_positive(lams[0], "reg_lambdas[0]", allow_zero=True),
-                                _positive(lams[1], "reg_lambdas[1]", allow_zero=True))
             self._reg_idx = self._reg_indices(reg_params)
         self._reg_addr = self._addr[self._reg_idx]
         self._reg_sizes = self._sizes[self._reg_idx]

@@ -81,7 +81,7 @@ def _balance(a, b, fname, aname="a", bname="b", rescale=True):
     """b rescaled to a's mass; ValueError if they differ beyond MASS_RTOL.  The C solver
     rescales itself (rescale=False), identically on every path."""
     f = _mass_scale(a, b)  # (compared scaled by a power of two when the sums would overflow)
-    sa, sb = (a * f).sum(), (b * f).sum()
+    sa, sb = (a.sum(), b.sum()) if f == 1.0 else ((a * f).sum(), (b * f).sum())
     if abs(sa - sb) > MASS_RTOL * max(sa, sb):
         raise ValueError(f"{fname}: {aname} and {bname} must have the same total mass "
                          f"(|sum({aname}) - sum({bname})| <= {MASS_RTOL:g} relative); got {sa / f!r} and {sb / f!r}")
@@ -133,7 +133,8 @@ def _center_dual(u, v, a, b):
     # POT's center_ot_dual: shift so that the potentials are balanced (invariant to a common
     # scale of a and b, which keeps the sums finite for masses near the float64 limit)
     f = _mass_scale(a, b)
-    a, b = a * f, b * f
+    if f != 1.0:
+        a, b = a * f, b * f
     c = (b.dot(v) - a.dot(u)) / (a.sum() + b.sum())
     return u + c, v - c
 

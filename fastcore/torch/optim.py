@@ -44,7 +44,7 @@ from torch.optim import optimizer as _torch_optimizer
 
 from fastcore import _optim
 from fastcore._threads import resolve_n_threads
-from fastcore.optim import StepResult, _check_mode, _positive, _weissi_coefficients
+from fastcore.optim import StepResult, _positive, _step_options, _weissi_coefficients
 from fastcore.torch._tensors import inplace_cpu_float
 
 __all__ = ["SGD", "Adam", "AdamW", "StepResult"]
@@ -123,18 +123,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------- options
     def _set_options(self, clip, clip_mode, regularizer, reg_lambdas, n_threads):
-        self.clip = _positive(clip, "clip", allow_none=True)
-        self.clip_mode = _check_mode(clip_mode)
-        if regularizer not in (None, "weissi"):
-            raise ValueError(f"regularizer must be None or 'weissi', got {regularizer!r}")
-        self.regularizer = regularizer
-        self.reg_lambdas = (0.0, 0.0)
-        if regularizer == "weissi":
-            lams = tuple(reg_lambdas) if reg_lambdas is not None else ()
-            if len(lams) != 2:
-                raise ValueError(f"reg_lambdas must be a pair (lam1, lam2), got {reg_lambdas!r}")
-            self.reg_lambdas = (_positive(lams[0], "reg_lambdas[0]", allow_zero=True),
-                                _positive(lams[1], "reg_lambdas[1]", allow_zero=True))
+        self.clip, self.clip_mode, self.regularizer, self.reg_lambdas = _step_options(
+            clip, clip_mode, regularizer, reg_lambdas)
         self.n_threads = n_threads
 
     @property
