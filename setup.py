@@ -4,8 +4,8 @@ Environment variables (all optional):
   FASTCORE_NATIVE=1     -march=native for a local build (never for wheels: other
                         CPUs would crash with SIGILL).  Without it, hot kernels are
                         compiled for several instruction sets and dispatched at load
-                        time (csrc/fc_simd.h, FC_MULTIVERSION).
-  FASTCORE_PORTABLE=1   the plain-C backend (csrc/fc_simd.h: no vector extensions,
+                        time (csrc/core/fc_simd.h, FC_MULTIVERSION).
+  FASTCORE_PORTABLE=1   the plain-C backend (csrc/core/fc_simd.h: no vector extensions,
                         no multiversioning), what compilers without GCC/Clang vector
                         extensions (MSVC) get; CI runs the test suite on it.
   FASTCORE_SANITIZE=1   AddressSanitizer + UndefinedBehaviorSanitizer build (see README).
@@ -29,15 +29,20 @@ from setuptools.command.build_ext import build_ext
 # module -> C sources of its kernel family (COMMON_SOURCES are added to all); the
 # longest compilations first, so that they start first in the parallel build
 EXTENSIONS = {
-    "fastcore._crf": ["csrc/crf_f32.c", "csrc/crf_f64.c"],
-    "fastcore._attention": ["csrc/attention_f32.c", "csrc/attention_f64.c"],
-    "fastcore._emd": ["csrc/emd.c"],
-    "fastcore._sinkhorn": ["csrc/sinkhorn.c"],
-    "fastcore._optim": ["csrc/optim.c", "csrc/norm.c"],
-    "fastcore._softmax": ["csrc/softmax.c"],
+    "fastcore._crf": ["csrc/crf/crf_forward_f32.c", "csrc/crf/crf_forward_f64.c", "csrc/crf/crf_memm_f32.c",
+                      "csrc/crf/crf_memm_f64.c", "csrc/crf/crf_viterbi_f32.c", "csrc/crf/crf_viterbi_f64.c",
+                      "csrc/crf/crf_dispatch.c", "csrc/crf/reference.c"],
+    "fastcore._attention": ["csrc/attention/attention_forward_f32.c", "csrc/attention/attention_forward_f64.c",
+                            "csrc/attention/attention_backward_f32.c", "csrc/attention/attention_backward_f64.c",
+                            "csrc/attention/attention_dispatch.c"],
+    "fastcore._emd": ["csrc/ot/emd.c", "csrc/ot/documents.c"],
+    "fastcore._sinkhorn": ["csrc/ot/sinkhorn_f32.c", "csrc/ot/sinkhorn_f64.c", "csrc/ot/sinkhorn_dispatch.c"],
+    "fastcore._optim": ["csrc/optim/optim_f32.c", "csrc/optim/optim_f64.c", "csrc/optim/norm_f32.c",
+                        "csrc/optim/norm_f64.c", "csrc/optim/optim_dispatch.c"],
+    "fastcore._softmax": ["csrc/attention/softmax_f32.c", "csrc/attention/softmax_f64.c", "csrc/attention/softmax_dispatch.c"],
     "fastcore._common": [],
 }
-COMMON_SOURCES = ["csrc/fc_status.c", "csrc/fc_pool.c"]
+COMMON_SOURCES = ["csrc/core/fc_status.c", "csrc/core/fc_pool.c"]
 
 
 def _env_flag(name):
@@ -113,7 +118,7 @@ class BuildExt(build_ext):
         else:
             # -g0: no debug info in release builds (Python's own CFLAGS carry -g): 3x smaller
             # extensions and a quicker build; the sanitizer build below turns it back on.
-            # Threads come from csrc/fc_pool.c (pthreads), not OpenMP; -fopenmp-simd only makes
+            # Threads come from csrc/core/fc_pool.c (pthreads), not OpenMP; -fopenmp-simd only makes
             # the compiler honour '#pragma omp simd' (no runtime library).
             cflags = ["-O3", "-g0", "-std=c11", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math",
                       "-fvisibility=hidden", "-pthread", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"]

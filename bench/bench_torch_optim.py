@@ -10,7 +10,7 @@ Two workloads:
   (g read twice, p, m, v read and written); clip_grad_norm_ + a fused AdamW moves 40 B (the
   clip reads and writes g once more).
 * the wrapper's overhead: the same step on 8 tensors of 16 elements, where the time is all
-  Python: the torch Optimizer (hooks, ``.grad`` checks, address tables) against
+  Python: the torch Optimizer (hooks, ``.grad`` checks, pointer tables) against
   ``fastcore.optim.AdamW`` on NumPy arrays.
 
 Each implementation owns its parameters and state (built on its first call from the same

@@ -1,18 +1,25 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Bindings for the csrc/attention kernels (attention.h): tiled softmax attention forward and backward.
+"""Bindings for the csrc/attention kernels (attention/attention.h): tiled softmax attention forward and backward.
 
 Every array arrives C-contiguous and flattened; shapes travel as integers.  The
 masks are already in kernel index space (queries and keys permuted for an
-``order``).  Validation happens in fastcore/attention.py."""
-from cython cimport floating
+``order``).  Validation happens in fastcore/attention.py.
+
+The wrappers fill one request (``fc_attention_problem``, and ``fc_attention_grads`` for the
+backward) with the data pointers of the arrays (``fastcore._common.buffer_ptr``: C-contiguous,
+the format not re-checked) and the dtype, and make one call per operation, which picks the
+precision (csrc/attention/attention_dispatch.c)."""
 from libc.stdint cimport uint8_t, int64_t
 from libc.string cimport memset
 
-from fastcore._common cimport check_status, fc_set_signal_check, python_signal_check
+import numpy as np
+
+from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, FC_FLOAT32,
+                               FC_FLOAT64, fc_set_signal_check, python_signal_check)
 
 fc_set_signal_check(python_signal_check)  # Ctrl-C stops long sequences
 
-cdef extern from "attention.h" nogil:
+cdef extern from "attention/attention.h" nogil:
     ctypedef struct fc_attn_mask:
         int causal
         Py_ssize_t causal_offset
@@ -26,149 +33,146 @@ cdef extern from "attention.h" nogil:
         Py_ssize_t bias_strides[4]
         const int64_t *q_pos
         const int64_t *k_pos
+    ctypedef struct fc_attention_problem:
+        fc_dtype dtype
+        Py_ssize_t B, H, T, S, dk, dv
+        double scale
+        const void *q
+        const void *k
+        const void *v
+        const fc_attn_mask *mask
+        const void *pre_mix
+        const void *post_mix
+        int n_threads
+    ctypedef struct fc_attention_grads:
+        const void *out
+        const void *dout
+        const void *lse
+        void *dq
+        void *dk
+        void *dv
+        double *dpre
+        double *dpost
+        double *dbias
+    int fc_attention(const fc_attention_problem *p, void *out, void *lse)
+    int fc_attention_backward(const fc_attention_problem *p, const fc_attention_grads *g)
+    int fc_attention_finite(fc_dtype dtype, const void *x, Py_ssize_t n)
 
-    int fc_attention_f32(const float *q, const float *k, const float *v, float *out, float *lse,
-                         Py_ssize_t B, Py_ssize_t H, Py_ssize_t T, Py_ssize_t S, Py_ssize_t dk,
-                         Py_ssize_t dv, double scale, const fc_attn_mask *mask,
-                         const float *pre_mix, const float *post_mix, int n_threads)
-    int fc_attention_f64(const double *q, const double *k, const double *v, double *out, double *lse,
-                         Py_ssize_t B, Py_ssize_t H, Py_ssize_t T, Py_ssize_t S, Py_ssize_t dk,
-                         Py_ssize_t dv, double scale, const fc_attn_mask *mask,
-                         const double *pre_mix, const double *post_mix, int n_threads)
-    int fc_attention_backward_f32(const float *q, const float *k, const float *v, const float *out,
-                                  const float *dout, const float *lse, float *dq, float *dk_, float *dv_,
-                                  Py_ssize_t B, Py_ssize_t H, Py_ssize_t T, Py_ssize_t S,
-                                  Py_ssize_t dk, Py_ssize_t dv, double scale,
-                                  const fc_attn_mask *mask, const float *pre_mix,
-                                  const float *post_mix, double *dpre, double *dpost, double *dbias,
-                                  int n_threads)
-    int fc_attention_backward_f64(const double *q, const double *k, const double *v, const double *out,
-                                  const double *dout, const double *lse, double *dq, double *dk_,
-                                  double *dv_, Py_ssize_t B, Py_ssize_t H, Py_ssize_t T, Py_ssize_t S,
-                                  Py_ssize_t dk, Py_ssize_t dv, double scale,
-                                  const fc_attn_mask *mask, const double *pre_mix,
-                                  const double *post_mix, double *dpre, double *dpost, double *dbias,
-                                  int n_threads)
-    int fc_attention_finite_f32(const float *x, Py_ssize_t n)
-    int fc_attention_finite_f64(const double *x, Py_ssize_t n)
+
+cdef object _f64 = np.dtype(np.float64)
+cdef object _f32 = np.dtype(np.float32)
 
 
-def all_finite(const floating[::1] x):
-    """Whether every value of x is finite (one vectorised pass, no temporary)."""
+cdef inline int _dtype_of(object a) except -1:
+    dt = a.dtype
+    if dt is _f64 or dt == _f64:
+        return FC_FLOAT64
+    if dt is _f32 or dt == _f32:
+        return FC_FLOAT32
+    raise TypeError(f"internal: attention arrays must be float32 or float64, got {dt}")
+
+
+def all_finite(x):
+    """Whether every value of x (float32 or float64, 1-d, C-contiguous) is finite (one
+    vectorised pass, no temporary)."""
+    cdef fc_dtype dtype = <fc_dtype>_dtype_of(x)
     cdef Py_ssize_t n = x.shape[0]
+    cdef Buffers bs
+    bs.n = 0
+    cdef const void *xp
     cdef int ok
     if n == 0:
         return True
-    with nogil:
-        if floating is float:
-            ok = fc_attention_finite_f32(&x[0], n)
-        else:
-            ok = fc_attention_finite_f64(&x[0], n)
-    return bool(ok)
+    try:
+        xp = buffer_ptr(&bs, x, False)
+        with nogil:
+            ok = fc_attention_finite(dtype, xp, n)
+    finally:
+        release_buffers(&bs)
+    return ok == 1
 
 
-cdef inline const int64_t *_p64(const int64_t[::1] a):
-    return &a[0] if a is not None and a.shape[0] > 0 else NULL
-
-
-cdef inline const uint8_t *_pu8(const uint8_t[::1] a):
-    return &a[0] if a is not None and a.shape[0] > 0 else NULL
-
-
-cdef int _fill_mask(fc_attn_mask *m, dict mk) except -1:
-    """Fill the C mask struct from the dict built by fastcore/attention.py.  The arrays
-    stay alive in ``mk`` (held by the caller) for the duration of the call."""
-    cdef const int64_t[::1] kv_len = mk["kv_len"]
-    cdef const int64_t[::1] q_seg = mk["q_seg"]
-    cdef const int64_t[::1] k_seg = mk["k_seg"]
-    cdef const uint8_t[::1] key_keep = mk["key_keep"]
-    cdef const uint8_t[::1] mask = mk["mask"]
-    cdef const int64_t[::1] q_pos = mk["q_pos"]
-    cdef const int64_t[::1] k_pos = mk["k_pos"]
+cdef int _fill_mask(Buffers *bs, fc_attn_mask *m, dict mk) except -1:
+    """Fill the C mask struct from the dict built by fastcore/attention.py; the buffers of its
+    arrays are held in bs until the caller releases them."""
     cdef int d
     memset(m, 0, sizeof(fc_attn_mask))
     m.causal = 1 if mk["causal"] else 0
     m.causal_offset = mk["causal_offset"]
-    m.kv_len = _p64(kv_len)
-    m.q_seg = _p64(q_seg)
-    m.k_seg = _p64(k_seg)
-    m.key_keep = _pu8(key_keep)
-    m.mask = _pu8(mask)
-    m.q_pos = _p64(q_pos)
-    m.k_pos = _p64(k_pos)
+    m.kv_len = <const int64_t *>buffer_ptr(bs, mk["kv_len"], False)
+    m.q_seg = <const int64_t *>buffer_ptr(bs, mk["q_seg"], False)
+    m.k_seg = <const int64_t *>buffer_ptr(bs, mk["k_seg"], False)
+    m.key_keep = <const uint8_t *>buffer_ptr(bs, mk["key_keep"], False)
+    m.mask = <const uint8_t *>buffer_ptr(bs, mk["mask"], False)
+    m.q_pos = <const int64_t *>buffer_ptr(bs, mk["q_pos"], False)
+    m.k_pos = <const int64_t *>buffer_ptr(bs, mk["k_pos"], False)
     for d in range(4):
         m.mask_strides[d] = mk["mask_strides"][d]
         m.bias_strides[d] = mk["bias_strides"][d]
     return 0
 
 
-def forward(const floating[::1] q, const floating[::1] k, const floating[::1] v,
-            floating[::1] out, floating[::1] lse, tuple dims, double scale, dict mk,
-            const floating[::1] bias, const floating[::1] pre_mix, const floating[::1] post_mix,
-            int n_threads):
+cdef int _problem(Buffers *bs, fc_attention_problem *p, fc_attn_mask *m, q, k, v, tuple dims, double scale,
+                  dict mk, bias, pre_mix, post_mix, int n_threads) except -1:
+    """The problem p for the arguments (buffers held in bs), its masks in m."""
+    p.dtype = <fc_dtype>_dtype_of(q)
+    p.B, p.H, p.T, p.S, p.dk, p.dv = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    p.scale = scale
+    p.n_threads = n_threads
+    _fill_mask(bs, m, mk)
+    m.bias = buffer_ptr(bs, bias, False)
+    p.mask = m
+    p.q = buffer_ptr(bs, q, False)
+    p.k = buffer_ptr(bs, k, False)
+    p.v = buffer_ptr(bs, v, False)
+    p.pre_mix = buffer_ptr(bs, pre_mix, False)
+    p.post_mix = buffer_ptr(bs, post_mix, False)
+    return 0
+
+
+def forward(q, k, v, out, lse, tuple dims, double scale, dict mk, bias, pre_mix, post_mix, int n_threads):
     """out, lse <- attention(q, k, v) for dims = (B, H, T, S, dk, dv)."""
-    cdef Py_ssize_t B = dims[0], H = dims[1], T = dims[2], S = dims[3], dk = dims[4], dv = dims[5]
+    cdef Buffers bs
+    bs.n = 0
+    cdef fc_attention_problem p
     cdef fc_attn_mask m
-    cdef int status
-    _fill_mask(&m, mk)
-    if bias is not None and bias.shape[0] > 0:
-        m.bias = <const void *>&bias[0]
-    cdef const floating *qp = &q[0] if q.shape[0] > 0 else NULL
-    cdef const floating *kp = &k[0] if k.shape[0] > 0 else NULL
-    cdef const floating *vp = &v[0] if v.shape[0] > 0 else NULL
-    cdef floating *op = &out[0] if out.shape[0] > 0 else NULL
-    cdef floating *lp = &lse[0] if lse.shape[0] > 0 else NULL
-    cdef const floating *pre = &pre_mix[0] if pre_mix is not None and pre_mix.shape[0] > 0 else NULL
-    cdef const floating *post = &post_mix[0] if post_mix is not None and post_mix.shape[0] > 0 else NULL
-    with nogil:
-        if floating is float:
-            status = fc_attention_f32(qp, kp, vp, op, lp, B, H, T, S, dk, dv, scale, &m,
-                                      pre, post, n_threads)
-        else:
-            status = fc_attention_f64(qp, kp, vp, op, lp, B, H, T, S, dk, dv, scale, &m,
-                                      pre, post, n_threads)
+    cdef void *op
+    cdef void *lp
+    cdef int status = 0
+    try:
+        _problem(&bs, &p, &m, q, k, v, dims, scale, mk, bias, pre_mix, post_mix, n_threads)
+        op = buffer_ptr(&bs, out, True)
+        lp = buffer_ptr(&bs, lse, True)
+        with nogil:
+            status = fc_attention(&p, op, lp)
+    finally:
+        release_buffers(&bs)
     check_status(status, "attention")
 
 
-cdef inline double *_pd(double[::1] a):
-    return &a[0] if a is not None and a.shape[0] > 0 else NULL
-
-
-def backward(const floating[::1] q, const floating[::1] k, const floating[::1] v,
-             const floating[::1] out, const floating[::1] dout, const floating[::1] lse,
-             floating[::1] dq, floating[::1] dk_, floating[::1] dv_, tuple dims, double scale,
-             dict mk, const floating[::1] bias, const floating[::1] pre_mix,
-             const floating[::1] post_mix, double[::1] dpre, double[::1] dpost, double[::1] dbias,
-             int n_threads):
+def backward(q, k, v, out, dout, lse, dq, dk_, dv_, tuple dims, double scale, dict mk, bias, pre_mix,
+             post_mix, dpre, dpost, dbias, int n_threads):
     """dq, dk, dv (and the float64 dpre, dpost, zero-filled dbias when not None) <- gradients
     of attention for dims = (B, H, T, S, dk, dv)."""
-    cdef Py_ssize_t B = dims[0], H = dims[1], T = dims[2], S = dims[3], dk = dims[4], dv = dims[5]
+    cdef Buffers bs
+    bs.n = 0
+    cdef fc_attention_problem p
     cdef fc_attn_mask m
-    cdef int status
-    _fill_mask(&m, mk)
-    if bias is not None and bias.shape[0] > 0:
-        m.bias = <const void *>&bias[0]
-    cdef const floating *qp = &q[0] if q.shape[0] > 0 else NULL
-    cdef const floating *kp = &k[0] if k.shape[0] > 0 else NULL
-    cdef const floating *vp = &v[0] if v.shape[0] > 0 else NULL
-    cdef const floating *op = &out[0] if out.shape[0] > 0 else NULL
-    cdef const floating *gp = &dout[0] if dout.shape[0] > 0 else NULL
-    cdef const floating *lp = &lse[0] if lse.shape[0] > 0 else NULL
-    cdef floating *dqp = &dq[0] if dq.shape[0] > 0 else NULL
-    cdef floating *dkp = &dk_[0] if dk_.shape[0] > 0 else NULL
-    cdef floating *dvp = &dv_[0] if dv_.shape[0] > 0 else NULL
-    cdef const floating *pre = &pre_mix[0] if pre_mix is not None and pre_mix.shape[0] > 0 else NULL
-    cdef const floating *post = &post_mix[0] if post_mix is not None and post_mix.shape[0] > 0 else NULL
-    cdef double *dpre_p = _pd(dpre)
-    cdef double *dpost_p = _pd(dpost)
-    cdef double *dbias_p = _pd(dbias)
-    with nogil:
-        if floating is float:
-            status = fc_attention_backward_f32(qp, kp, vp, op, gp, lp, dqp, dkp, dvp,
-                                               B, H, T, S, dk, dv, scale, &m, pre, post,
-                                               dpre_p, dpost_p, dbias_p, n_threads)
-        else:
-            status = fc_attention_backward_f64(qp, kp, vp, op, gp, lp, dqp, dkp, dvp,
-                                               B, H, T, S, dk, dv, scale, &m, pre, post,
-                                               dpre_p, dpost_p, dbias_p, n_threads)
+    cdef fc_attention_grads g
+    cdef int status = 0
+    try:
+        _problem(&bs, &p, &m, q, k, v, dims, scale, mk, bias, pre_mix, post_mix, n_threads)
+        g.out = buffer_ptr(&bs, out, False)
+        g.dout = buffer_ptr(&bs, dout, False)
+        g.lse = buffer_ptr(&bs, lse, False)
+        g.dq = buffer_ptr(&bs, dq, True)
+        g.dk = buffer_ptr(&bs, dk_, True)
+        g.dv = buffer_ptr(&bs, dv_, True)
+        g.dpre = <double *>buffer_ptr(&bs, dpre, True)
+        g.dpost = <double *>buffer_ptr(&bs, dpost, True)
+        g.dbias = <double *>buffer_ptr(&bs, dbias, True)
+        with nogil:
+            status = fc_attention_backward(&p, &g)
+    finally:
+        release_buffers(&bs)
     check_status(status, "attention_backward")

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Status codes of the C kernels and their mapping to Python exceptions.
 
-Every C entry point returns an ``fc_status`` code (``csrc/fc_status.h``).  This
+Every C entry point returns an ``fc_status`` code (``csrc/core/fc_status.h``).  This
 module is the only place that maps those codes to Python: bindings call
 :func:`check_status` right after leaving ``nogil``.
 """
@@ -82,9 +82,9 @@ cdef extern from *:
     #endif
     int fastcore_threadpool_marker(void) { return 1; }
 
-    #include "fc_simd.h"
+    #include "core/fc_simd.h"
 
-    /* The code path of the kernels on this CPU: the SIMD backend (csrc/fc_simd.h) and, with
+    /* The code path of the kernels on this CPU: the SIMD backend (csrc/core/fc_simd.h) and, with
      * the multiversioned clones (FC_MULTIVERSION), the instruction set picked at load time. */
     static const char *fc_simd_path(void)
     {
@@ -136,7 +136,7 @@ def compiler():
 
 
 def threads_backend():
-    """How the kernels get their threads: a pool of the platform's threads (csrc/fc_pool.c)."""
+    """How the kernels get their threads: a pool of the platform's threads (csrc/core/fc_pool.c)."""
     import sys
 
     return "win32 threads" if sys.platform == "win32" else "pthreads"

@@ -1,72 +1,99 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Bindings for csrc/softmax.c: softmax and log-sum-exp over the middle axis of
-an (outer, n, inner) C-contiguous array.  Validation happens in fastcore/softmax.py."""
-from cython cimport floating
+"""Bindings for csrc/attention/softmax.h: softmax and log-sum-exp over the middle axis of
+an (outer, n, inner) C-contiguous array.  Validation happens in fastcore/softmax.py.
+
+The wrappers fill one request (``fc_softmax_problem``) with the data pointers of the arrays
+(``fastcore._common.buffer_ptr``: C-contiguous, the format not re-checked) and the dtype, and
+make one call per operation, which picks the precision (csrc/attention/softmax_dispatch.c)."""
 from libc.stdint cimport uint8_t
 
-from fastcore._common cimport check_status
+import numpy as np
 
-cdef extern from "softmax.h" nogil:
-    int fc_softmax_f32(const float *x, float *out, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
-                       const uint8_t *mask, const Py_ssize_t *mask_offsets,
-                       Py_ssize_t mask_stride_n, Py_ssize_t mask_stride_inner, int n_threads)
-    int fc_softmax_f64(const double *x, double *out, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
-                       const uint8_t *mask, const Py_ssize_t *mask_offsets,
-                       Py_ssize_t mask_stride_n, Py_ssize_t mask_stride_inner, int n_threads)
-    int fc_logsumexp_f32(const float *x, float *out, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
-                         const uint8_t *mask, const Py_ssize_t *mask_offsets,
-                         Py_ssize_t mask_stride_n, Py_ssize_t mask_stride_inner, int n_threads)
-    int fc_logsumexp_f64(const double *x, double *out, Py_ssize_t outer, Py_ssize_t n, Py_ssize_t inner,
-                         const uint8_t *mask, const Py_ssize_t *mask_offsets,
-                         Py_ssize_t mask_stride_n, Py_ssize_t mask_stride_inner, int n_threads)
+from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, FC_FLOAT32,
+                               FC_FLOAT64)
 
-
-cdef inline const uint8_t *_mask_ptr(const uint8_t[::1] mask):
-    return &mask[0] if mask is not None and mask.shape[0] > 0 else NULL
+cdef extern from "attention/softmax.h" nogil:
+    ctypedef struct fc_softmax_problem:
+        fc_dtype dtype
+        const void *x
+        Py_ssize_t outer, n, inner
+        const uint8_t *mask
+        const Py_ssize_t *mask_offsets
+        Py_ssize_t mask_stride_n
+        Py_ssize_t mask_stride_inner
+        int n_threads
+    int fc_softmax(const fc_softmax_problem *p, void *out)
+    int fc_logsumexp(const fc_softmax_problem *p, void *out)
 
 
-cdef inline const Py_ssize_t *_offs_ptr(const Py_ssize_t[::1] offs):
-    return &offs[0] if offs is not None and offs.shape[0] > 0 else NULL
+cdef object _f64 = np.dtype(np.float64)
+cdef object _f32 = np.dtype(np.float32)
 
 
-def softmax(const floating[:, :, ::1] x, floating[:, :, ::1] out,
-            const uint8_t[::1] mask, const Py_ssize_t[::1] offsets,
-            Py_ssize_t stride_n, Py_ssize_t stride_inner, int n_threads):
-    """out[o, :, j] = softmax(x[o, :, j]) under the mask; out may be x."""
-    cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
-    cdef const uint8_t *mp = _mask_ptr(mask)
-    cdef const Py_ssize_t *op = _offs_ptr(offsets)
-    cdef int status
-    if outer * n * inner == 0:
+cdef inline int _dtype_of(object x) except -1:
+    dt = x.dtype
+    if dt is _f64 or dt == _f64:
+        return FC_FLOAT64
+    if dt is _f32 or dt == _f32:
+        return FC_FLOAT32
+    raise TypeError(f"internal: x must be float32 or float64, got {dt}")
+
+
+cdef int _problem(fc_softmax_problem *p, x, Py_ssize_t stride_n, Py_ssize_t stride_inner,
+                  int n_threads) except -1:
+    """The problem p for x (outer, n, inner), without its pointers."""
+    p.dtype = <fc_dtype>_dtype_of(x)
+    p.outer, p.n, p.inner = x.shape[0], x.shape[1], x.shape[2]
+    p.x = NULL
+    p.mask = NULL
+    p.mask_offsets = NULL
+    p.mask_stride_n = stride_n
+    p.mask_stride_inner = stride_inner
+    p.n_threads = n_threads
+    return 0
+
+
+def softmax(x, out, mask, offsets, Py_ssize_t stride_n, Py_ssize_t stride_inner, int n_threads):
+    """out[o, :, j] = softmax(x[o, :, j]) under the mask; out may be x.  x and out are
+    (outer, n, inner), mask a flat uint8 array or None, offsets (outer,) intp or None."""
+    cdef fc_softmax_problem p
+    _problem(&p, x, stride_n, stride_inner, n_threads)
+    if p.outer * p.n * p.inner == 0:
         return
-    with nogil:
-        if floating is float:
-            status = fc_softmax_f32(&x[0, 0, 0], &out[0, 0, 0], outer, n, inner,
-                                    mp, op, stride_n, stride_inner, n_threads)
-        else:
-            status = fc_softmax_f64(&x[0, 0, 0], &out[0, 0, 0], outer, n, inner,
-                                    mp, op, stride_n, stride_inner, n_threads)
+    cdef Buffers bs
+    bs.n = 0
+    cdef void *op
+    cdef int status = 0
+    try:
+        p.x = buffer_ptr(&bs, x, False)
+        p.mask = <const uint8_t *>buffer_ptr(&bs, mask, False)
+        p.mask_offsets = <const Py_ssize_t *>buffer_ptr(&bs, offsets, False)
+        op = buffer_ptr(&bs, out, True)
+        with nogil:
+            status = fc_softmax(&p, op)
+    finally:
+        release_buffers(&bs)
     check_status(status, "masked_softmax")
 
 
-def logsumexp(const floating[:, :, ::1] x, floating[:, ::1] out,
-              const uint8_t[::1] mask, const Py_ssize_t[::1] offsets,
-              Py_ssize_t stride_n, Py_ssize_t stride_inner, int n_threads):
-    """out[o, j] = log sum_i exp(x[o, i, j]) under the mask."""
-    cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
-    cdef const uint8_t *mp = _mask_ptr(mask)
-    cdef const Py_ssize_t *op = _offs_ptr(offsets)
-    cdef const floating *xp = NULL
-    cdef int status
-    if outer * inner == 0:
+def logsumexp(x, out, mask, offsets, Py_ssize_t stride_n, Py_ssize_t stride_inner, int n_threads):
+    """out[o, j] = log sum_i exp(x[o, i, j]) under the mask.  x is (outer, n, inner), out
+    (outer, inner); mask and offsets as for softmax."""
+    cdef fc_softmax_problem p
+    _problem(&p, x, stride_n, stride_inner, n_threads)
+    if p.outer * p.inner == 0:
         return
-    if n > 0:
-        xp = &x[0, 0, 0]
-    with nogil:
-        if floating is float:
-            status = fc_logsumexp_f32(xp, &out[0, 0], outer, n, inner,
-                                      mp, op, stride_n, stride_inner, n_threads)
-        else:
-            status = fc_logsumexp_f64(xp, &out[0, 0], outer, n, inner,
-                                      mp, op, stride_n, stride_inner, n_threads)
+    cdef Buffers bs
+    bs.n = 0
+    cdef void *op
+    cdef int status = 0
+    try:
+        p.x = buffer_ptr(&bs, x, False)  # NULL when n == 0
+        p.mask = <const uint8_t *>buffer_ptr(&bs, mask, False)
+        p.mask_offsets = <const Py_ssize_t *>buffer_ptr(&bs, offsets, False)
+        op = buffer_ptr(&bs, out, True)
+        with nogil:
+            status = fc_logsumexp(&p, op)
+    finally:
+        release_buffers(&bs)
     check_status(status, "logsumexp")

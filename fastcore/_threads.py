@@ -9,14 +9,14 @@ resolves them for its OpenMP loops.
 - the limit set with :func:`set_num_threads`, :func:`num_threads` or threadpoolctl's
   ``threadpool_limits`` (fastcore registers a controller, so ``threadpool_info()`` lists it).
 
-The threads themselves are a small pool per compiled module (``csrc/fc_pool.c``) in which the
+The threads themselves are a small pool per compiled module (``csrc/core/fc_pool.c``) in which the
 calling thread works too; a call never waits for a thread that has not started, and a forked
 child starts its own threads.
 """
 import contextlib
 import os
 
-MAX_THREADS = 65535  # the largest team csrc/fc_pool.c runs (more ranks would not help anyway)
+MAX_THREADS = 65535  # the largest team csrc/core/fc_pool.c runs (more ranks would not help anyway)
 
 
 def available_cores():

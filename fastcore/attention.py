@@ -1,7 +1,7 @@
 """Softmax attention with structural masks (BERT, GPT, UniLM, XLNet), talking-heads and backward.
 
 One kernel serves every pre-training scheme: the masks are evaluated inside a tiled
-online-softmax kernel (``csrc/attention_impl.h``), so no ``(T, S)`` score matrix or
+online-softmax kernel (``csrc/attention/forward.h``), so no ``(T, S)`` score matrix or
 mask is ever allocated, and key tiles that the structural masks hide entirely are
 skipped (causal, key padding, UniLM segments, permutation orders).
 """

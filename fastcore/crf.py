@@ -4,7 +4,7 @@ Log-partition, path scores and log-likelihoods, marginals, the negative
 log-likelihood with its analytic gradients (one forward-backward, no autograd
 tape), Viterbi and exact n-best decoding, BIO/BIOES/BMES transition constraints,
 and the (bidirectional) MEMM of SEED_SPEC section 4.  Written in C
-(``csrc/crf_impl.h``), threaded over the batch.
+(``csrc/crf/``), threaded over the batch.
 
 Conventions shared by every function
 ------------------------------------

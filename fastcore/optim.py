@@ -6,7 +6,7 @@ whatever the options: one read pass for the global norm (which also detects a
 non-finite gradient before anything is written), then one read-write pass that
 clips, regularises and updates.  Both passes run in C over a flat list of
 (array, chunk) work items shared by the threads, so 50 small arrays and one
-big one keep all threads busy alike (``csrc/optim_impl.h``).  The WEISSI
+big one keep all threads busy alike (``csrc/optim/optim_impl.h``).  The WEISSI
 regulariser, when asked for, adds two read passes over the regularised
 parameters (their L2 and L1 norms) before the update.
 """
@@ -73,14 +73,6 @@ def _array_list(arrays, name, *, writable=False, convert=False):
                 raise TypeError(f"{name} mixes dtypes: {name}[0] is {dt} but {name}[{i}] is {a.dtype}; "
                                 "use one dtype per call")
     return out
-
-
-def _check_no_overlap(addr, sizes, itemsize, name):
-    """Two arrays of the list must not share memory (each would be updated twice)."""
-    spans = sorted((int(a), int(a) + int(s) * itemsize, k) for k, (a, s) in enumerate(zip(addr, sizes)) if s > 0)
-    for (a0, e0, k0), (a1, _, k1) in zip(spans, spans[1:]):
-        if a1 < e0:
-            raise ValueError(f"{name}[{min(k0, k1)}] and {name}[{max(k0, k1)}] share memory")
 
 
 def _positive(value, name, *, allow_none=False, allow_zero=False):
@@ -150,8 +142,7 @@ def global_norm(grads, norm_type=2.0, *, n_threads=None):
     grads = _array_list(grads, "grads", convert=True)
     if not grads:
         return 0.0
-    addr, sizes = _optim.pointers(grads)
-    return _optim.global_norm(addr, sizes, grads[0].dtype == np.float64, p, n_threads)
+    return _optim.global_norm(_optim.Arrays(grads), p, n_threads)
 
 
 def clip_grad_norm(grads, max_norm, mode="hard", *, norm_type=2.0, error_if_nonfinite=False, n_threads=None):
@@ -190,8 +181,7 @@ def clip_grad_norm(grads, max_norm, mode="hard", *, norm_type=2.0, error_if_nonf
     grads = _array_list(grads, "grads", writable=True)
     if not grads:
         return 0.0
-    addr, sizes = _optim.pointers(grads, True)
-    norm = _optim.global_norm(addr, sizes, grads[0].dtype == np.float64, p, n_threads)
+    norm = _optim.global_norm(_optim.Arrays(grads, True), p, n_threads)
     if not math.isfinite(norm):
         if error_if_nonfinite:
             raise ValueError(f"the {p:g}-norm of grads is {norm}: a gradient holds NaN or infinite values")
@@ -248,12 +238,13 @@ def weissi(weights, lam1, lam2, *, n_threads=None):
     return value, grads
 
 
-def _weissi_norms(arrays, lam1, lam2, n_threads, name, labels, addr=None, sizes=None):
+def _weissi_norms(arrays, lam1, lam2, n_threads, name, labels, table=None):
     """Per array ||W||_2, ||W||_1 and the value R; the gradient must fit the arrays' dtype:
-    |dR/dW_i| <= (|lam1 - lam2 ||W||_1/||W||| + lam2) / ||W||."""
-    if addr is None:
-        addr, sizes = _optim.pointers(arrays)
-    l2, l1 = _optim.array_norms(addr, sizes, arrays[0].dtype == np.float64, n_threads)
+    |dR/dW_i| <= (|lam1 - lam2 ||W||_1/||W||| + lam2) / ||W||.  ``table``: the arrays'
+    _optim.Arrays table when the caller keeps one."""
+    if table is None:
+        table = _optim.Arrays(arrays)
+    l2, l1 = _optim.array_norms(table, n_threads)
     for k in range(len(arrays)):
         if not (math.isfinite(l2[k]) and math.isfinite(l1[k])):
             raise ValueError(f"{name}[{labels[k]}] contains NaN or infinite values")
@@ -269,9 +260,9 @@ def _weissi_norms(arrays, lam1, lam2, n_threads, name, labels, addr=None, sizes=
     return l2, l1, value
 
 
-def _weissi_coefficients(arrays, lam1, lam2, n_threads, name, labels, addr=None, sizes=None):
+def _weissi_coefficients(arrays, lam1, lam2, n_threads, name, labels, table=None):
     """Per array (a, b) with grad = a*W + b*sign(W) (the fused steps' form), and the value R."""
-    l2, l1, value = _weissi_norms(arrays, lam1, lam2, n_threads, name, labels, addr, sizes)
+    l2, l1, value = _weissi_norms(arrays, lam1, lam2, n_threads, name, labels, table)
     dtype = arrays[0].dtype
     with np.errstate(over="ignore"):
         a = (lam1 - lam2 * (l1 / l2)) / l2 / l2
@@ -312,20 +303,13 @@ class _Optimizer:
         if not self._params:
             raise ValueError("params is an empty list")
         self._dtype = self._params[0].dtype
-        self._double = self._dtype == np.float64
-        self._addr, self._sizes = _optim.pointers(self._params, True)
-        _check_no_overlap(self._addr, self._sizes, self._dtype.itemsize, "params")
-        # the params' byte spans sorted by address, for the grads' overlap check at each step
-        self._nbytes = np.asarray(self._sizes, dtype=np.intp) * self._dtype.itemsize
-        order = np.argsort(np.asarray(self._addr, dtype=np.intp), kind="stable")
-        order = order[self._nbytes[order] > 0]  # empty arrays hold no memory
-        self._span_id = np.ascontiguousarray(order, dtype=np.intp)
-        self._span_lo = np.ascontiguousarray(np.asarray(self._addr, dtype=np.intp)[order])
-        self._span_hi = self._span_lo + self._nbytes[order]
+        # the kernels' pointer table of the params (their buffers held while the optimiser lives);
+        # it also checks the gradients' formats, shapes and memory at each step
+        self._table = _optim.Arrays(self._params, True)
+        shared = self._table.first_shared()
+        if shared is not None:  # each would be updated twice
+            raise ValueError(f"params[{shared[0]}] and params[{shared[1]}] share memory")
         self._shapes = [p.shape for p in self._params]
-        self._shape_flat = np.array([s for shp in self._shapes for s in shp], dtype=np.intp)
-        self._ndims = np.array([len(shp) for shp in self._shapes], dtype=np.intp)
-        self._fmt = "d" if self._double else "f"
         self.lr = lr
         self.clip, self.clip_mode, self.regularizer, self.reg_lambdas = _step_options(
             clip, clip_mode, regularizer, reg_lambdas)
@@ -333,8 +317,7 @@ class _Optimizer:
         self._reg_idx = np.zeros(0, dtype=np.intp)
         if regularizer == "weissi":
             self._reg_idx = self._reg_indices(reg_params)
-        self._reg_addr = self._addr[self._reg_idx]
-        self._reg_sizes = self._sizes[self._reg_idx]
+        self._reg_table = self._table.take(self._reg_idx)
         self.step_count = 0
 
     @property
@@ -394,20 +377,19 @@ class _Optimizer:
         if isinstance(grads, np.ndarray):
             grads = [grads]
         grads = list(grads)
-        addr = _optim.grad_pointers(grads, self._shape_flat, self._ndims, self._fmt)
-        if addr is None:  # something is off: find it and say what
-            addr = self._check_grads(grads)
-        same = np.flatnonzero(addr == self._addr)
-        if same.size:
-            raise ValueError(f"grads[{same[0]}] is params[{same[0]}] itself")
+        table = self._table.like(grads)  # the per-step path: one buffer per gradient
+        if table is None:  # something is off: find it and say what
+            table = self._check_grads(grads)
+        same = self._table.first_same(table)
+        if same is not None:
+            raise ValueError(f"grads[{same}] is params[{same}] itself")
         # a gradient that shares memory with any parameter would change while the step
         # writes it (the update would depend on the order of the arrays): refuse it
-        hit = _optim.first_overlap(np.ascontiguousarray(addr, dtype=np.intp), self._nbytes, self._span_lo,
-                                   self._span_hi, self._span_id)
+        hit = self._table.first_overlap(table)
         if hit is not None:
             raise ValueError(f"grads[{hit[0]}] shares memory with params[{hit[1]}]: "
                              "pass gradients held in arrays of their own")
-        return addr
+        return table
 
     def _check_grads(self, grads):
         if len(grads) != len(self._params):
@@ -421,8 +403,7 @@ class _Optimizer:
                 raise ValueError(f"grads[{k}] has shape {g.shape} but params[{k}] has shape {shape}")
             if not g.flags.c_contiguous:
                 raise ValueError(f"grads[{k}] must be C-contiguous")
-        addr, _ = _optim.pointers(grads)
-        return addr
+        return _optim.Arrays(grads)
 
     def step(self, grads):
         """Clip (if asked), regularise (if asked) and update the parameters in place.
@@ -438,8 +419,8 @@ class _Optimizer:
             ``(norm, scale, skipped, regularization)``.  A NaN or infinite gradient
             gives ``skipped=True``: nothing is written and ``step_count`` stays.
         """
-        gaddr = self._grad_table(grads)
-        norm = _optim.global_norm(gaddr, self._sizes, self._double, 2.0, self.n_threads)
+        gtable = self._grad_table(grads)
+        norm = _optim.global_norm(gtable, 2.0, self.n_threads)
         if not math.isfinite(norm):
             return StepResult(norm, 0.0, True, 0.0)
         scale = 1.0 if self.clip is None else clip_scale(norm, self.clip, self.clip_mode)
@@ -449,12 +430,12 @@ class _Optimizer:
             lam1, lam2 = self.reg_lambdas
             a, b, reg_value = _weissi_coefficients(
                 [self._params[k] for k in self._reg_idx], lam1, lam2, self.n_threads, "params",
-                self._reg_idx, self._reg_addr, self._reg_sizes)
+                self._reg_idx, self._reg_table)
             c_p = np.zeros(len(self._params))
             c_s = np.zeros(len(self._params))
             c_p[self._reg_idx] = a
             c_s[self._reg_idx] = b
-        self._update(gaddr, scale, c_p, c_s)
+        self._update(gtable, scale, c_p, c_s)
         self.step_count += 1
         return StepResult(norm, scale, False, reg_value)
 
@@ -504,7 +485,7 @@ class _Optimizer:
         self.step_count = step
         for name in self._state_names:
             for dst, src in zip(getattr(self, "_" + name), arrays[name]):
-                np.copyto(dst, src)  # in place: the C address tables stay valid
+                np.copyto(dst, src)  # in place: the kernels' pointer tables stay valid
 
 
 class SGD(_Optimizer):
@@ -572,9 +553,9 @@ class SGD(_Optimizer):
         if self.momentum > 0:
             self._state_names = ("momentum_buffer",)
             self._momentum_buffer = self._new_state()
-            self._buf_addr, _ = _optim.pointers(self._momentum_buffer, True)
+            self._buf_table = _optim.Arrays(self._momentum_buffer, True)
         else:
-            self._buf_addr = None
+            self._buf_table = None
 
     def _hyper(self):
         h = super()._hyper()
@@ -582,7 +563,7 @@ class SGD(_Optimizer):
                  weight_decay=self.weight_decay, decoupled_weight_decay=self.decoupled_weight_decay)
         return h
 
-    def _update(self, gaddr, scale, c_p, c_s):
+    def _update(self, gtable, scale, c_p, c_s):
         lr, wd = self.lr, self.weight_decay
         decay = 1.0
         if wd != 0.0:
@@ -594,8 +575,8 @@ class SGD(_Optimizer):
             keep, new = 0.0, 1.0  # torch: the buffer starts as the first gradient
         else:
             keep, new = self.momentum, 1.0 - self.dampening
-        _optim.sgd_step(self._addr, gaddr, self._buf_addr, self._sizes, c_p, c_s, self._double, scale,
-                        lr, decay, self.momentum, keep, new, self.nesterov, self.n_threads)
+        _optim.sgd_step(self._table, gtable, self._buf_table, c_p, c_s, scale, lr, decay, self.momentum, keep,
+                        new, self.nesterov, self.n_threads)
 
 
 class Adam(_Optimizer):
@@ -634,19 +615,19 @@ class Adam(_Optimizer):
         self._state_names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
         self._exp_avg = self._new_state()
         self._exp_avg_sq = self._new_state()
-        self._m_addr, _ = _optim.pointers(self._exp_avg, True)
-        self._v_addr, _ = _optim.pointers(self._exp_avg_sq, True)
-        self._vmax_addr = None
+        self._m_table = _optim.Arrays(self._exp_avg, True)
+        self._v_table = _optim.Arrays(self._exp_avg_sq, True)
+        self._vmax_table = None
         if self.amsgrad:
             self._max_exp_avg_sq = self._new_state()
-            self._vmax_addr, _ = _optim.pointers(self._max_exp_avg_sq, True)
+            self._vmax_table = _optim.Arrays(self._max_exp_avg_sq, True)
 
     def _hyper(self):
         h = super()._hyper()
         h.update(betas=self.betas, eps=self.eps, weight_decay=self.weight_decay, amsgrad=self.amsgrad)
         return h
 
-    def _update(self, gaddr, scale, c_p, c_s):
+    def _update(self, gtable, scale, c_p, c_s):
         lr, wd = self.lr, self.weight_decay
         b1, b2 = self.betas
         t = self.step_count + 1
@@ -658,9 +639,8 @@ class Adam(_Optimizer):
                 c_p = (np.zeros(len(self._params)) if c_p is None else c_p) + wd
         step_size = lr / (1.0 - b1**t)
         bc2_sqrt = (1.0 - b2**t) ** 0.5
-        _optim.adam_step(self._addr, gaddr, self._m_addr, self._v_addr, self._vmax_addr, self._sizes,
-                         c_p, c_s, self._double, scale, decay, b1, b2, step_size, bc2_sqrt, self.eps,
-                         self.n_threads)
+        _optim.adam_step(self._table, gtable, self._m_table, self._v_table, self._vmax_table, c_p, c_s, scale,
+                         decay, b1, b2, step_size, bc2_sqrt, self.eps, self.n_threads)
 
 
 class AdamW(Adam):

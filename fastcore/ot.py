@@ -14,7 +14,7 @@ differences, on purpose:
 - masses that differ by more than ``1e-7`` relative, negative or non-finite weights,
   NaN/inf costs and mismatched shapes are ``ValueError`` s.
 
-The solver (``csrc/emd.c``) is a primal network simplex on the transportation
+The solver (``csrc/ot/simplex.h``) is a primal network simplex on the transportation
 problem: zero-mass rows and columns are removed, the start is a greedy
 matrix-minimum allocation (no big-M phase), pricing is a vectorised block search over
 rows, and Cunningham's strongly-feasible-tree rule prevents cycling on degenerate

@@ -1,7 +1,7 @@
 """Numerically stable softmax and log-sum-exp over one axis, with a keep-mask.
 
 The building block of every attention and sequence kernel in fastcore; written
-in C (``csrc/softmax_impl.h``), vectorised over the reduced axis (or across it
+in C (``csrc/attention/softmax_impl.h``), vectorised over the reduced axis (or across it
 when the axis is not the last one), threaded over rows.
 """
 import numpy as np

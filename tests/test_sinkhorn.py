@@ -281,7 +281,7 @@ def test_float32_agrees_with_float64(rng, method):
     np.testing.assert_allclose(c32, sinkhorn2(a, b, M64, reg, method=method, stopThr=1e-10),
                                rtol=1e-7 if method == "sinkhorn" else 1e-9)
     if method == "sinkhorn_log":
-        # the float32 row pass uses a shorter exp (relative error <= 7e-12, see sinkhorn.c): the
+        # the float32 row pass uses a shorter exp (relative error <= 7e-12, see sinkhorn_unit.h): the
         # iterates, not only the fixed point, stay those of float64 on the same M
         _, l32 = sinkhorn(a, b, M32, reg, numItermax=30, stopThr=0.0, log=True, warn=False)
         _, l64 = sinkhorn(a, b, M64, reg, numItermax=30, stopThr=0.0, log=True, warn=False)

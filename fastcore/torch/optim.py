@@ -64,7 +64,8 @@ def _label(gi, j):
 
 class _Plan:
     """Everything about the current set of parameters with gradients that does not change
-    from step to step: addresses, sizes, buckets, and (once built) the state tables."""
+    from step to step: the parameters' NumPy views and their kernel table, buckets, and (once
+    built) the state tables."""
 
     __slots__ = (
         "all_slots",
@@ -74,21 +75,18 @@ class _Plan:
         "fresh",
         "key",
         "labels",
-        "nbytes",
         "numels",
         "params",
         "ptrs",
         "reg",
-        "sizes",
-        "span_hi",
-        "span_id",
-        "span_lo",
         "state_check",
         "state_len",
         "state_obj",
         "state_ready",
+        "table",
         "updates",
         "versioned",
+        "views",
     )
 
 
@@ -102,13 +100,14 @@ class _Bucket:
 
 
 class _Update:
-    """One kernel call: parameters of one group, one dtype and one state age."""
+    """One kernel call: parameters of one group, one dtype and one state age (p, s1, s2, s3: the
+    kernel tables of the parameters and state tensors)."""
 
-    __slots__ = ("double", "fresh", "group", "idx", "p", "s1", "s2", "s3", "sizes", "slot0", "slots", "take")
+    __slots__ = ("fresh", "group", "idx", "p", "s1", "s2", "s3", "slot0", "slots", "take")
 
 
 class _FusedOptimizer(torch.optim.Optimizer):
-    """Shared machinery: options, plan (address tables), the fused step."""
+    """Shared machinery: options, plan (pointer tables), the fused step."""
 
     _uses_step = False  # Adam keeps a per-parameter step counter
 
@@ -255,30 +254,30 @@ class _FusedOptimizer(torch.optim.Optimizer):
         plan.labels = [_label(*where[id(p)]) for p in params]
         for p, label in zip(params, plan.labels):
             inplace_cpu_float(p, label)
+        # the parameters' data pointers, compared at each step to notice a replaced p.data
         plan.ptrs = [p.data_ptr() for p in params]
         plan.dtypes = [p.dtype for p in params]
         plan.numels = [p.numel() for p in params]
-        sizes = np.array(plan.numels, dtype=np.intp)
-        plan.sizes = sizes
-        plan.nbytes = sizes * np.array([p.element_size() for p in params], dtype=np.intp)
+        nbytes = np.array([p.numel() * p.element_size() for p in params], dtype=np.intp)
         addr = np.array(plan.ptrs, dtype=np.intp)
         order = np.argsort(addr, kind="stable")
-        order = order[plan.nbytes[order] > 0]
-        lo, hi = addr[order], addr[order] + plan.nbytes[order]
+        order = order[nbytes[order] > 0]
+        lo, hi = addr[order], addr[order] + nbytes[order]
         clash = np.flatnonzero(lo[1:] < hi[:-1])
         if clash.size:
             a, b = sorted((int(order[clash[0]]), int(order[clash[0] + 1])))
             raise ValueError(f"{plan.labels[a]} and {plan.labels[b]} share memory: each would be updated twice")
-        plan.span_lo, plan.span_hi = np.ascontiguousarray(lo), np.ascontiguousarray(hi)
-        plan.span_id = np.ascontiguousarray(order, dtype=np.intp)
-        # global norm: one kernel call per dtype
+        # the kernels' table of the parameters (their NumPy views' buffers, held by the plan); it
+        # also checks the gradients' dtypes, shapes and memory at each step
+        plan.views = [p.detach().numpy() for p in params]
+        plan.table = _optim.Arrays(plan.views, True)
+        # global norm: one kernel call per dtype (the gradients' indices, None for all)
         double = np.array([p.dtype is torch.float64 for p in params])
         plan.by_dtype = []
         for dbl in (False, True):
             idx = np.flatnonzero(double == dbl)
             if idx.size:
-                take = None if idx.size == len(params) else idx
-                plan.by_dtype.append((dbl, take, np.ascontiguousarray(sizes[idx])))
+                plan.by_dtype.append(None if idx.size == len(params) else idx)
         # buckets: (group, dtype), in group order
         gidx = np.array([where[id(p)][0] for p in params])
         plan.buckets = []
@@ -287,7 +286,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 idx = np.flatnonzero((gidx == gi) & (double == dbl))
                 if idx.size:
                     plan.buckets.append(_Bucket(gi, group, dbl, idx))
-        # WEISSI: per dtype, the regularised params (their NumPy views, addresses, labels)
+        # WEISSI: per dtype, the regularised params (their NumPy views, kernel table, labels)
         plan.reg = []
         if self.regularizer == "weissi":
             for dbl in (False, True):
@@ -298,16 +297,16 @@ class _FusedOptimizer(torch.optim.Optimizer):
                     flag = b.group.get("weissi")
                     ks += [int(k) for k in b.idx if (params[k].dim() >= 2 if flag is None else bool(flag))]
                 if ks:
-                    views = [params[k].detach().numpy() for k in ks]
-                    ra, rs = _optim.pointers(views, True)
+                    ks = np.array(ks, dtype=np.intp)
+                    views = [plan.views[k] for k in ks]
                     rl = [plan.labels[k][len("param_groups["):-1] for k in ks]  # name + [label] = the full label
-                    plan.reg.append((np.array(ks, dtype=np.intp), views, ra, rs, rl))
+                    plan.reg.append((ks, views, plan.table.take(ks), rl))
         plan.versioned = tuple(params)
         plan.state_ready = False
         return plan
 
     def _grads(self):
-        """The parameters with a gradient, their plan and the gradients' addresses (validated)."""
+        """The parameters with a gradient, their plan and the gradients' kernel table (validated)."""
         params, grads = [], []
         for group in self.param_groups:
             for p in group["params"]:
@@ -322,33 +321,49 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if plan is None or plan.key != key:
             plan = self._plan = self._build_plan(key, params)
         gaddr = []
-        try:  # the per-step fast path; anything unusual is diagnosed below
+        try:  # the per-step fast path (a tensor has no buffer protocol: its data_ptr() is the cheap
+            # way to its memory); anything unusual is diagnosed below
             for p, g, ptr, dt, n in zip(params, grads, plan.ptrs, plan.dtypes, plan.numels):
                 if g.dtype is not dt or not g.is_contiguous() or g.numel() != n or p.data_ptr() != ptr:
                     break
                 gaddr.append(g.data_ptr())
         except (RuntimeError, NotImplementedError, TypeError):  # is_contiguous of a sparse tensor
             pass
-        if len(gaddr) != len(params):
-            k = len(gaddr)
-            if params[k].data_ptr() != plan.ptrs[k]:  # p.data was replaced: build the plan again
+        table = plan.table.like_addresses(gaddr, grads) if len(gaddr) == len(params) else None
+        if table is None:
+            table = self._checked_grads(plan, params, grads)
+            if table is None:  # p.data was replaced: build the plan again
                 self._plan = None
                 return self._grads()
-            self._bad_grad(plan.labels[k], params[k], grads[k])
-        gaddr = np.array(gaddr, dtype=np.intp)
-        hit = _optim.first_overlap(gaddr, plan.nbytes, plan.span_lo, plan.span_hi, plan.span_id)
+        hit = plan.table.first_overlap(table)
         if hit is not None:
             k, j = hit
             raise ValueError(f"the gradient of {plan.labels[k]} shares memory with {plan.labels[j]}: the step "
                              "would change it while reading it; give the gradient memory of its own "
                              "(p.grad = g.clone())")
-        return plan, grads, gaddr
+        return plan, grads, table
+
+    def _checked_grads(self, plan, params, grads):
+        """The gradients' kernel table after the checks that say what is wrong (in parameter
+        order), or None when a parameter's data was replaced since the plan was built."""
+        views = []
+        for k, (p, g) in enumerate(zip(params, grads)):
+            if p.data_ptr() != plan.ptrs[k]:
+                return None
+            label = plan.labels[k]
+            self._check_grad(label, p, g)
+            if g.numel() != plan.views[k].size:
+                raise ValueError(f"the gradient of {label} changed since the optimizer last saw the parameter")
+            views.append(g.detach().numpy())
+        return _optim.Arrays(views)
 
     @staticmethod
-    def _bad_grad(label, p, g):
+    def _check_grad(label, p, g):
         if g.layout is not _STRIDED:
             raise RuntimeError(f"the gradient of {label} is a {g.layout} tensor: fastcore's fused steps need "
                                "dense gradients (use torch.optim.SparseAdam for sparse ones)")
+        if g.device.type != "cpu":
+            raise ValueError(f"the gradient of {label} is on {g.device}: fastcore's fused steps need CPU tensors")
         if g.dtype is not p.dtype:
             raise TypeError(f"the gradient of {label} has dtype {g.dtype} but the parameter is {p.dtype}")
         if g.shape != p.shape:
@@ -357,7 +372,6 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if not g.is_contiguous():
             raise ValueError(f"the gradient of {label} is not contiguous (strides {g.stride()}): fastcore reads "
                              "it through a NumPy view; assign a contiguous gradient (p.grad = g.contiguous())")
-        raise ValueError(f"the gradient of {label} changed since the optimizer last saw the parameter")
 
     def _state_intact(self, plan):
         state = self.state
@@ -371,7 +385,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     def _build_state(self, plan):
         """Create missing state (lazily, as torch does), check the rest, and build the kernels'
-        address tables: one _Update per (group, dtype, state age)."""
+        pointer tables: one _Update per (group, dtype, state age)."""
         plan.updates, plan.state_check, plan.fresh = [], [], False
         slots = []
         for b in plan.buckets:
@@ -397,19 +411,20 @@ class _FusedOptimizer(torch.optim.Optimizer):
         plan.state_ready = True
 
     def _tables(self, plan, ks, names):
+        """The kernel tables of the state tensors ``names`` of the parameters ``ks`` (checked
+        contiguous tensors of the parameters' dtype and shape), through their NumPy views."""
         out = []
         for name in names:
-            ts = [self.state[plan.params[k]][name] for k in ks]
-            out.append(np.array([t.data_ptr() for t in ts], dtype=np.intp))
+            views = [self.state[plan.params[k]][name].detach().numpy() for k in ks]
+            out.append(_optim.Arrays(views, True))
         return out
 
     def _base_update(self, plan, b, ks):
         u = _Update()
-        u.group, u.double = b.group, b.double
+        u.group = b.group
         u.idx = ks
         u.take = None if (len(ks) == len(plan.params)) else ks
-        u.p = np.array([plan.ptrs[k] for k in ks], dtype=np.intp)
-        u.sizes = np.ascontiguousarray(plan.sizes[ks])
+        u.p = plan.table if u.take is None else plan.table.take(ks)
         u.s1 = u.s2 = u.s3 = None
         u.slot0, u.slots, u.fresh = 0, None, False
         return u
@@ -445,17 +460,15 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        plan, _, gaddr = self._grads()
+        plan, _, gtable = self._grads()
         if plan is None:
             self.last_step = StepResult(0.0, 1.0, False, 0.0)
             return loss
         n_threads = resolve_n_threads(self._n_threads)
         if len(plan.by_dtype) == 1:
-            dbl, _, sizes = plan.by_dtype[0]
-            norm = _optim.global_norm(gaddr, sizes, dbl, 2.0, n_threads)
+            norm = _optim.global_norm(gtable, 2.0, n_threads)
         else:
-            norm = math.hypot(*(_optim.global_norm(np.ascontiguousarray(gaddr[take]), sizes, dbl, 2.0, n_threads)
-                                for dbl, take, sizes in plan.by_dtype))
+            norm = math.hypot(*(_optim.global_norm(gtable.take(take), 2.0, n_threads) for take in plan.by_dtype))
         if not math.isfinite(norm):
             self.last_step = StepResult(norm, 0.0, True, 0.0)
             return loss
@@ -472,15 +485,15 @@ class _FusedOptimizer(torch.optim.Optimizer):
             lam1, lam2 = self.reg_lambdas
             c_p = np.zeros(len(plan.params))
             c_s = np.zeros(len(plan.params))
-            for ks, views, ra, rs, rl in plan.reg:  # every check before anything is written
-                a, b, value = _weissi_coefficients(views, lam1, lam2, n_threads, "param_groups", rl, ra, rs)
+            for ks, views, table, rl in plan.reg:  # every check before anything is written
+                a, b, value = _weissi_coefficients(views, lam1, lam2, n_threads, "param_groups", rl, table)
                 c_p[ks] = a
                 c_s[ks] = b
                 reg_value += value
         if not (plan.state_ready and self._state_intact(plan) and all(self._fits(u) for u in plan.updates)):
             self._build_state(plan)
         for u in plan.updates:
-            self._run(u, gaddr, scale, c_p, c_s, n_threads)
+            self._run(u, gtable, scale, c_p, c_s, n_threads)
         if plan.all_slots is not None:
             self._steps_np[plan.all_slots] += 1  # a slice when the counters are consecutive
         _increment_version(plan.versioned)  # autograd sees the in-place update
@@ -606,7 +619,7 @@ class SGD(_FusedOptimizer):
         """Whether the tables still suit the group (a scheduler may change momentum)."""
         return (u.group["momentum"] != 0) == (u.s1 is not None)
 
-    def _run(self, u, gaddr, scale, c_p, c_s, n_threads):
+    def _run(self, u, gtable, scale, c_p, c_s, n_threads):
         group = u.group
         momentum = float(group["momentum"])
         c_p, c_s = self._coefficients(u, c_p, c_s, float(group["weight_decay"]))
@@ -614,8 +627,8 @@ class SGD(_FusedOptimizer):
             keep, new = 0.0, 1.0
         else:
             keep, new = momentum, 1.0 - float(group["dampening"])
-        g = gaddr if u.take is None else np.ascontiguousarray(gaddr[u.take])
-        _optim.sgd_step(u.p, g, u.s1, u.sizes, c_p, c_s, u.double, -scale if group["maximize"] else scale,
+        g = gtable if u.take is None else gtable.take(u.take)
+        _optim.sgd_step(u.p, g, u.s1, c_p, c_s, -scale if group["maximize"] else scale,
                         float(group["lr"]), 1.0, momentum, keep, new, bool(group["nesterov"]) and u.s1 is not None,
                         n_threads)
 
@@ -730,7 +743,7 @@ class Adam(_FusedOptimizer):
         """Whether the tables still suit the group (amsgrad may be switched on)."""
         return not u.group["amsgrad"] or u.s3 is not None
 
-    def _run(self, u, gaddr, scale, c_p, c_s, n_threads):
+    def _run(self, u, gtable, scale, c_p, c_s, n_threads):
         group = u.group
         lr = float(group["lr"])
         wd = float(group["weight_decay"])
@@ -742,8 +755,8 @@ class Adam(_FusedOptimizer):
         step_size = lr / (1.0 - b1**t)
         bc2_sqrt = (1.0 - b2**t) ** 0.5
         vmax = u.s3 if group["amsgrad"] else None
-        g = gaddr if u.take is None else np.ascontiguousarray(gaddr[u.take])
-        _optim.adam_step(u.p, g, u.s1, u.s2, vmax, u.sizes, c_p, c_s, u.double,
+        g = gtable if u.take is None else gtable.take(u.take)
+        _optim.adam_step(u.p, g, u.s1, u.s2, vmax, c_p, c_s,
                          -scale if group["maximize"] else scale, decay, b1, b2, step_size, bc2_sqrt,
                          float(group["eps"]), n_threads)
 

@@ -1,0 +1,8 @@
+/* Linear-chain CRF: log-partition and path scores, forward-backward (marginals, gradients) and the input check (crf.h), float32.
+ * crf_forward_f64.c is the other precision. */
+#define FC_REAL_DOUBLE 0
+#include "crf/crf_unit.h"
+#include "crf/check.h"
+#include "crf/scaled.h"
+#include "crf/logspace.h"
+#include "crf/forward.h"
