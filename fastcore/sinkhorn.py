@@ -5,7 +5,7 @@ conventions (``ot.sinkhorn`` / ``ot.sinkhorn2``); they are also available as
 ``fastcore.ot.sinkhorn`` and ``fastcore.ot.sinkhorn2``, beside the exact solver.
 
 The default method, ``"sinkhorn_log"``, iterates on the log-potentials with a fused C
-log-sum-exp (``csrc/ot/sinkhorn_impl.h``): one pass over ``M`` per iteration computes the
+log-sum-exp (``csrc/ot/sinkhorn_rows.h``): one pass over ``M`` per iteration computes the
 row update and, from the same exponentials, the column sums that give both the
 stopping error and the column update.  ``exp(-M/reg)`` is never formed (one row of
 exponentials at a time), so no ``reg`` underflows.  ``"sinkhorn"`` is the classic

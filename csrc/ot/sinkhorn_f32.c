@@ -1,4 +1,4 @@
-/* Sinkhorn: log-domain and scaling iterations, plan and costs (sinkhorn.h), float32: sinkhorn_impl.h instantiated for one precision.
+/* Sinkhorn: log-domain and scaling iterations, plan and costs (sinkhorn.h), float32: the sinkhorn_*.h headers instantiated for one precision.
  * sinkhorn_f64.c is the other; the two translation units compile in parallel. */
 #define FC_REAL_DOUBLE 0
 #include "ot/sinkhorn_unit.h"

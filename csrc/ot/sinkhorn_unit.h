@@ -1,5 +1,5 @@
 /* What sinkhorn_f32.c and sinkhorn_f64.c share: the headers and helpers around one instantiation of
- * sinkhorn_impl.h (FC_REAL_DOUBLE is defined by the including .c file). */
+ * the sinkhorn_*.h implementation headers (FC_REAL_DOUBLE is defined by the including .c file). */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -110,4 +110,7 @@ static void fc_sk_reduce_cols(const double *part, ptrdiff_t nb, ptrdiff_t k, ptr
 }
 
 #include "core/fc_real.h"
-#include "ot/sinkhorn_impl.h"
+#include "ot/sinkhorn_rows.h"
+#include "ot/sinkhorn_log.h"
+#include "ot/sinkhorn_scaling.h"
+#include "ot/sinkhorn_plan.h"
