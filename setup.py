@@ -31,15 +31,17 @@ from setuptools.command.build_ext import build_ext
 EXTENSIONS = {
     "fastcore._crf": ["csrc/crf/crf_forward_f32.c", "csrc/crf/crf_forward_f64.c", "csrc/crf/crf_memm_f32.c",
                       "csrc/crf/crf_memm_f64.c", "csrc/crf/crf_viterbi_f32.c", "csrc/crf/crf_viterbi_f64.c",
-                      "csrc/crf/crf_dispatch.c", "csrc/crf/reference.c"],
+                      "csrc/crf/crf_dispatch.c", "csrc/crf/crf_reference.c"],
     "fastcore._attention": ["csrc/attention/attention_forward_f32.c", "csrc/attention/attention_forward_f64.c",
                             "csrc/attention/attention_backward_f32.c", "csrc/attention/attention_backward_f64.c",
-                            "csrc/attention/attention_dispatch.c"],
+                            "csrc/attention/attention_dispatch.c", "csrc/attention/attention_reference.c"],
     "fastcore._emd": ["csrc/ot/emd.c", "csrc/ot/documents.c"],
-    "fastcore._sinkhorn": ["csrc/ot/sinkhorn_f32.c", "csrc/ot/sinkhorn_f64.c", "csrc/ot/sinkhorn_dispatch.c"],
+    "fastcore._sinkhorn": ["csrc/ot/sinkhorn_f32.c", "csrc/ot/sinkhorn_f64.c", "csrc/ot/sinkhorn_dispatch.c",
+                          "csrc/ot/sinkhorn_reference.c"],
     "fastcore._optim": ["csrc/optim/optim_f32.c", "csrc/optim/optim_f64.c", "csrc/optim/norm_f32.c",
                         "csrc/optim/norm_f64.c", "csrc/optim/optim_dispatch.c"],
-    "fastcore._softmax": ["csrc/attention/softmax_f32.c", "csrc/attention/softmax_f64.c", "csrc/attention/softmax_dispatch.c"],
+    "fastcore._softmax": ["csrc/attention/softmax_f32.c", "csrc/attention/softmax_f64.c", "csrc/attention/softmax_dispatch.c",
+                          "csrc/attention/softmax_reference.c"],
     "fastcore._common": [],
 }
 COMMON_SOURCES = ["csrc/core/fc_status.c", "csrc/core/fc_pool.c"]

@@ -8,14 +8,16 @@ masks are already in kernel index space (queries and keys permuted for an
 The wrappers fill one request (``fc_attention_problem``, and ``fc_attention_grads`` for the
 backward) with the data pointers of the arrays (``fastcore._common.buffer_ptr``: C-contiguous,
 the format not re-checked) and the dtype, and make one call per operation, which picks the
-precision (csrc/attention/attention_dispatch.c)."""
+implementation: the fast kernels, or the reference path of csrc/attention/attention_reference.c
+after ``use_reference(True)`` (csrc/attention/attention_dispatch.c)."""
 from libc.stdint cimport uint8_t, int64_t
 from libc.string cimport memset
 
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, FC_FLOAT32,
-                               FC_FLOAT64, fc_set_signal_check, python_signal_check)
+from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
+                               FC_FLOAT32, FC_FLOAT64, FC_PATH_FAST, FC_PATH_REFERENCE, fc_set_signal_check,
+                               python_signal_check)
 
 fc_set_signal_check(python_signal_check)  # Ctrl-C stops long sequences
 
@@ -35,6 +37,7 @@ cdef extern from "attention/attention.h" nogil:
         const int64_t *k_pos
     ctypedef struct fc_attention_problem:
         fc_dtype dtype
+        fc_path path
         Py_ssize_t B, H, T, S, dk, dv
         double scale
         const void *q
@@ -61,6 +64,18 @@ cdef extern from "attention/attention.h" nogil:
 
 cdef object _f64 = np.dtype(np.float64)
 cdef object _f32 = np.dtype(np.float32)
+
+# Which implementation answers every forward / backward of this module: the fast kernels, or the
+# reference path of csrc/attention/attention_reference.c (use_reference; for the tests, which
+# compare the two).  all_finite has no reference path.
+cdef fc_path _PATH = FC_PATH_FAST
+
+
+def use_reference(bint on):
+    """Route every attention forward / backward call of this process to the C reference path (True)
+    or back to the fast kernels (False).  For tests: not thread-safe, not public."""
+    global _PATH
+    _PATH = FC_PATH_REFERENCE if on else FC_PATH_FAST
 
 
 cdef inline int _dtype_of(object a) except -1:
@@ -116,6 +131,7 @@ cdef int _problem(Buffers *bs, fc_attention_problem *p, fc_attn_mask *m, q, k, v
                   dict mk, bias, pre_mix, post_mix, int n_threads) except -1:
     """The problem p for the arguments (buffers held in bs), its masks in m."""
     p.dtype = <fc_dtype>_dtype_of(q)
+    p.path = _PATH
     p.B, p.H, p.T, p.S, p.dk, p.dv = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     p.scale = scale
     p.n_threads = n_threads

@@ -55,7 +55,7 @@ cdef object _f64 = np.dtype(np.float64)
 cdef object _f32 = np.dtype(np.float32)
 
 # Which implementation answers every call of this module: the fast kernels, or the reference
-# path of csrc/crf/reference.c (use_reference; for the tests, which compare the two).
+# path of csrc/crf/crf_reference.c (use_reference; for the tests, which compare the two).
 cdef fc_path _PATH = FC_PATH_FAST
 
 

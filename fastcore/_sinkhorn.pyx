@@ -5,12 +5,13 @@ as memory safety needs.
 
 The wrappers fill one request (``fc_sinkhorn_problem``, with the iterates in an
 ``fc_sinkhorn_state``) with the data pointers of the arrays (``fastcore._common.buffer_ptr``:
-C-contiguous, the format not re-checked) and the dtype of M, and make one call per operation,
-which picks the precision (csrc/ot/sinkhorn_dispatch.c)."""
+C-contiguous, the format not re-checked), the dtype of M and the path (``use_reference``), and
+make one call per operation, which picks the implementation (csrc/ot/sinkhorn_dispatch.c)."""
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, FC_FLOAT32,
-                               FC_FLOAT64, fc_set_signal_check, python_signal_check)
+from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
+                               FC_FLOAT32, FC_FLOAT64, FC_PATH_FAST, FC_PATH_REFERENCE, fc_set_signal_check,
+                               python_signal_check)
 
 fc_set_signal_check(python_signal_check)  # the iterations stop on Ctrl-C
 
@@ -20,6 +21,7 @@ cdef extern from "ot/sinkhorn.h" nogil:
     int FC_SK_BREAKDOWN
     ctypedef struct fc_sinkhorn_problem:
         fc_dtype dtype
+        fc_path path
         Py_ssize_t n, m, k
         const void *M
         const double *a
@@ -60,6 +62,19 @@ BREAKDOWN = FC_SK_BREAKDOWN
 cdef object _f64 = np.dtype(np.float64)
 cdef object _f32 = np.dtype(np.float32)
 
+# Which implementation answers every call of this module: the fast kernels, or the reference
+# path of csrc/ot/sinkhorn_reference.c (use_reference; for the tests, which compare the two).
+cdef fc_path _PATH = FC_PATH_FAST
+
+
+def use_reference(bint on):
+    """Route every Sinkhorn kernel call of this process to the C reference path (True) or back
+    to the fast kernels (False).  The reference path does plain Sinkhorn only: a log-domain
+    call with relax != 1 (over-relaxation) is a ValueError there.  For tests: not thread-safe,
+    not public."""
+    global _PATH
+    _PATH = FC_PATH_REFERENCE if on else FC_PATH_FAST
+
 
 cdef inline int _dtype_of(object M) except -1:
     dt = M.dtype
@@ -71,8 +86,9 @@ cdef inline int _dtype_of(object M) except -1:
 
 
 cdef int _problem(Buffers *bs, fc_sinkhorn_problem *p, M, a, b, int n_threads) except -1:
-    """The problem's dtype, shapes (n, m from M; k from b) and arrays; every option 0 / NULL."""
+    """The problem's dtype, path, shapes (n, m from M; k from b) and arrays; every option 0 / NULL."""
     p.dtype = <fc_dtype>_dtype_of(M)
+    p.path = _PATH
     p.n, p.m, p.k = M.shape[0], M.shape[1], b.shape[0]
     p.M = buffer_ptr(bs, M, False)
     p.a = <const double *>buffer_ptr(bs, a, False)

@@ -4,17 +4,19 @@ an (outer, n, inner) C-contiguous array.  Validation happens in fastcore/softmax
 
 The wrappers fill one request (``fc_softmax_problem``) with the data pointers of the arrays
 (``fastcore._common.buffer_ptr``: C-contiguous, the format not re-checked) and the dtype, and
-make one call per operation, which picks the precision (csrc/attention/softmax_dispatch.c)."""
+make one call per operation, which picks the implementation: the fast kernels, or the reference path
+of csrc/attention/softmax_reference.c after ``use_reference(True)`` (csrc/attention/softmax_dispatch.c)."""
 from libc.stdint cimport uint8_t
 
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, FC_FLOAT32,
-                               FC_FLOAT64)
+from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
+                               FC_FLOAT32, FC_FLOAT64, FC_PATH_FAST, FC_PATH_REFERENCE)
 
 cdef extern from "attention/softmax.h" nogil:
     ctypedef struct fc_softmax_problem:
         fc_dtype dtype
+        fc_path path
         const void *x
         Py_ssize_t outer, n, inner
         const uint8_t *mask
@@ -28,6 +30,17 @@ cdef extern from "attention/softmax.h" nogil:
 
 cdef object _f64 = np.dtype(np.float64)
 cdef object _f32 = np.dtype(np.float32)
+
+# Which implementation answers every call of this module: the fast kernels, or the reference path
+# of csrc/attention/softmax_reference.c (use_reference; for the tests, which compare the two).
+cdef fc_path _PATH = FC_PATH_FAST
+
+
+def use_reference(bint on):
+    """Route every softmax / logsumexp call of this process to the C reference path (True) or back
+    to the fast kernels (False).  For tests: not thread-safe, not public."""
+    global _PATH
+    _PATH = FC_PATH_REFERENCE if on else FC_PATH_FAST
 
 
 cdef inline int _dtype_of(object x) except -1:
@@ -43,6 +56,7 @@ cdef int _problem(fc_softmax_problem *p, x, Py_ssize_t stride_n, Py_ssize_t stri
                   int n_threads) except -1:
     """The problem p for x (outer, n, inner), without its pointers."""
     p.dtype = <fc_dtype>_dtype_of(x)
+    p.path = _PATH
     p.outer, p.n, p.inner = x.shape[0], x.shape[1], x.shape[2]
     p.x = NULL
     p.mask = NULL

@@ -30,8 +30,11 @@ METHODS = ("sinkhorn", "sinkhorn_log", "sinkhorn_epsilon_scaling", "sinkhorn_sta
 #: relative tolerance on |sum(a) - sum(b)| / max(sum(a), sum(b)); within it, b is rescaled to a's mass
 MASS_RTOL = 1e-6
 
-# exp(-x) of the stored kernel underflows to 0 beyond these (scaling method)
-_KERNEL_LIMIT = {np.dtype(np.float32): 103.0, np.dtype(np.float64): 744.0}
+# exp(-x) of the stored kernel is 0 beyond these (scaling method): the kernel flushes entries below
+# the dtype's smallest normal number to 0 (csrc/ot/sinkhorn_scaling.h), so a row whose every
+# entry is past the limit is a zero row (it was 103 / 744, the subnormal limits, which let such
+# rows through to a "numerical breakdown" warning instead of this error)
+_KERNEL_LIMIT = {np.dtype(dt): float(-np.log(np.finfo(dt).tiny)) for dt in (np.float32, np.float64)}
 # ... and overflows to inf beyond these
 _KERNEL_OVERFLOW = {np.dtype(np.float32): 88.0, np.dtype(np.float64): 709.0}
 

@@ -1,4 +1,4 @@
-"""Every fast CRF / MEMM kernel against the C reference path (csrc/crf/reference.c).
+"""Every fast CRF / MEMM kernel against the C reference path (csrc/crf/crf_reference.c).
 
 The reference path is plain C in log space and double, written from the maths of the docs; the
 public functions reach it through the same bindings when ``_crf.use_reference(True)`` routes the

@@ -203,6 +203,13 @@ def test_scaling_method_kernel_underflow_is_an_error(rng):
         sinkhorn(a0 / a0.sum(), b2, Mneg, 2e-3, method="sinkhorn")
     P = sinkhorn(a, b, M, 1e-3, method="sinkhorn_epsilon_scaling")  # the stable methods work
     assert np.isfinite(P).all()
+    # a row whose kernel entries lie between float32's smallest subnormal and smallest normal
+    # (exp(-95)): the kernel flushes them to 0, so it is the same error (it was a breakdown warning)
+    half = np.array([0.5, 0.5])
+    with pytest.raises(ValueError, match="under- or overflows in float32"):
+        sinkhorn(half, half, np.array([[95.0, 96.0], [0.0, 1.0]], np.float32), 1.0, method="sinkhorn")
+    assert np.isfinite(sinkhorn(half, half, np.array([[85.0, 86.0], [0.0, 1.0]], np.float32), 1.0,
+                                method="sinkhorn")).all()
 
 
 def test_scaling_breakdown_keeps_last_finite_iterate(rng):

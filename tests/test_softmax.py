@@ -249,6 +249,26 @@ def test_bad_arguments_are_clear_errors(rng):
 
 
 # ---------------------------------------------------------------- out=
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_over_a_middle_axis_with_infinite_or_nan_columns(dtype):
+    """Columns whose maximum is not finite (all -inf, some +inf) or that hold a NaN, reduced
+    over axis 0 (the inner > 1 layout) in place: the same answer as out of place.  In place,
+    the kernel used to re-read such columns after overwriting them, and wrote NaN."""
+    z = np.array([[-np.inf, 1.0, np.inf, np.nan, 2.0],
+                  [-np.inf, 2.0, 0.0, 1.0, -np.inf],
+                  [-np.inf, 3.0, np.inf, 0.0, 1.0]], dtype=dtype)
+    mask = np.ones_like(z, dtype=bool)
+    mask[2, 4] = False
+    for m in (None, mask):
+        want = fastcore.masked_softmax(z, m, axis=0)
+        np.testing.assert_array_equal(want[:, 0], 0.0)
+        np.testing.assert_array_equal(want[:, 2], [0.5, 0.0, 0.5])
+        assert np.isnan(want[:, 3]).all()
+        got = z.copy()
+        assert fastcore.masked_softmax(got, m, axis=0, out=got) is got
+        np.testing.assert_array_equal(got, want)
+
+
 def test_out_argument(rng):
     x = rng.standard_normal((3, 8)).astype(np.float32)
     expected = fastcore.masked_softmax(x)

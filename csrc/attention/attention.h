@@ -69,6 +69,7 @@ typedef struct fc_attn_mask {
  * pre_mix, post_mix, and the real arrays of the operations) are float or double by dtype. */
 typedef struct fc_attention_problem {
     fc_dtype dtype;
+    fc_path path;               /* FC_PATH_REFERENCE: attention/attention_reference.c answers (tests) */
     ptrdiff_t B, H, T, S;       /* batch, heads, queries, keys (>= 0) */
     ptrdiff_t dk, dv;           /* key / query size and value size (>= 1) */
     double scale;               /* logit scale (the scale of z above) */

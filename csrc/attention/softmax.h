@@ -32,6 +32,7 @@ extern "C" {
 /* The problem softmax and log-sum-exp read.  x (and out) are float or double by dtype. */
 typedef struct fc_softmax_problem {
     fc_dtype dtype;
+    fc_path path;                   /* FC_PATH_REFERENCE: attention/softmax_reference.c answers (tests) */
     const void *x;                  /* (outer, n, inner); may be NULL when n == 0 */
     ptrdiff_t outer, n, inner;      /* the reduction runs over n (all >= 0) */
     const uint8_t *mask;            /* the keep-mask above, or NULL (keep everything) */

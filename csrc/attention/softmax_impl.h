@@ -180,55 +180,81 @@ static FC_MULTIVERSION void fc_cols(const fc_real *x, fc_real *out_sm, fc_real *
             }
         }
     }
-    /* non-finite maxima get shift 0 here and are redone column by column below */
+    /* Columns whose maximum is not finite (all kept entries -inf, or some +inf) are finished
+     * first, reading x: with out == x the passes below overwrite it.  They skip such columns. */
+    unsigned char special[FC_COL_BLOCK];
+    fc_real lse_sp[FC_COL_BLOCK];
+    int any_special = 0;
     for (ptrdiff_t j = 0; j < w; ++j) {
-        shift[j] = (m[j] == FC_INF || m[j] == -FC_INF) ? (fc_real)0 : m[j];
+        special[j] = m[j] == FC_INF || m[j] == -FC_INF;
+        any_special |= special[j];
         s[j] = 0.0;
+        shift[j] = special[j] ? (fc_real)0 : m[j];
     }
-    for (ptrdiff_t i = 0; i < n; ++i) {
-        const fc_real *xi = xs + i * inner;
-        fc_real *oi = os ? os + i * inner : NULL;
-        const uint8_t *mi = ms ? ms + i * msn : NULL;
-        for (ptrdiff_t j = 0; j < w; ++j) {
-            fc_real e = FC_EXP(xi[j] - shift[j]);
-            if (mi != NULL) e = mi[j * msi] ? e : (fc_real)0;
-            if (oi != NULL) oi[j] = e;
-            s[j] += (double)e;
-        }
-    }
-    if (os != NULL) {
-        for (ptrdiff_t j = 0; j < w; ++j) shift[j] = (fc_real)(1.0 / s[j]);
+    for (ptrdiff_t j = 0; any_special && j < w; ++j) {
+        if (!special[j]) continue;
+        int has_nan = 0;
+        ptrdiff_t n_posinf = 0;
         for (ptrdiff_t i = 0; i < n; ++i) {
-            fc_real *oi = os + i * inner;
-            for (ptrdiff_t j = 0; j < w; ++j) oi[j] *= shift[j];
+            int keep = ms == NULL || ms[i * msn + j * msi] != 0;
+            fc_real v = xs[i * inner + j];
+            if (!keep) continue;
+            has_nan |= v != v;
+            n_posinf += v == FC_INF;
         }
-    }
-    /* columns that need the slow path: gather, fix, scatter */
-    for (ptrdiff_t j = 0; j < w; ++j) {
-        int special = m[j] == FC_INF || m[j] == -FC_INF || s[j] != s[j];
-        fc_real lse = special ? (fc_real)0 : (fc_real)((double)m[j] + log(s[j]));
-        if (special) {
-            int has_nan = 0;
-            ptrdiff_t n_posinf = 0;
+        lse_sp[j] = has_nan ? (fc_real)NAN : (n_posinf > 0 ? FC_INF : -FC_INF);
+        if (os != NULL) {
+            fc_real share = n_posinf > 0 ? (fc_real)(1.0 / (double)n_posinf) : (fc_real)0;
             for (ptrdiff_t i = 0; i < n; ++i) {
                 int keep = ms == NULL || ms[i * msn + j * msi] != 0;
                 fc_real v = xs[i * inner + j];
-                if (!keep) continue;
-                has_nan |= v != v;
-                n_posinf += v == FC_INF;
+                fc_real r = (fc_real)0;
+                if (keep && has_nan) r = (fc_real)NAN;
+                else if (keep && v == FC_INF) r = share;
+                os[i * inner + j] = r;
             }
-            lse = has_nan ? (fc_real)NAN : (n_posinf > 0 ? FC_INF : -FC_INF);
-            if (os != NULL) {
-                fc_real share = n_posinf > 0 ? (fc_real)(1.0 / (double)n_posinf) : (fc_real)0;
+        }
+    }
+    /* the passes, over runs [ja, jb) of ordinary columns (one run, all of them, but for
+     * special ones) */
+    for (ptrdiff_t ja = 0, jb; ja < w; ja = jb) {
+        if (special[ja]) { jb = ja + 1; continue; }
+        for (jb = ja + 1; jb < w && !special[jb]; ++jb) {}
+        for (ptrdiff_t i = 0; i < n; ++i) {
+            const fc_real *xi = xs + i * inner;
+            fc_real *oi = os ? os + i * inner : NULL;
+            const uint8_t *mi = ms ? ms + i * msn : NULL;
+            for (ptrdiff_t j = ja; j < jb; ++j) {
+                fc_real e = FC_EXP(xi[j] - shift[j]);
+                if (mi != NULL) e = mi[j * msi] ? e : (fc_real)0;
+                if (oi != NULL) oi[j] = e;
+                s[j] += (double)e;
+            }
+        }
+        if (os != NULL) {
+            fc_real inv[FC_COL_BLOCK];
+            for (ptrdiff_t j = ja; j < jb; ++j) inv[j] = (fc_real)(1.0 / s[j]);
+            for (ptrdiff_t i = 0; i < n; ++i) {
+                fc_real *oi = os + i * inner;
+                for (ptrdiff_t j = ja; j < jb; ++j) oi[j] *= inv[j];
+            }
+        }
+    }
+    for (ptrdiff_t j = 0; j < w; ++j) {
+        fc_real lse;
+        if (special[j]) {
+            lse = lse_sp[j];
+        } else if (s[j] != s[j]) {
+            /* a NaN among kept entries of a column with a finite maximum: NaN at every kept
+             * entry (the others are 0), decided from the mask alone (x may be overwritten) */
+            lse = (fc_real)NAN;
+            if (os != NULL)
                 for (ptrdiff_t i = 0; i < n; ++i) {
                     int keep = ms == NULL || ms[i * msn + j * msi] != 0;
-                    fc_real v = xs[i * inner + j];
-                    fc_real r = (fc_real)0;
-                    if (keep && has_nan) r = (fc_real)NAN;
-                    else if (keep && v == FC_INF) r = share;
-                    os[i * inner + j] = r;
+                    os[i * inner + j] = keep ? (fc_real)NAN : (fc_real)0;
                 }
-            }
+        } else {
+            lse = (fc_real)((double)m[j] + log(s[j]));
         }
         if (out_lse != NULL) out_lse[o * inner + c0 + j] = lse;
     }

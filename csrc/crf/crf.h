@@ -37,7 +37,7 @@ extern "C" {
  * real outputs of the operations) are float or double by dtype. */
 typedef struct fc_crf_problem {
     fc_dtype dtype;
-    fc_path path;           /* FC_PATH_REFERENCE: crf/reference.c answers (tests) */
+    fc_path path;           /* FC_PATH_REFERENCE: crf/crf_reference.c answers (tests) */
     ptrdiff_t B, T, K;      /* batch, time steps, labels (K >= 1) */
     const void *em;         /* (B, T, K) */
     const void *trans;      /* (K, K); the MEMM operations read it as G (see fc_memm_nll) */

@@ -1,5 +1,5 @@
 /* crf.h's operations: one function each, which picks the implementation by the problem's
- * path (the reference path of reference.c, or the fast kernels) and dtype. */
+ * path (the reference path of crf_reference.c, or the fast kernels) and dtype. */
 #include "crf/crf_internal.h"
 
 #define FC_CRF_PICK(p, fn, ...)                                                     \

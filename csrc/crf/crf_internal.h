@@ -1,7 +1,7 @@
 /* The implementations behind crf.h's operations; crf_dispatch.c picks one by the problem's dtype
  * and path.  The fast kernels are compiled once per precision (crf_forward_f32.c, ...: the
  * FC_NAME(fc_crf_forward) of a float32 unit is fc_crf_forward_f32); the reference path is
- * reference.c. */
+ * crf_reference.c. */
 #ifndef FC_CRF_INTERNAL_H
 #define FC_CRF_INTERNAL_H
 

@@ -51,6 +51,7 @@ extern "C" {
  * dtype; everything else is double. */
 typedef struct fc_sinkhorn_problem {
     fc_dtype dtype;         /* of M and of the plan */
+    fc_path path;           /* FC_PATH_REFERENCE: ot/sinkhorn_reference.c answers (tests) */
     ptrdiff_t n, m, k;      /* sources, targets, target histograms (each >= 1) */
     const void *M;          /* (n, m) costs */
     const double *a;        /* (n,) source weights */
@@ -60,7 +61,7 @@ typedef struct fc_sinkhorn_problem {
      *   potentials are carried over in cost units (alpha * reg is kept). */
     const double *regs;
     ptrdiff_t n_regs;
-    ptrdiff_t max_inner;
+    ptrdiff_t max_inner;    /* >= 1 when n_regs > 1 (a stage takes at least one iteration) */
     double inner_tol;
     double reg;             /* fc_sinkhorn_knopp: the regularisation (> 0, finite) */
     /* The last stage (fc_sinkhorn_log) / the iterations (fc_sinkhorn_knopp) run until
@@ -72,7 +73,7 @@ typedef struct fc_sinkhorn_problem {
      *   iterates), a value in (1, 2) = fixed, 0 = automatic (from iteration 20 of the stage,
      *   every 50 iterations: the observed rate gives that of plain Sinkhorn r, and
      *   omega = 2 / (1 + sqrt(1 - r)) of linear SOR theory, capped at 1.99; back to 1 for
-     *   good when the error stalls, see sinkhorn_unit.h). */
+     *   good when the error stalls, see sinkhorn_unit.h).  The reference path does 1 only. */
     double relax;
     int n_threads;          /* at most this many threads (>= 1) */
 } fc_sinkhorn_problem;

@@ -15,7 +15,7 @@ int FC_NAME(fc_sinkhorn_log)(const fc_sinkhorn_problem *p, const fc_sinkhorn_sta
     ptrdiff_t *niter = st->niter;
     int *state = st->state;
     const ptrdiff_t hist_cap = st->hist_cap;
-    if (n < 1 || m < 1 || k < 1 || n_regs < 1 || max_inner < 0 || max_iter < 0 || n_threads < 1)
+    if (n < 1 || m < 1 || k < 1 || n_regs < 1 || max_inner < (n_regs > 1) || max_iter < 0 || n_threads < 1)
         return FC_BAD_ARGUMENT;
     if (!M || !a || !b || !regs || !alpha || !beta || !niter || !err || !state) return FC_BAD_ARGUMENT;
     for (ptrdiff_t s = 0; s < n_regs; ++s)

@@ -1,4 +1,4 @@
-/* Fast path vs reference path (csrc/crf/reference.c) of every CRF / MEMM operation of crf.h, on
+/* Fast path vs reference path (csrc/crf/crf_reference.c) of every CRF / MEMM operation of crf.h, on
  * random problems (fixed seeds, both dtypes), plus a brute-force check of the reference itself on
  * tiny problems.  Standalone C, no Python.  Built and run by
  *
