@@ -39,7 +39,7 @@ EXTENSIONS = {
     "fastcore._sinkhorn": ["csrc/ot/sinkhorn_f32.c", "csrc/ot/sinkhorn_f64.c", "csrc/ot/sinkhorn_dispatch.c",
                           "csrc/ot/sinkhorn_reference.c"],
     "fastcore._optim": ["csrc/optim/optim_f32.c", "csrc/optim/optim_f64.c", "csrc/optim/norm_f32.c",
-                        "csrc/optim/norm_f64.c", "csrc/optim/optim_dispatch.c"],
+                        "csrc/optim/norm_f64.c", "csrc/optim/optim_dispatch.c", "csrc/optim/optim_reference.c"],
     "fastcore._softmax": ["csrc/attention/softmax_f32.c", "csrc/attention/softmax_f64.c", "csrc/attention/softmax_dispatch.c",
                           "csrc/attention/softmax_reference.c"],
     "fastcore._common": [],

@@ -10,7 +10,8 @@ and one table of the gradients per step (shared by the norm and the update): a s
 one buffer per gradient and nothing per parameter or state array.  Each operation fills one
 request (``fc_arrays``, ``fc_sgd_request``, ``fc_adam_request``, ``fc_bn_problem``) from tables
 and from ``fastcore._common.buffer_ptr``, and makes one call, which picks the precision
-(csrc/optim/optim_dispatch.c)."""
+(csrc/optim/optim_dispatch.c), or the reference path of csrc/optim/optim_reference.c after
+``use_reference(True)`` (for the tests, which compare the two)."""
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uintptr_t
@@ -18,11 +19,13 @@ from libc.stdlib cimport qsort
 
 import numpy as np
 
-from fastcore._common cimport Buffers, buffer_ptr, check_status, fc_dtype, FC_FLOAT32, FC_FLOAT64, release_buffers
+from fastcore._common cimport (Buffers, buffer_ptr, check_status, fc_dtype, fc_path, FC_FLOAT32, FC_FLOAT64,
+                               FC_PATH_FAST, FC_PATH_REFERENCE, release_buffers)
 
 cdef extern from "optim/optim.h" nogil:
     ctypedef struct fc_arrays:
         fc_dtype dtype
+        fc_path path
         Py_ssize_t n_arrays
         const void *const *x
         const Py_ssize_t *sizes
@@ -32,6 +35,7 @@ cdef extern from "optim/optim.h" nogil:
 
     ctypedef struct fc_sgd_request:
         fc_dtype dtype
+        fc_path path
         Py_ssize_t n_arrays
         const Py_ssize_t *sizes
         void *const *p
@@ -46,6 +50,7 @@ cdef extern from "optim/optim.h" nogil:
 
     ctypedef struct fc_adam_request:
         fc_dtype dtype
+        fc_path path
         Py_ssize_t n_arrays
         const Py_ssize_t *sizes
         void *const *p
@@ -62,6 +67,7 @@ cdef extern from "optim/optim.h" nogil:
 cdef extern from "optim/norm.h" nogil:
     ctypedef struct fc_bn_problem:
         fc_dtype dtype
+        fc_path path
         Py_ssize_t N, C, L
         const void *x
         const void *gamma
@@ -80,6 +86,17 @@ cdef extern from "optim/norm.h" nogil:
 cdef object _ndarray = np.ndarray
 cdef object _f64 = np.dtype(np.float64)
 cdef object _f32 = np.dtype(np.float32)
+
+# Which implementation answers every call of this module: the fast kernels, or the reference
+# path of csrc/optim/optim_reference.c (use_reference; for the tests, which compare the two).
+cdef fc_path _PATH = FC_PATH_FAST
+
+
+def use_reference(bint on):
+    """Route every norm, step and batch norm kernel call of this process to the C reference path
+    (True) or back to the fast kernels (False).  For tests: not thread-safe, not public."""
+    global _PATH
+    _PATH = FC_PATH_REFERENCE if on else FC_PATH_FAST
 
 
 # ----------------------------------------------------------------- pointer tables
@@ -362,6 +379,7 @@ cdef const double *_coefficients(Buffers *bs, object c, Py_ssize_t n) except? NU
 
 cdef inline int _fill_arrays(fc_arrays *r, Arrays x, int n_threads) except -1:
     r.dtype = <fc_dtype>_dtype_of_table(x)
+    r.path = _PATH
     r.n_arrays = x.n
     r.x = <const void *const *>x.ptr
     r.sizes = x.size
@@ -413,6 +431,7 @@ def sgd_step(Arrays p not None, Arrays g not None, Arrays buf, c_p, c_s, double 
     bs.n = 0
     cdef int status = 0
     r.dtype = <fc_dtype>_dtype_of_table(p)
+    r.path = _PATH
     if not p.writable:
         raise ValueError("internal: the params table is updated but was made read-only")
     _check_like(p, g, "grads", False)
@@ -448,6 +467,7 @@ def adam_step(Arrays p not None, Arrays g not None, Arrays m not None, Arrays v 
     bs.n = 0
     cdef int status = 0
     r.dtype = <fc_dtype>_dtype_of_table(p)
+    r.path = _PATH
     if not p.writable:
         raise ValueError("internal: the params table is updated but was made read-only")
     _check_like(p, g, "grads", False)
@@ -487,6 +507,7 @@ cdef inline int _dtype_of(object x) except -1:
 
 cdef inline int _bn_init(fc_bn_problem *p, object x, bint training, int n_threads) except -1:
     p.dtype = <fc_dtype>_dtype_of(x)
+    p.path = _PATH
     p.N, p.C, p.L = x.shape[0], x.shape[1], x.shape[2]
     p.x = NULL
     p.gamma = NULL

@@ -11,7 +11,8 @@
  * fc_bn_backward: dbeta = sum dy, dgamma = sum dy * xhat, with xhat = (x - mean)*invstd;
  *   training: dx = gamma*invstd*(dy - dbeta/M - xhat*dgamma/M);  inference: dx = gamma*invstd*dy.
  *   dgamma / dbeta may be NULL.  Sums in double.  Returns FC_OK or FC_BAD_ARGUMENT (also for a
- *   NULL problem or a dtype other than FC_FLOAT32 / FC_FLOAT64).
+ *   NULL problem, a dtype other than FC_FLOAT32 / FC_FLOAT64 or a path other than FC_PATH_FAST /
+ *   FC_PATH_REFERENCE).  FC_PATH_REFERENCE routes a problem to optim/optim_reference.c (tests).
  */
 #ifndef FC_NORM_H
 #define FC_NORM_H
@@ -27,6 +28,7 @@ extern "C" {
  * when its array is empty. */
 typedef struct fc_bn_problem {
     fc_dtype dtype;
+    fc_path path;             /* FC_PATH_REFERENCE: optim/optim_reference.c answers (tests) */
     ptrdiff_t N, C, L;        /* batch, channels, positions per channel and sample (all >= 0) */
     const void *x;            /* (N, C, L) input */
     const void *gamma;        /* (C,) scale, or NULL (ones) */

@@ -33,8 +33,9 @@
  *              p <- p - step_size * m / (sqrt(v or vmax)/bc2_sqrt + eps)
  *              (torch.optim's formulas; step_size = lr / (1 - beta1^t)).
  * Gradients are only read.  Return FC_OK, FC_BAD_ARGUMENT (NULL request, dtype not
- * FC_FLOAT32 / FC_FLOAT64, negative sizes, NULL pointers, n_threads < 1) or
- * FC_OUT_OF_MEMORY (the work list).
+ * FC_FLOAT32 / FC_FLOAT64, path not FC_PATH_FAST / FC_PATH_REFERENCE, negative sizes, NULL
+ * pointers, n_threads < 1) or FC_OUT_OF_MEMORY (the work list).
+ * FC_PATH_REFERENCE in a request routes it to optim/optim_reference.c (the tests' reference).
  */
 #ifndef FC_OPTIM_H
 #define FC_OPTIM_H
@@ -55,6 +56,7 @@ extern "C" {
  * dtype).  x[k] may be NULL when sizes[k] == 0. */
 typedef struct fc_arrays {
     fc_dtype dtype;
+    fc_path path;            /* FC_PATH_REFERENCE: optim/optim_reference.c answers (tests) */
     ptrdiff_t n_arrays;      /* >= 0 */
     const void *const *x;    /* (n_arrays,) array k: (sizes[k],) */
     const ptrdiff_t *sizes;  /* (n_arrays,) elements of each array (>= 0) */
@@ -75,6 +77,7 @@ int fc_array_norms(const fc_arrays *a, double *l2, double *l1);
  * buf[k] all have sizes[k] elements of the dtype; a pointer may be NULL when sizes[k] == 0. */
 typedef struct fc_sgd_request {
     fc_dtype dtype;
+    fc_path path;            /* FC_PATH_REFERENCE: optim/optim_reference.c answers (tests) */
     ptrdiff_t n_arrays;      /* >= 0 */
     const ptrdiff_t *sizes;  /* (n_arrays,) elements of each parameter (>= 0) */
     void *const *p;          /* (n_arrays,) parameters, updated in place */
@@ -98,6 +101,7 @@ int fc_sgd_step(const fc_sgd_request *r);
  * when sizes[k] == 0. */
 typedef struct fc_adam_request {
     fc_dtype dtype;
+    fc_path path;            /* FC_PATH_REFERENCE: optim/optim_reference.c answers (tests) */
     ptrdiff_t n_arrays;      /* >= 0 */
     const ptrdiff_t *sizes;  /* (n_arrays,) elements of each parameter (>= 0) */
     void *const *p;          /* (n_arrays,) parameters, updated in place */
