@@ -15,7 +15,7 @@ from libc.string cimport memset
 
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
+from fastcore._common cimport (Buffers, dtype_of, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
                                FC_FLOAT32, FC_FLOAT64, FC_PATH_FAST, FC_PATH_REFERENCE, fc_set_signal_check,
                                python_signal_check)
 
@@ -62,8 +62,6 @@ cdef extern from "attention/attention.h" nogil:
     int fc_attention_finite(fc_dtype dtype, const void *x, Py_ssize_t n)
 
 
-cdef object _f64 = np.dtype(np.float64)
-cdef object _f32 = np.dtype(np.float32)
 
 # Which implementation answers every forward / backward of this module: the fast kernels, or the
 # reference path of csrc/attention/attention_reference.c (use_reference; for the tests, which
@@ -78,19 +76,10 @@ def use_reference(bint on):
     _PATH = FC_PATH_REFERENCE if on else FC_PATH_FAST
 
 
-cdef inline int _dtype_of(object a) except -1:
-    dt = a.dtype
-    if dt is _f64 or dt == _f64:
-        return FC_FLOAT64
-    if dt is _f32 or dt == _f32:
-        return FC_FLOAT32
-    raise TypeError(f"internal: attention arrays must be float32 or float64, got {dt}")
-
-
 def all_finite(x):
     """Whether every value of x (float32 or float64, 1-d, C-contiguous) is finite (one
     vectorised pass, no temporary)."""
-    cdef fc_dtype dtype = <fc_dtype>_dtype_of(x)
+    cdef fc_dtype dtype = <fc_dtype>dtype_of(x, "attention arrays")
     cdef Py_ssize_t n = x.shape[0]
     cdef Buffers bs
     bs.n = 0
@@ -130,7 +119,7 @@ cdef int _fill_mask(Buffers *bs, fc_attn_mask *m, dict mk) except -1:
 cdef int _problem(Buffers *bs, fc_attention_problem *p, fc_attn_mask *m, q, k, v, tuple dims, double scale,
                   dict mk, bias, pre_mix, post_mix, int n_threads) except -1:
     """The problem p for the arguments (buffers held in bs), its masks in m."""
-    p.dtype = <fc_dtype>_dtype_of(q)
+    p.dtype = <fc_dtype>dtype_of(q, "attention arrays")
     p.path = _PATH
     p.B, p.H, p.T, p.S, p.dk, p.dv = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
     p.scale = scale

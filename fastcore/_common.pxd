@@ -16,6 +16,7 @@ cdef extern from "core/fc_status.h" nogil:
     const char *fc_status_message(int status)
 
 cdef int check_status(int status, str where, bint warn_on_limit=*) except -1
+cdef int dtype_of(object x, str name) except -1
 cdef int raise_if_signalled() except -1
 
 

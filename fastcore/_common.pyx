@@ -7,6 +7,8 @@ module is the only place that maps those codes to Python: bindings call
 """
 from cpython.exc cimport PyErr_Occurred
 
+import numpy as np
+
 from fastcore._errors import ConvergenceError, ConvergenceWarning, InternalError, warn_user
 
 # The codes, for the Python layer (e.g. POT-style ``result_code`` in logs).
@@ -55,6 +57,21 @@ cdef int check_status(int status, str where, bint warn_on_limit=True) except -1:
     if status == FC_NON_FINITE or status == FC_INFEASIBLE or status == FC_UNBOUNDED:
         raise ValueError(msg)
     raise InternalError(f"{msg} (status {status})")
+
+
+cdef object _F32 = np.dtype(np.float32)
+cdef object _F64 = np.dtype(np.float64)
+
+
+cdef int dtype_of(object x, str name) except -1:
+    """The request dtype (FC_FLOAT32 / FC_FLOAT64) of the array x.  Any other dtype is a bug
+    of the Python layer, which converts first: a TypeError naming ``name``."""
+    dt = x.dtype
+    if dt is _F64 or dt == _F64:
+        return FC_FLOAT64
+    if dt is _F32 or dt == _F32:
+        return FC_FLOAT32
+    raise TypeError(f"internal: {name} must be float32 or float64, got {dt}")
 
 
 cdef int raise_if_signalled() except -1:

@@ -13,7 +13,7 @@ from libc.stdlib cimport malloc, free
 
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
+from fastcore._common cimport (Buffers, dtype_of, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
                                FC_FLOAT32, FC_FLOAT64, FC_PATH_FAST, FC_PATH_REFERENCE, fc_set_signal_check,
                                python_signal_check)
 
@@ -158,15 +158,6 @@ def fast_check(em, trans, start, end, mask, tags, int n_threads=1):
         release_buffers(&bs)
 
 
-cdef inline int _dtype_of(object em) except -1:
-    dt = em.dtype
-    if dt is _f64 or dt == _f64:
-        return FC_FLOAT64
-    if dt is _f32 or dt == _f32:
-        return FC_FLOAT32
-    raise TypeError(f"internal: emissions must be float32 or float64, got {dt}")
-
-
 cdef bint _args(Buffers *bs, fc_crf_problem *p, em, trans, start, end, mask, tags, int n_threads,
                 bint fast) except -1:
     """The problem p for the arguments (buffers held in bs).  fast: the user's arrays, taken only
@@ -176,7 +167,7 @@ cdef bint _args(Buffers *bs, fc_crf_problem *p, em, trans, start, end, mask, tag
         return _fast_args(bs, p, em, trans, start, end, mask, tags, n_threads)
     _problem_init(p, n_threads)
     p.B, p.T, p.K = em.shape[0], em.shape[1], em.shape[2]
-    p.dtype = <fc_dtype>_dtype_of(em)
+    p.dtype = <fc_dtype>dtype_of(em, "emissions")
     p.em = buffer_ptr(bs, em, False)
     p.trans = buffer_ptr(bs, trans, False)
     p.start = buffer_ptr(bs, start, False)
@@ -237,7 +228,7 @@ def forward_backward(em, trans, start, end, mask, tags, weight, bint want_node, 
                      bint want_grad, int n_threads):
     """dict with logz, score (if tags), node, pair, g_em, g_trans, g_start, g_end as requested."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    dt = _f64 if _dtype_of(em) == FC_FLOAT64 else _f32
+    dt = _f64 if dtype_of(em, "emissions") == FC_FLOAT64 else _f32
     out = {"logz": np.zeros(B, dtype=np.float64)}
     if tags is not None:
         out["score"] = np.zeros(B, dtype=np.float64)
@@ -407,7 +398,7 @@ def memm_loss_grad(em, trans, mask, tags, bint bidir, int weighting, bint per_se
 def memm_potentials(em, trans, mask, double wf, double wb, int n_threads):
     """Unary potentials (B, T, K) whose CRF path score (trans, no start/end) is the MEMM log-likelihood."""
     cdef Py_ssize_t B = em.shape[0], Tn = em.shape[1], K = em.shape[2]
-    dt = _f64 if _dtype_of(em) == FC_FLOAT64 else _f32
+    dt = _f64 if dtype_of(em, "emissions") == FC_FLOAT64 else _f32
     out_a = np.zeros((B, Tn, K), dtype=dt)
     if B == 0 or Tn == 0:
         return out_a

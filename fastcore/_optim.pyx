@@ -19,7 +19,7 @@ from libc.stdlib cimport qsort
 
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, check_status, fc_dtype, fc_path, FC_FLOAT32, FC_FLOAT64,
+from fastcore._common cimport (Buffers, dtype_of, buffer_ptr, check_status, fc_dtype, fc_path, FC_FLOAT32, FC_FLOAT64,
                                FC_PATH_FAST, FC_PATH_REFERENCE, release_buffers)
 
 cdef extern from "optim/optim.h" nogil:
@@ -84,8 +84,6 @@ cdef extern from "optim/norm.h" nogil:
 
 
 cdef object _ndarray = np.ndarray
-cdef object _f64 = np.dtype(np.float64)
-cdef object _f32 = np.dtype(np.float32)
 
 # Which implementation answers every call of this module: the fast kernels, or the reference
 # path of csrc/optim/optim_reference.c (use_reference; for the tests, which compare the two).
@@ -496,17 +494,8 @@ def adam_step(Arrays p not None, Arrays g not None, Arrays m not None, Arrays v 
 
 
 # ----------------------------------------------------------------- batch norm
-cdef inline int _dtype_of(object x) except -1:
-    dt = x.dtype
-    if dt is _f64 or dt == _f64:
-        return FC_FLOAT64
-    if dt is _f32 or dt == _f32:
-        return FC_FLOAT32
-    raise TypeError(f"internal: batch norm takes float32 or float64 arrays, got {dt}")
-
-
 cdef inline int _bn_init(fc_bn_problem *p, object x, bint training, int n_threads) except -1:
-    p.dtype = <fc_dtype>_dtype_of(x)
+    p.dtype = <fc_dtype>dtype_of(x, "batch norm arrays")
     p.path = _PATH
     p.N, p.C, p.L = x.shape[0], x.shape[1], x.shape[2]
     p.x = NULL

@@ -9,7 +9,7 @@ C-contiguous, the format not re-checked), the dtype of M and the path (``use_ref
 make one call per operation, which picks the implementation (csrc/ot/sinkhorn_dispatch.c)."""
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
+from fastcore._common cimport (Buffers, dtype_of, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
                                FC_FLOAT32, FC_FLOAT64, FC_PATH_FAST, FC_PATH_REFERENCE, fc_set_signal_check,
                                python_signal_check)
 
@@ -59,8 +59,6 @@ CONVERGED = FC_SK_CONVERGED
 MAX_ITER = FC_SK_MAX_ITER
 BREAKDOWN = FC_SK_BREAKDOWN
 
-cdef object _f64 = np.dtype(np.float64)
-cdef object _f32 = np.dtype(np.float32)
 
 # Which implementation answers every call of this module: the fast kernels, or the reference
 # path of csrc/ot/sinkhorn_reference.c (use_reference; for the tests, which compare the two).
@@ -76,18 +74,9 @@ def use_reference(bint on):
     _PATH = FC_PATH_REFERENCE if on else FC_PATH_FAST
 
 
-cdef inline int _dtype_of(object M) except -1:
-    dt = M.dtype
-    if dt is _f64 or dt == _f64:
-        return FC_FLOAT64
-    if dt is _f32 or dt == _f32:
-        return FC_FLOAT32
-    raise TypeError(f"internal: M must be float32 or float64, got {dt}")
-
-
 cdef int _problem(Buffers *bs, fc_sinkhorn_problem *p, M, a, b, int n_threads) except -1:
     """The problem's dtype, path, shapes (n, m from M; k from b) and arrays; every option 0 / NULL."""
-    p.dtype = <fc_dtype>_dtype_of(M)
+    p.dtype = <fc_dtype>dtype_of(M, "M")
     p.path = _PATH
     p.n, p.m, p.k = M.shape[0], M.shape[1], b.shape[0]
     p.M = buffer_ptr(bs, M, False)

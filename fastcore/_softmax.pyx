@@ -10,7 +10,7 @@ from libc.stdint cimport uint8_t
 
 import numpy as np
 
-from fastcore._common cimport (Buffers, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
+from fastcore._common cimport (Buffers, dtype_of, buffer_ptr, release_buffers, check_status, fc_dtype, fc_path,
                                FC_FLOAT32, FC_FLOAT64, FC_PATH_FAST, FC_PATH_REFERENCE)
 
 cdef extern from "attention/softmax.h" nogil:
@@ -28,8 +28,6 @@ cdef extern from "attention/softmax.h" nogil:
     int fc_logsumexp(const fc_softmax_problem *p, void *out)
 
 
-cdef object _f64 = np.dtype(np.float64)
-cdef object _f32 = np.dtype(np.float32)
 
 # Which implementation answers every call of this module: the fast kernels, or the reference path
 # of csrc/attention/softmax_reference.c (use_reference; for the tests, which compare the two).
@@ -43,19 +41,10 @@ def use_reference(bint on):
     _PATH = FC_PATH_REFERENCE if on else FC_PATH_FAST
 
 
-cdef inline int _dtype_of(object x) except -1:
-    dt = x.dtype
-    if dt is _f64 or dt == _f64:
-        return FC_FLOAT64
-    if dt is _f32 or dt == _f32:
-        return FC_FLOAT32
-    raise TypeError(f"internal: x must be float32 or float64, got {dt}")
-
-
 cdef int _problem(fc_softmax_problem *p, x, Py_ssize_t stride_n, Py_ssize_t stride_inner,
                   int n_threads) except -1:
     """The problem p for x (outer, n, inner), without its pointers."""
-    p.dtype = <fc_dtype>_dtype_of(x)
+    p.dtype = <fc_dtype>dtype_of(x, "x")
     p.path = _PATH
     p.outer, p.n, p.inner = x.shape[0], x.shape[1], x.shape[2]
     p.x = NULL

@@ -38,21 +38,9 @@
 #include <string.h>
 
 #include "attention/attention_internal.h"
+#include "core/fc_reference.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static double ld(const void *a, fc_dtype t, ptrdiff_t i)
-{
-    return t == FC_FLOAT32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
-}
-
-static void st(void *a, fc_dtype t, ptrdiff_t i, double v)
-{
-    if (t == FC_FLOAT32)
-        ((float *)a)[i] = (float)v;
-    else
-        ((double *)a)[i] = v;
-}
 
 /* The argument checks every operation starts with (those of the fast kernels). */
 static int bad_problem(const fc_attention_problem *p)
@@ -98,8 +86,8 @@ static int ctx_init(ref_ctx *c, const fc_attention_problem *p)
     }
     for (ptrdiff_t h = 0; h < H; ++h)
         for (ptrdiff_t g = 0; g < H; ++g) {
-            c->W[h * H + g] = p->pre_mix ? ld(p->pre_mix, p->dtype, h * H + g) : (double)(h == g);
-            c->R[h * H + g] = p->post_mix ? ld(p->post_mix, p->dtype, h * H + g) : (double)(h == g);
+            c->W[h * H + g] = p->pre_mix ? fc_ref_load(p->pre_mix, p->dtype, h * H + g) : (double)(h == g);
+            c->R[h * H + g] = p->post_mix ? fc_ref_load(p->post_mix, p->dtype, h * H + g) : (double)(h == g);
         }
     return FC_OK;
 }
@@ -137,7 +125,7 @@ static void probabilities(ref_ctx *c, ptrdiff_t b)
             for (ptrdiff_t j = 0; j < S; ++j) {
                 double a = 0.0;
                 for (ptrdiff_t d = 0; d < dk; ++d)
-                    a += ld(p->q, dt, ((b * H + g) * T + i) * dk + d) * ld(p->k, dt, ((b * H + g) * S + j) * dk + d);
+                    a += fc_ref_load(p->q, dt, ((b * H + g) * T + i) * dk + d) * fc_ref_load(p->k, dt, ((b * H + g) * S + j) * dk + d);
                 c->A[(g * T + i) * S + j] = a;
             }
     for (ptrdiff_t h = 0; h < H; ++h)
@@ -149,7 +137,7 @@ static void probabilities(ref_ctx *c, ptrdiff_t b)
                 double mixed = 0.0;
                 for (ptrdiff_t g = 0; g < H; ++g) mixed += c->W[h * H + g] * c->A[(g * T + i) * S + j];
                 z[j] = p->scale * mixed;
-                if (p->mask->bias) z[j] += ld(p->mask->bias, dt, at(p, p->mask->bias_strides, b, h, i, j));
+                if (p->mask->bias) z[j] += fc_ref_load(p->mask->bias, dt, at(p, p->mask->bias_strides, b, h, i, j));
                 if (z[j] > m) m = z[j];
             }
             if (m == -INFINITY) { /* no visible key */
@@ -192,12 +180,12 @@ int fc_attention_ref(const fc_attention_problem *p, void *out, void *lse)
         mix(&c, c.R, 0, c.P, c.X); /* U */
         for (ptrdiff_t h = 0; h < H; ++h)
             for (ptrdiff_t i = 0; i < T; ++i) {
-                st(lse, dt, (b * H + h) * T + i, c.lse[h * T + i]); /* lse (B, H, T) */
+                fc_ref_store(lse, dt, (b * H + h) * T + i, c.lse[h * T + i]); /* lse (B, H, T) */
                 for (ptrdiff_t d = 0; d < dv; ++d) {
                     double o = 0.0;
                     for (ptrdiff_t j = 0; j < S; ++j)
-                        o += c.X[(h * T + i) * S + j] * ld(p->v, dt, ((b * H + h) * S + j) * dv + d);
-                    st(out, dt, ((b * H + h) * T + i) * dv + d, o); /* out (B, H, T, dv) */
+                        o += c.X[(h * T + i) * S + j] * fc_ref_load(p->v, dt, ((b * H + h) * S + j) * dv + d);
+                    fc_ref_store(out, dt, ((b * H + h) * T + i) * dv + d, o); /* out (B, H, T, dv) */
                 }
             }
     }
@@ -220,9 +208,9 @@ int fc_attention_backward_ref(const fc_attention_problem *p, const fc_attention_
     }
     if (B * H == 0) return FC_OK;
     if (T == 0 || S == 0) { /* nothing attends: zero gradients */
-        for (ptrdiff_t x = 0; gr->dq && x < B * H * T * dk; ++x) st(gr->dq, dt, x, 0.0);
-        for (ptrdiff_t x = 0; gr->dk && x < B * H * S * dk; ++x) st(gr->dk, dt, x, 0.0);
-        for (ptrdiff_t x = 0; gr->dv && x < B * H * S * dv; ++x) st(gr->dv, dt, x, 0.0);
+        for (ptrdiff_t x = 0; gr->dq && x < B * H * T * dk; ++x) fc_ref_store(gr->dq, dt, x, 0.0);
+        for (ptrdiff_t x = 0; gr->dk && x < B * H * S * dk; ++x) fc_ref_store(gr->dk, dt, x, 0.0);
+        for (ptrdiff_t x = 0; gr->dv && x < B * H * S * dv; ++x) fc_ref_store(gr->dv, dt, x, 0.0);
         return FC_OK;
     }
     if (p->q == NULL || p->k == NULL || p->v == NULL || gr->out == NULL || gr->dout == NULL || gr->lse == NULL ||
@@ -241,7 +229,7 @@ int fc_attention_backward_ref(const fc_attention_problem *p, const fc_attention_
                 for (ptrdiff_t j = 0; j < S; ++j) {
                     double u = 0.0;
                     for (ptrdiff_t d = 0; d < dv; ++d)
-                        u += ld(gr->dout, dt, ((b * H + h) * T + i) * dv + d) * ld(p->v, dt, ((b * H + h) * S + j) * dv + d);
+                        u += fc_ref_load(gr->dout, dt, ((b * H + h) * T + i) * dv + d) * fc_ref_load(p->v, dt, ((b * H + h) * S + j) * dv + d);
                     c.X[(h * T + i) * S + j] = u;
                 }
         if (p->post_mix && gr->dpost)
@@ -270,20 +258,20 @@ int fc_attention_backward_ref(const fc_attention_problem *p, const fc_attention_
             for (ptrdiff_t j = 0; j < S; ++j) {
                 for (ptrdiff_t d = 0; d < dv; ++d) { /* dv (B, H, S, dv) */
                     double sum = 0.0;
-                    for (ptrdiff_t i = 0; i < T; ++i) sum += U[(h * T + i) * S + j] * ld(gr->dout, dt, (bh * T + i) * dv + d);
-                    st(gr->dv, dt, (bh * S + j) * dv + d, sum);
+                    for (ptrdiff_t i = 0; i < T; ++i) sum += U[(h * T + i) * S + j] * fc_ref_load(gr->dout, dt, (bh * T + i) * dv + d);
+                    fc_ref_store(gr->dv, dt, (bh * S + j) * dv + d, sum);
                 }
                 for (ptrdiff_t d = 0; d < dk; ++d) { /* dk (B, H, S, dk) */
                     double sum = 0.0;
-                    for (ptrdiff_t i = 0; i < T; ++i) sum += c.X[(h * T + i) * S + j] * ld(p->q, dt, (bh * T + i) * dk + d);
-                    st(gr->dk, dt, (bh * S + j) * dk + d, p->scale * sum);
+                    for (ptrdiff_t i = 0; i < T; ++i) sum += c.X[(h * T + i) * S + j] * fc_ref_load(p->q, dt, (bh * T + i) * dk + d);
+                    fc_ref_store(gr->dk, dt, (bh * S + j) * dk + d, p->scale * sum);
                 }
             }
             for (ptrdiff_t i = 0; i < T; ++i)
                 for (ptrdiff_t d = 0; d < dk; ++d) { /* dq (B, H, T, dk) */
                     double sum = 0.0;
-                    for (ptrdiff_t j = 0; j < S; ++j) sum += c.X[(h * T + i) * S + j] * ld(p->k, dt, (bh * S + j) * dk + d);
-                    st(gr->dq, dt, (bh * T + i) * dk + d, p->scale * sum);
+                    for (ptrdiff_t j = 0; j < S; ++j) sum += c.X[(h * T + i) * S + j] * fc_ref_load(p->k, dt, (bh * S + j) * dk + d);
+                    fc_ref_store(gr->dq, dt, (bh * T + i) * dk + d, p->scale * sum);
                 }
         }
     }

@@ -18,21 +18,7 @@
 #include <stdlib.h>
 
 #include "attention/softmax_internal.h"
-
-static double ld(const void *a, fc_dtype t, ptrdiff_t i)
-{
-    return t == FC_FLOAT32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
-}
-
-static void st(void *a, fc_dtype t, ptrdiff_t i, double v)
-{
-    if (t == FC_FLOAT32)
-        ((float *)a)[i] = (float)v;
-    else
-        ((double *)a)[i] = v;
-}
-
-static int bad_dtype(fc_dtype t) { return t != FC_FLOAT32 && t != FC_FLOAT64; }
+#include "core/fc_reference.h"
 
 /* The log-sum-exp of the kept entries of x[0..n), and their softmax into y (when not NULL). */
 static double slice(const double *x, const unsigned char *keep, ptrdiff_t n, double *y)
@@ -82,11 +68,11 @@ static int softmax_ref(const fc_softmax_problem *p, void *sm, void *lse)
                 const uint8_t *mk = p->mask;
                 keep[i] = mk == NULL
                        || mk[p->mask_offsets[o] + i * p->mask_stride_n + c * p->mask_stride_inner] != 0;
-                x[i] = ld(p->x, dt, (o * n + i) * inner + c);
+                x[i] = fc_ref_load(p->x, dt, (o * n + i) * inner + c);
             }
             double l = slice(x, keep, n, sm != NULL ? y : NULL);
-            if (lse != NULL) st(lse, dt, o * inner + c, l); /* (outer, inner) */
-            for (ptrdiff_t i = 0; sm != NULL && i < n; ++i) st(sm, dt, (o * n + i) * inner + c, y[i]);
+            if (lse != NULL) fc_ref_store(lse, dt, o * inner + c, l); /* (outer, inner) */
+            for (ptrdiff_t i = 0; sm != NULL && i < n; ++i) fc_ref_store(sm, dt, (o * n + i) * inner + c, y[i]);
         }
     free(x); free(y); free(keep);
     return FC_OK;
@@ -94,14 +80,14 @@ static int softmax_ref(const fc_softmax_problem *p, void *sm, void *lse)
 
 int fc_softmax_ref(const fc_softmax_problem *p, void *out)
 {
-    if (p == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     if (out == NULL) return p->outer > 0 && p->n > 0 && p->inner > 0 ? FC_BAD_ARGUMENT : FC_OK;
     return softmax_ref(p, out, NULL);
 }
 
 int fc_logsumexp_ref(const fc_softmax_problem *p, void *out)
 {
-    if (p == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     if (out == NULL) return p->outer > 0 && p->inner > 0 ? FC_BAD_ARGUMENT : FC_OK;
     return softmax_ref(p, NULL, out);
 }

@@ -44,23 +44,9 @@
 #include <string.h>
 
 #include "crf/crf_internal.h"
+#include "core/fc_reference.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static double ld(const void *a, fc_dtype t, ptrdiff_t i)
-{
-    return t == FC_FLOAT32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
-}
-
-static void st(void *a, fc_dtype t, ptrdiff_t i, double v)
-{
-    if (t == FC_FLOAT32)
-        ((float *)a)[i] = (float)v;
-    else
-        ((double *)a)[i] = v;
-}
-
-static int bad_dtype(fc_dtype t) { return t != FC_FLOAT32 && t != FC_FLOAT64; }
 
 /* log sum_i exp v[i]; -inf when every v[i] is -inf (or n = 0) */
 static double lse(const double *v, ptrdiff_t n)
@@ -110,10 +96,10 @@ static int ctx_init(ref_ctx *c, const fc_crf_problem *p)
         ctx_free(c);
         return FC_OUT_OF_MEMORY;
     }
-    for (ptrdiff_t i = 0; i < K * K; ++i) c->G[i] = ld(p->trans, p->dtype, i);
+    for (ptrdiff_t i = 0; i < K * K; ++i) c->G[i] = fc_ref_load(p->trans, p->dtype, i);
     for (ptrdiff_t j = 0; j < K; ++j) {
-        c->s[j] = p->start ? ld(p->start, p->dtype, j) : 0.0;
-        c->f[j] = p->end ? ld(p->end, p->dtype, j) : 0.0;
+        c->s[j] = p->start ? fc_ref_load(p->start, p->dtype, j) : 0.0;
+        c->f[j] = p->end ? fc_ref_load(p->end, p->dtype, j) : 0.0;
     }
     return FC_OK;
 }
@@ -128,7 +114,7 @@ static ptrdiff_t ctx_seq(ref_ctx *c, ptrdiff_t b, const void *em)
     for (ptrdiff_t t = 0; t < T; ++t)
         if (p->mask == NULL || p->mask[b * T + t]) c->pos[n++] = t;
     for (ptrdiff_t k = 0; k < n; ++k) {
-        for (ptrdiff_t j = 0; j < K; ++j) c->e[k * K + j] = ld(em, p->dtype, (b * T + c->pos[k]) * K + j);
+        for (ptrdiff_t j = 0; j < K; ++j) c->e[k * K + j] = fc_ref_load(em, p->dtype, (b * T + c->pos[k]) * K + j);
         if (p->tags) c->y[k] = p->tags[b * T + c->pos[k]];
     }
     return n;
@@ -183,7 +169,7 @@ static void crf_beta(ref_ctx *c, ptrdiff_t n)
 
 int fc_crf_forward_ref(const fc_crf_problem *p, double *logz, double *score)
 {
-    if (p == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     if (p->B < 0 || p->T < 0 || p->K < 1 || p->n_threads < 1) return FC_BAD_ARGUMENT;
     if (p->B == 0) return FC_OK;
     if (p->em == NULL || p->trans == NULL || logz == NULL || (score != NULL && p->tags == NULL))
@@ -201,7 +187,7 @@ int fc_crf_forward_ref(const fc_crf_problem *p, double *logz, double *score)
 
 int fc_crf_fb_ref(const fc_crf_problem *p, const fc_crf_fb_out *out)
 {
-    if (p == NULL || out == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || out == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t B = p->B, T = p->T, K = p->K;
     const fc_dtype dt = p->dtype;
     if (B < 0 || T < 0 || K < 1 || p->n_threads < 1) return FC_BAD_ARGUMENT;
@@ -225,17 +211,17 @@ int fc_crf_fb_ref(const fc_crf_problem *p, const fc_crf_fb_out *out)
         if (out->score) out->score[b] = crf_score(&c, n, p->tags + b * T);
         /* every row 0 first: masked positions (and the first kept one of pair) stay 0 */
         for (ptrdiff_t i = 0; i < T * K; ++i) {
-            if (out->node) st(out->node, dt, b * T * K + i, 0.0);
-            if (out->g_em) st(out->g_em, dt, b * T * K + i, 0.0);
+            if (out->node) fc_ref_store(out->node, dt, b * T * K + i, 0.0);
+            if (out->g_em) fc_ref_store(out->g_em, dt, b * T * K + i, 0.0);
         }
         if (out->pair)
-            for (ptrdiff_t i = 0; i < T * K * K; ++i) st(out->pair, dt, b * T * K * K + i, 0.0);
+            for (ptrdiff_t i = 0; i < T * K * K; ++i) fc_ref_store(out->pair, dt, b * T * K * K + i, 0.0);
         for (ptrdiff_t k = 0; k < n; ++k) {
             const ptrdiff_t t = c.pos[k];
             for (ptrdiff_t j = 0; j < K; ++j) {
                 double q = any ? exp(c.A[k * K + j] + c.Bt[k * K + j] - z) : 0.0;
-                if (out->node) st(out->node, dt, (b * T + t) * K + j, q);  /* node (B, T, K) */
-                if (out->g_em) st(out->g_em, dt, (b * T + t) * K + j, w * (q - (c.y[k] == j)));
+                if (out->node) fc_ref_store(out->node, dt, (b * T + t) * K + j, q);  /* node (B, T, K) */
+                if (out->g_em) fc_ref_store(out->g_em, dt, (b * T + t) * K + j, w * (q - (c.y[k] == j)));
                 if (k == 0) gs[j] += w * q;
                 if (k == n - 1) gf[j] += w * q;
             }
@@ -245,7 +231,7 @@ int fc_crf_fb_ref(const fc_crf_problem *p, const fc_crf_fb_out *out)
                     double q = any ? exp(c.A[(k - 1) * K + i] + c.G[i * K + j] + c.e[k * K + j]
                                          + c.Bt[k * K + j] - z)
                                    : 0.0;
-                    if (out->pair) st(out->pair, dt, ((b * T + t) * K + i) * K + j, q); /* (B, T, K, K) */
+                    if (out->pair) fc_ref_store(out->pair, dt, ((b * T + t) * K + i) * K + j, q); /* (B, T, K, K) */
                     gG[i * K + j] += w * q;
                 }
         }
@@ -255,10 +241,10 @@ int fc_crf_fb_ref(const fc_crf_problem *p, const fc_crf_fb_out *out)
             for (ptrdiff_t k = 1; k < n; ++k) gG[c.y[k - 1] * K + c.y[k]] -= w;
         }
     }
-    for (ptrdiff_t i = 0; out->g_trans && i < K * K; ++i) st(out->g_trans, dt, i, gG[i]); /* (K, K) */
+    for (ptrdiff_t i = 0; out->g_trans && i < K * K; ++i) fc_ref_store(out->g_trans, dt, i, gG[i]); /* (K, K) */
     for (ptrdiff_t j = 0; j < K; ++j) {
-        if (out->g_start) st(out->g_start, dt, j, gs[j]); /* (K,) */
-        if (out->g_end) st(out->g_end, dt, j, gf[j]);     /* (K,) */
+        if (out->g_start) fc_ref_store(out->g_start, dt, j, gs[j]); /* (K,) */
+        if (out->g_end) fc_ref_store(out->g_end, dt, j, gf[j]);     /* (K,) */
     }
     free(gG);
     ctx_free(&c);
@@ -285,7 +271,7 @@ static int vit_cmp(const void *a_, const void *b_)
 
 int fc_crf_viterbi_ref(const fc_crf_problem *p, ptrdiff_t top_k, int64_t *paths, double *scores)
 {
-    if (p == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t B = p->B, T = p->T, K = p->K, T1 = T > 0 ? T : 1;
     if (B < 0 || T < 0 || K < 1 || top_k < 1 || p->n_threads < 1) return FC_BAD_ARGUMENT;
     if (B == 0) return FC_OK;
@@ -389,7 +375,7 @@ static double memm_dir(ref_ctx *c, ptrdiff_t n, int rev, double coef, double *ge
 int fc_memm_nll_ref(const fc_crf_problem *p, int bidir, const double *weight, double *ll, void *g_em,
                     void *g_trans)
 {
-    if (p == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t B = p->B, T = p->T, K = p->K, T1 = T > 0 ? T : 1;
     const fc_dtype dt = p->dtype;
     if (B < 0 || T < 0 || K < 1 || p->n_threads < 1) return FC_BAD_ARGUMENT;
@@ -410,12 +396,12 @@ int fc_memm_nll_ref(const fc_crf_problem *p, int bidir, const double *weight, do
         if (bidir && n > 0) l = 0.5 * (l + memm_dir(&c, n, 1, coef, geb, gG));
         ll[b] = l; /* ll (B,) */
         if (g_em == NULL) continue;
-        for (ptrdiff_t i = 0; i < T * K; ++i) st(g_em, dt, b * T * K + i, 0.0); /* masked rows: 0 */
+        for (ptrdiff_t i = 0; i < T * K; ++i) fc_ref_store(g_em, dt, b * T * K + i, 0.0); /* masked rows: 0 */
         for (ptrdiff_t k = 0; k < n; ++k)
-            for (ptrdiff_t j = 0; j < K; ++j) st(g_em, dt, (b * T + c.pos[k]) * K + j, ge[k * K + j]);
+            for (ptrdiff_t j = 0; j < K; ++j) fc_ref_store(g_em, dt, (b * T + c.pos[k]) * K + j, ge[k * K + j]);
     }
     if (g_trans)
-        for (ptrdiff_t i = 0; i < K * K; ++i) st(g_trans, dt, i, gG[i]); /* g_trans (K, K) */
+        for (ptrdiff_t i = 0; i < K * K; ++i) fc_ref_store(g_trans, dt, i, gG[i]); /* g_trans (K, K) */
     free(ge); free(gG);
     ctx_free(&c);
     return FC_OK;
@@ -423,7 +409,7 @@ int fc_memm_nll_ref(const fc_crf_problem *p, int bidir, const double *weight, do
 
 int fc_memm_potentials_ref(const fc_crf_problem *p, double wf, double wb, void *out)
 {
-    if (p == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t B = p->B, T = p->T, K = p->K;
     const fc_dtype dt = p->dtype;
     if (B < 0 || T < 0 || K < 1 || p->n_threads < 1) return FC_BAD_ARGUMENT;
@@ -456,9 +442,9 @@ int fc_memm_potentials_ref(const fc_crf_problem *p, double wf, double wb, void *
                     uk[y] = l == -INFINITY ? -INFINITY : uk[y] - wb * l;
                 }
         }
-        for (ptrdiff_t i = 0; i < T * K; ++i) st(out, dt, b * T * K + i, 0.0); /* masked rows: 0 */
+        for (ptrdiff_t i = 0; i < T * K; ++i) fc_ref_store(out, dt, b * T * K + i, 0.0); /* masked rows: 0 */
         for (ptrdiff_t k = 0; k < n; ++k)
-            for (ptrdiff_t y = 0; y < K; ++y) st(out, dt, (b * T + c.pos[k]) * K + y, u[k * K + y]);
+            for (ptrdiff_t y = 0; y < K; ++y) fc_ref_store(out, dt, (b * T + c.pos[k]) * K + y, u[k * K + y]);
     }
     ctx_free(&c);
     return FC_OK;
@@ -468,18 +454,18 @@ int fc_memm_potentials_ref(const fc_crf_problem *p, double wf, double wb, void *
 
 int fc_crf_check_ref(const fc_crf_problem *p)
 {
-    if (p == NULL || bad_dtype(p->dtype)) return -1;
+    if (p == NULL || fc_ref_bad_dtype(p->dtype)) return -1;
     const ptrdiff_t B = p->B, T = p->T, K = p->K;
     const fc_dtype dt = p->dtype;
     if (B < 0 || T < 0 || K < 0 || p->n_threads < 1) return -1;
     int bad = 0;
     for (ptrdiff_t i = 0; p->em && i < B * T * K; ++i)
-        if (!isfinite(ld(p->em, dt, i))) bad |= 1;        /* em: NaN or +-inf */
+        if (!isfinite(fc_ref_load(p->em, dt, i))) bad |= 1;        /* em: NaN or +-inf */
     const void *tabs[3] = {p->trans, p->start, p->end};
     const ptrdiff_t sizes[3] = {K * K, K, K};
     for (int a = 0; a < 3; ++a)
         for (ptrdiff_t i = 0; tabs[a] && i < sizes[a]; ++i) {
-            double x = ld(tabs[a], dt, i);
+            double x = fc_ref_load(tabs[a], dt, i);
             if (isnan(x) || x == INFINITY) bad |= 2;       /* tables: NaN or +inf (-inf allowed) */
         }
     for (ptrdiff_t i = 0; p->tags && i < B * T; ++i)

@@ -36,23 +36,9 @@
 #include <stddef.h>
 
 #include "optim/optim_internal.h"
+#include "core/fc_reference.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static double ld(const void *a, fc_dtype t, ptrdiff_t i)
-{
-    return t == FC_FLOAT32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
-}
-
-static void st(void *a, fc_dtype t, ptrdiff_t i, double v)
-{
-    if (t == FC_FLOAT32)
-        ((float *)a)[i] = (float)v;
-    else
-        ((double *)a)[i] = v;
-}
-
-static int bad_dtype(fc_dtype t) { return t != FC_FLOAT32 && t != FC_FLOAT64; }
 
 static double sign(double v) { return (double)((v > 0.0) - (v < 0.0)); }
 
@@ -69,7 +55,7 @@ static int bad_table(ptrdiff_t n, const ptrdiff_t *sizes, const void *const *ptr
 /* What every reduction checks: a request of a known dtype, threads, arrays. */
 static int bad_arrays(const fc_arrays *a)
 {
-    return a == NULL || bad_dtype(a->dtype) || a->n_threads < 1 || (a->n_arrays > 0 && a->x == NULL) ||
+    return a == NULL || fc_ref_bad_dtype(a->dtype) || a->n_threads < 1 || (a->n_arrays > 0 && a->x == NULL) ||
            bad_table(a->n_arrays, a->sizes, a->x);
 }
 
@@ -79,7 +65,7 @@ static double max_abs(const fc_arrays *a, ptrdiff_t k0, ptrdiff_t k1)
     double m = 0.0;
     for (ptrdiff_t k = k0; k < k1; ++k)
         for (ptrdiff_t i = 0; i < a->sizes[k]; ++i) {
-            double v = fabs(ld(a->x[k], a->dtype, i));
+            double v = fabs(fc_ref_load(a->x[k], a->dtype, i));
             if (isnan(v)) return v;
             if (v > m) m = v;
         }
@@ -93,7 +79,7 @@ static double p_norm(const fc_arrays *a, ptrdiff_t k0, ptrdiff_t k1, double p)
     if (isinf(p) || m == 0.0 || !isfinite(m)) return m;
     double s = 0.0;
     for (ptrdiff_t k = k0; k < k1; ++k)
-        for (ptrdiff_t i = 0; i < a->sizes[k]; ++i) s += pow(fabs(ld(a->x[k], a->dtype, i)) / m, p);
+        for (ptrdiff_t i = 0; i < a->sizes[k]; ++i) s += pow(fabs(fc_ref_load(a->x[k], a->dtype, i)) / m, p);
     return m * pow(s, 1.0 / p);
 }
 
@@ -111,7 +97,7 @@ int fc_reduce_ref(const fc_arrays *a, int kind, double p, double scale, double *
         }
         double r = 0.0;
         for (ptrdiff_t i = 0; i < a->sizes[k]; ++i) {
-            double v = fabs(scale * ld(a->x[k], a->dtype, i));
+            double v = fabs(scale * fc_ref_load(a->x[k], a->dtype, i));
             r += kind == FC_RED_SUMSQ ? v * v : kind == FC_RED_SUMABS ? v : pow(v, p);
         }
         out[k] = r; /* out (n_arrays,) */
@@ -133,7 +119,7 @@ int fc_array_norms_ref(const fc_arrays *a, double *l2, double *l1)
         l2[k] = p_norm(a, k, k + 1, 2.0); /* l2 (n_arrays,) */
         if (l1 == NULL) continue;
         double s = 0.0;
-        for (ptrdiff_t i = 0; i < a->sizes[k]; ++i) s += fabs(ld(a->x[k], a->dtype, i));
+        for (ptrdiff_t i = 0; i < a->sizes[k]; ++i) s += fabs(fc_ref_load(a->x[k], a->dtype, i));
         l1[k] = s; /* l1 (n_arrays,) */
     }
     return FC_OK;
@@ -143,7 +129,7 @@ int fc_array_norms_ref(const fc_arrays *a, double *l2, double *l1)
 
 int fc_sgd_step_ref(const fc_sgd_request *r)
 {
-    if (r == NULL || bad_dtype(r->dtype) || r->n_threads < 1) return FC_BAD_ARGUMENT;
+    if (r == NULL || fc_ref_bad_dtype(r->dtype) || r->n_threads < 1) return FC_BAD_ARGUMENT;
     const ptrdiff_t n = r->n_arrays;
     const fc_dtype dt = r->dtype;
     if (n > 0 && (r->p == NULL || r->g == NULL)) return FC_BAD_ARGUMENT;
@@ -153,16 +139,16 @@ int fc_sgd_step_ref(const fc_sgd_request *r)
     for (ptrdiff_t k = 0; k < n; ++k) {
         const double cp = r->c_p ? r->c_p[k] : 0.0, cs = r->c_s ? r->c_s[k] : 0.0;
         for (ptrdiff_t i = 0; i < r->sizes[k]; ++i) {
-            double p = ld(r->p[k], dt, i);
-            const double d = r->scale * ld(r->g[k], dt, i) + cp * p + cs * sign(p);
+            double p = fc_ref_load(r->p[k], dt, i);
+            const double d = r->scale * fc_ref_load(r->g[k], dt, i) + cp * p + cs * sign(p);
             p = r->decay * p;
             double u = d;
             if (r->buf != NULL) {
-                const double b = r->buf_keep * ld(r->buf[k], dt, i) + r->buf_new * d;
-                st(r->buf[k], dt, i, b); /* buf[k] (sizes[k],) */
+                const double b = r->buf_keep * fc_ref_load(r->buf[k], dt, i) + r->buf_new * d;
+                fc_ref_store(r->buf[k], dt, i, b); /* buf[k] (sizes[k],) */
                 u = r->nesterov ? d + r->momentum * b : b;
             }
-            st(r->p[k], dt, i, p - r->lr * u); /* p[k] (sizes[k],) */
+            fc_ref_store(r->p[k], dt, i, p - r->lr * u); /* p[k] (sizes[k],) */
         }
     }
     return FC_OK;
@@ -170,7 +156,7 @@ int fc_sgd_step_ref(const fc_sgd_request *r)
 
 int fc_adam_step_ref(const fc_adam_request *r)
 {
-    if (r == NULL || bad_dtype(r->dtype) || r->n_threads < 1) return FC_BAD_ARGUMENT;
+    if (r == NULL || fc_ref_bad_dtype(r->dtype) || r->n_threads < 1) return FC_BAD_ARGUMENT;
     const ptrdiff_t n = r->n_arrays;
     const fc_dtype dt = r->dtype;
     if (n > 0 && (r->p == NULL || r->g == NULL || r->m == NULL || r->v == NULL)) return FC_BAD_ARGUMENT;
@@ -182,21 +168,21 @@ int fc_adam_step_ref(const fc_adam_request *r)
     for (ptrdiff_t k = 0; k < n; ++k) {
         const double cp = r->c_p ? r->c_p[k] : 0.0, cs = r->c_s ? r->c_s[k] : 0.0;
         for (ptrdiff_t i = 0; i < r->sizes[k]; ++i) {
-            double p = ld(r->p[k], dt, i);
-            const double d = r->scale * ld(r->g[k], dt, i) + cp * p + cs * sign(p);
+            double p = fc_ref_load(r->p[k], dt, i);
+            const double d = r->scale * fc_ref_load(r->g[k], dt, i) + cp * p + cs * sign(p);
             p = r->decay * p;
-            const double m0 = ld(r->m[k], dt, i), v0 = ld(r->v[k], dt, i);
+            const double m0 = fc_ref_load(r->m[k], dt, i), v0 = fc_ref_load(r->v[k], dt, i);
             const double m = m0 + (1.0 - r->beta1) * (d - m0);
             const double v = r->beta2 * v0 + (1.0 - r->beta2) * d * d;
-            st(r->m[k], dt, i, m); /* m[k], v[k] (sizes[k],) */
-            st(r->v[k], dt, i, v);
+            fc_ref_store(r->m[k], dt, i, m); /* m[k], v[k] (sizes[k],) */
+            fc_ref_store(r->v[k], dt, i, v);
             double vhat = v;
             if (r->vmax != NULL) {
-                const double old = ld(r->vmax[k], dt, i);
+                const double old = fc_ref_load(r->vmax[k], dt, i);
                 vhat = v > old ? v : old;
-                st(r->vmax[k], dt, i, vhat); /* vmax[k] (sizes[k],) */
+                fc_ref_store(r->vmax[k], dt, i, vhat); /* vmax[k] (sizes[k],) */
             }
-            st(r->p[k], dt, i, p - r->step_size * m / (sqrt(vhat) / r->bc2_sqrt + r->eps));
+            fc_ref_store(r->p[k], dt, i, p - r->step_size * m / (sqrt(vhat) / r->bc2_sqrt + r->eps));
         }
     }
     return FC_OK;
@@ -206,7 +192,7 @@ int fc_adam_step_ref(const fc_adam_request *r)
 
 int fc_bn_forward_ref(const fc_bn_problem *pr, void *y)
 {
-    if (pr == NULL || bad_dtype(pr->dtype)) return FC_BAD_ARGUMENT;
+    if (pr == NULL || fc_ref_bad_dtype(pr->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t N = pr->N, C = pr->C, L = pr->L, M = N * L;
     const fc_dtype dt = pr->dtype;
     const double mom = pr->momentum, eps = pr->eps;
@@ -221,29 +207,29 @@ int fc_bn_forward_ref(const fc_bn_problem *pr, void *y)
         if (pr->training) {
             double s = 0.0, ss = 0.0;
             for (ptrdiff_t n = 0; n < N; ++n)
-                for (ptrdiff_t l = 0; l < L; ++l) s += ld(pr->x, dt, (n * C + c) * L + l);
+                for (ptrdiff_t l = 0; l < L; ++l) s += fc_ref_load(pr->x, dt, (n * C + c) * L + l);
             mean = s / (double)M;
             for (ptrdiff_t n = 0; n < N; ++n)
                 for (ptrdiff_t l = 0; l < L; ++l) {
-                    const double e = ld(pr->x, dt, (n * C + c) * L + l) - mean;
+                    const double e = fc_ref_load(pr->x, dt, (n * C + c) * L + l) - mean;
                     ss += e * e;
                 }
             invstd = 1.0 / sqrt(ss / (double)M + eps);
             if (pr->running_mean != NULL) /* running_mean, running_var (C,) */
-                st(pr->running_mean, dt, c, (1.0 - mom) * ld(pr->running_mean, dt, c) + mom * mean);
+                fc_ref_store(pr->running_mean, dt, c, (1.0 - mom) * fc_ref_load(pr->running_mean, dt, c) + mom * mean);
             if (pr->running_var != NULL)
-                st(pr->running_var, dt, c, (1.0 - mom) * ld(pr->running_var, dt, c) + mom * (ss / (double)(M - 1)));
+                fc_ref_store(pr->running_var, dt, c, (1.0 - mom) * fc_ref_load(pr->running_var, dt, c) + mom * (ss / (double)(M - 1)));
         } else {
-            mean = ld(pr->running_mean, dt, c);
-            invstd = 1.0 / sqrt(ld(pr->running_var, dt, c) + eps);
+            mean = fc_ref_load(pr->running_mean, dt, c);
+            invstd = 1.0 / sqrt(fc_ref_load(pr->running_var, dt, c) + eps);
         }
-        st(pr->save_mean, dt, c, mean); /* save_mean, save_invstd (C,) */
-        st(pr->save_invstd, dt, c, invstd);
-        const double g = pr->gamma ? ld(pr->gamma, dt, c) : 1.0, b = pr->beta ? ld(pr->beta, dt, c) : 0.0;
+        fc_ref_store(pr->save_mean, dt, c, mean); /* save_mean, save_invstd (C,) */
+        fc_ref_store(pr->save_invstd, dt, c, invstd);
+        const double g = pr->gamma ? fc_ref_load(pr->gamma, dt, c) : 1.0, b = pr->beta ? fc_ref_load(pr->beta, dt, c) : 0.0;
         for (ptrdiff_t n = 0; n < N; ++n)
             for (ptrdiff_t l = 0; l < L; ++l) {
                 const ptrdiff_t i = (n * C + c) * L + l;
-                st(y, dt, i, (ld(pr->x, dt, i) - mean) * invstd * g + b); /* y (N, C, L) */
+                fc_ref_store(y, dt, i, (fc_ref_load(pr->x, dt, i) - mean) * invstd * g + b); /* y (N, C, L) */
             }
     }
     return FC_OK;
@@ -251,7 +237,7 @@ int fc_bn_forward_ref(const fc_bn_problem *pr, void *y)
 
 int fc_bn_backward_ref(const fc_bn_problem *pr, const void *dy, void *dx, void *dgamma, void *dbeta)
 {
-    if (pr == NULL || bad_dtype(pr->dtype)) return FC_BAD_ARGUMENT;
+    if (pr == NULL || fc_ref_bad_dtype(pr->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t N = pr->N, C = pr->C, L = pr->L, M = N * L;
     const fc_dtype dt = pr->dtype;
     if (N < 0 || C < 0 || L < 0 || pr->n_threads < 1) return FC_BAD_ARGUMENT;
@@ -259,24 +245,24 @@ int fc_bn_backward_ref(const fc_bn_problem *pr, const void *dy, void *dx, void *
     if (pr->save_mean == NULL || pr->save_invstd == NULL) return FC_BAD_ARGUMENT;
     if (M > 0 && (pr->x == NULL || dy == NULL || dx == NULL)) return FC_BAD_ARGUMENT;
     for (ptrdiff_t c = 0; c < C; ++c) {
-        const double mean = ld(pr->save_mean, dt, c), invstd = ld(pr->save_invstd, dt, c);
-        const double g = pr->gamma ? ld(pr->gamma, dt, c) : 1.0;
+        const double mean = fc_ref_load(pr->save_mean, dt, c), invstd = fc_ref_load(pr->save_invstd, dt, c);
+        const double g = pr->gamma ? fc_ref_load(pr->gamma, dt, c) : 1.0;
         double sdy = 0.0, sdyxhat = 0.0;
         for (ptrdiff_t n = 0; n < N; ++n)
             for (ptrdiff_t l = 0; l < L; ++l) {
                 const ptrdiff_t i = (n * C + c) * L + l;
-                sdy += ld(dy, dt, i);
-                sdyxhat += ld(dy, dt, i) * (ld(pr->x, dt, i) - mean) * invstd;
+                sdy += fc_ref_load(dy, dt, i);
+                sdyxhat += fc_ref_load(dy, dt, i) * (fc_ref_load(pr->x, dt, i) - mean) * invstd;
             }
-        if (dgamma != NULL) st(dgamma, dt, c, sdyxhat); /* dgamma, dbeta (C,) */
-        if (dbeta != NULL) st(dbeta, dt, c, sdy);
+        if (dgamma != NULL) fc_ref_store(dgamma, dt, c, sdyxhat); /* dgamma, dbeta (C,) */
+        if (dbeta != NULL) fc_ref_store(dbeta, dt, c, sdy);
         for (ptrdiff_t n = 0; n < N; ++n)
             for (ptrdiff_t l = 0; l < L; ++l) {
                 const ptrdiff_t i = (n * C + c) * L + l;
-                const double xhat = (ld(pr->x, dt, i) - mean) * invstd, d = ld(dy, dt, i);
+                const double xhat = (fc_ref_load(pr->x, dt, i) - mean) * invstd, d = fc_ref_load(dy, dt, i);
                 const double v = pr->training ? g * invstd * (d - sdy / (double)M - xhat * sdyxhat / (double)M)
                                               : g * invstd * d;
-                st(dx, dt, i, v); /* dx (N, C, L) */
+                fc_ref_store(dx, dt, i, v); /* dx (N, C, L) */
             }
     }
     return FC_OK;

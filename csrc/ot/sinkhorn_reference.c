@@ -50,23 +50,9 @@
 #include <string.h>
 
 #include "ot/sinkhorn_internal.h"
+#include "core/fc_reference.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static double ld(const void *a, fc_dtype t, ptrdiff_t i)
-{
-    return t == FC_FLOAT32 ? (double)((const float *)a)[i] : ((const double *)a)[i];
-}
-
-static void st(void *a, fc_dtype t, ptrdiff_t i, double v)
-{
-    if (t == FC_FLOAT32)
-        ((float *)a)[i] = (float)v;
-    else
-        ((double *)a)[i] = v;
-}
-
-static int bad_dtype(fc_dtype t) { return t != FC_FLOAT32 && t != FC_FLOAT64; }
 
 static int bad_reg(double reg) { return !(reg > 0.0) || reg == INFINITY; }
 
@@ -85,7 +71,7 @@ static double lse(const double *v, ptrdiff_t n)
 static double *load_costs(const fc_sinkhorn_problem *p)
 {
     double *M = malloc(sizeof(double) * (size_t)(p->n * p->m));
-    for (ptrdiff_t i = 0; M && i < p->n * p->m; ++i) M[i] = ld(p->M, p->dtype, i);
+    for (ptrdiff_t i = 0; M && i < p->n * p->m; ++i) M[i] = fc_ref_load(p->M, p->dtype, i);
     return M;
 }
 
@@ -134,7 +120,7 @@ static void next_reg(ptrdiff_t n, ptrdiff_t m, double r, double *alpha, double *
 
 int fc_sinkhorn_log_ref(const fc_sinkhorn_problem *p, const fc_sinkhorn_state *s)
 {
-    if (p == NULL || s == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || s == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t n = p->n, m = p->m, k = p->k, n_regs = p->n_regs;
     if (n < 1 || m < 1 || k < 1 || n_regs < 1 || p->max_inner < (n_regs > 1) || p->max_iter < 0 || p->n_threads < 1)
         return FC_BAD_ARGUMENT;
@@ -215,7 +201,7 @@ static void col_sums(const double *K, ptrdiff_t n, ptrdiff_t m, const double *u,
 int fc_sinkhorn_knopp_ref(const fc_sinkhorn_problem *p, const fc_sinkhorn_state *s,
                           const fc_sinkhorn_plan_out *out)
 {
-    if (p == NULL || s == NULL || out == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || s == NULL || out == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t n = p->n, m = p->m, k = p->k, max_iter = p->max_iter;
     const fc_dtype dt = p->dtype;
     const double reg = p->reg;
@@ -285,7 +271,7 @@ int fc_sinkhorn_knopp_ref(const fc_sinkhorn_problem *p, const fc_sinkhorn_state 
         for (ptrdiff_t i = 0; i < n; ++i)
             for (ptrdiff_t j = 0; j < m; ++j) {
                 const double P = u[i] * K[i * m + j] * v[j];
-                if (out->plan) st(out->plan, dt, i * m + j, P); /* plan (n, m), k == 1 */
+                if (out->plan) fc_ref_store(out->plan, dt, i * m + j, P); /* plan (n, m), k == 1 */
                 cost += P * M[i * m + j];
                 if (P > 0.0) plogp += P * (log(u[i]) + log(v[j]) - M[i * m + j] / reg);
             }
@@ -301,7 +287,7 @@ int fc_sinkhorn_knopp_ref(const fc_sinkhorn_problem *p, const fc_sinkhorn_state 
 int fc_sinkhorn_plan_ref(const fc_sinkhorn_problem *p, double inv_reg, const fc_sinkhorn_state *s,
                          const fc_sinkhorn_plan_out *out)
 {
-    if (p == NULL || s == NULL || out == NULL || bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
+    if (p == NULL || s == NULL || out == NULL || fc_ref_bad_dtype(p->dtype)) return FC_BAD_ARGUMENT;
     const ptrdiff_t n = p->n, m = p->m, k = p->k;
     const fc_dtype dt = p->dtype;
     if (n < 1 || m < 1 || k < 1 || p->n_threads < 1) return FC_BAD_ARGUMENT;
@@ -326,7 +312,7 @@ int fc_sinkhorn_plan_ref(const fc_sinkhorn_problem *p, double inv_reg, const fc_
             if (a_i > 0.0 && !kept) e2 += a_i * a_i; /* a row the columns cannot take */
             for (ptrdiff_t j = 0; j < m; ++j) {
                 const double P = kept ? a_i * exp(x[j] - L) : 0.0;
-                if (out->plan) st(out->plan, dt, i * m + j, P); /* plan (n, m), k == 1 */
+                if (out->plan) fc_ref_store(out->plan, dt, i * m + j, P); /* plan (n, m), k == 1 */
                 c[j] += P;
                 cost += P * M[i * m + j];
                 if (P > 0.0) plogp += P * (alpha[i] + x[j]);
